@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Configuring and building the kernel and the upstream hmm-tests.
+//!
+//! Builds are out of tree (`O=`) in the cache, one folder per flavour, so
+//! resetting the source tree never throws a build away.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::bail;
+use crate::util::{cache_dir, jobs, run_logged, write_if_changed, Context, Result};
+
+/// A kernel configuration: the fragments merged over `tinyconfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// DEBUG_VM and lockdep: what the tests run on.
+    Test,
+    /// No debug options: what benchmarks run on.
+    Bench,
+}
+
+impl Flavour {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Test => "test",
+            Flavour::Bench => "bench",
+        }
+    }
+
+    /// Fragment files, in merge order, relative to the repository.
+    fn fragments(self) -> Vec<&'static str> {
+        vec![
+            "xtask/config/base.config",
+            match self {
+                Flavour::Test => "xtask/config/test.config",
+                Flavour::Bench => "xtask/config/bench.config",
+            },
+            "kunit/.kunitconfig",
+        ]
+    }
+}
+
+/// The build output folder of a flavour.
+pub fn build_dir(flavour: Flavour) -> PathBuf {
+    cache_dir().join("build").join(flavour.name())
+}
+
+fn make(tree: &Path, out: &Path) -> Command {
+    let mut c = Command::new("make");
+    c.current_dir(tree).arg(format!("O={}", out.display())).arg("LLVM=-19");
+    if let Some(src) = crate::setup::rust_lib_src() {
+        c.arg(format!("RUST_LIB_SRC={}", src.display()));
+    }
+    c
+}
+
+/// Writes `.config` for the flavour when the fragments changed, and checks
+/// every option the fragments ask for is in the result.
+pub fn configure(tree: &Path, repo: &Path, flavour: Flavour) -> Result<PathBuf> {
+    let out = build_dir(flavour);
+    std::fs::create_dir_all(&out)?;
+    let mut merged = String::new();
+    for f in flavour.fragments() {
+        let path = repo.join(f);
+        let text = std::fs::read_to_string(&path).context(|| format!("cannot read {}", path.display()))?;
+        merged.push_str(&format!("# from {f}\n{text}\n"));
+    }
+    let frag = out.join("folio-migrate.config");
+    let changed = write_if_changed(&frag, merged.as_bytes())?;
+    let config = out.join(".config");
+    if changed || !config.exists() {
+        let log = out.join("config.log");
+        run_logged(make(tree, &out).arg("tinyconfig"), &log, "tinyconfig", Duration::from_secs(30))?;
+        run_logged(
+            Command::new(tree.join("scripts/kconfig/merge_config.sh"))
+                .current_dir(tree)
+                .args(["-m", "-O"])
+                .arg(&out)
+                .arg(&config)
+                .arg(&frag),
+            &log,
+            "merge_config",
+            Duration::from_secs(30),
+        )?;
+        run_logged(make(tree, &out).arg("olddefconfig"), &log, "olddefconfig", Duration::from_secs(30))?;
+    }
+    let have = std::fs::read_to_string(&config)?;
+    let missing = missing_options(&merged, &have);
+    if !missing.is_empty() {
+        let _ = std::fs::remove_file(&config);
+        bail!(
+            "the {} config lacks options its fragments ask for (a dependency is missing?): {}",
+            flavour.name(),
+            missing.join(", ")
+        );
+    }
+    Ok(out)
+}
+
+/// Options a fragment sets (`CONFIG_X=v` or `# CONFIG_X is not set`) that
+/// the resolved `.config` does not have.
+pub fn missing_options(fragment: &str, config: &str) -> Vec<String> {
+    let has = |l: &str| config.lines().any(|c| c.trim() == l);
+    let mut missing = Vec::new();
+    for line in fragment.lines().map(str::trim) {
+        if line.starts_with("CONFIG_") {
+            if !has(line) {
+                missing.push(line.to_string());
+            }
+        } else if let Some(opt) = line.strip_prefix("# ").and_then(|l| l.strip_suffix(" is not set")) {
+            if config.lines().any(|c| c.starts_with(&format!("{opt}="))) {
+                missing.push(line.to_string());
+            }
+        }
+    }
+    missing
+}
+
+/// Builds the kernel image; returns the bzImage path.
+pub fn build_kernel(tree: &Path, out: &Path) -> Result<PathBuf> {
+    run_logged(
+        make(tree, out).arg(format!("-j{}", jobs())).arg("bzImage"),
+        &out.join("build.log"),
+        "kernel build",
+        Duration::from_secs(20),
+    )?;
+    Ok(out.join("arch/x86/boot/bzImage"))
+}
+
+/// Builds the upstream hmm-tests selftest, unmodified, from the same tree
+/// against its exported headers; static, for the busybox initramfs.
+pub fn build_hmm_tests(tree: &Path, out: &Path) -> Result<PathBuf> {
+    let hdr = out.join("usr");
+    run_logged(
+        make(tree, out).arg(format!("INSTALL_HDR_PATH={}", hdr.display())).arg("headers_install"),
+        &out.join("headers.log"),
+        "headers_install",
+        Duration::from_secs(20),
+    )?;
+    let sel = tree.join("tools/testing/selftests");
+    let mm = sel.join("mm");
+    let bin = out.join("selftests/hmm-tests");
+    std::fs::create_dir_all(out.join("selftests"))?;
+    let mut cc = Command::new("gcc");
+    cc.args(["-static", "-Wall", "-O2", "-Wunreachable-code", "-U_FORTIFY_SOURCE"])
+        .arg(format!("-I{}", tree.display()))
+        .arg(format!("-I{}", sel.display()))
+        .arg(format!("-I{}", mm.display()))
+        .arg("-isystem")
+        .arg(hdr.join("include"))
+        .arg("-isystem")
+        .arg(tree.join("tools/include/uapi"))
+        .arg(mm.join("hmm-tests.c"))
+        .arg(mm.join("vm_util.c"))
+        .arg(mm.join("hugepage_settings.c"))
+        .args(["-lrt", "-lpthread", "-lm", "-o"])
+        .arg(&bin);
+    run_logged(&mut cc, &out.join("selftests/hmm-tests.log"), "hmm-tests", Duration::from_secs(20))?;
+    Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_options;
+
+    #[test]
+    fn reports_options_kconfig_dropped() {
+        let frag = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=8\n# comment\n";
+        let cfg = "CONFIG_A=y\nCONFIG_C=8\n";
+        assert!(missing_options(frag, cfg).is_empty());
+        let cfg = "CONFIG_A=y\nCONFIG_B=y\n";
+        assert_eq!(missing_options(frag, cfg), vec!["# CONFIG_B is not set", "CONFIG_C=8"]);
+    }
+}

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The folio-migrate harness, run as `cargo xtask COMMAND`.
+//!
+//! Stages, one module each: setup (toolchain), tree (kernel source and
+//! working trees), series/apply (our patchset), build (config, kernel,
+//! selftests), initramfs, vm (QEMU), results (KTAP, kselftest, kernel
+//! log), and the commands test, bench and export built from them.
+
+mod apply;
+mod bench;
+mod build;
+mod export;
+mod initramfs;
+mod results;
+mod series;
+mod setup;
+mod test;
+mod tree;
+mod util;
+mod vm;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use util::{stage, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask COMMAND [OPTIONS]
+
+commands:
+  setup                   install the toolchain (apt packages, bindgen, rust-src)
+  tree                    fetch linux-source-7.3 and make the working tree
+  apply [--tree DIR]      apply the series to DIR (default: the working tree, reset first)
+  build [--bench]         configure and build the test (or bench) kernel
+  test [--host-only] [--vm-only] [--add PATH]...
+                          host tests, then KUnit and userspace suites in the VM
+  vm --run CMD [--add PATH]... [--bench] [--timeout SECS]
+                          boot the test kernel and run CMD in it
+  bench                   run the benchmarks in the bench kernel
+  export --out DIR        the series as git format-patch files
+
+Every command but setup runs setup first. The cache (kernel source, trees,
+builds) is FOLIO_MIGRATE_CACHE, else $XDG_CACHE_HOME/folio-migrate, else
+~/.cache/folio-migrate.
+";
+
+struct Args(Vec<String>);
+
+impl Args {
+    fn flag(&mut self, name: &str) -> bool {
+        let before = self.0.len();
+        self.0.retain(|a| a != name);
+        before != self.0.len()
+    }
+
+    fn values(&mut self, name: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        while let Some(i) = self.0.iter().position(|a| a == name) {
+            if i + 1 >= self.0.len() {
+                bail!("{name} needs a value");
+            }
+            out.push(self.0.remove(i + 1));
+            self.0.remove(i);
+        }
+        Ok(out)
+    }
+
+    fn value(&mut self, name: &str) -> Result<Option<String>> {
+        let mut v = self.values(name)?;
+        if v.len() > 1 {
+            bail!("{name} given more than once");
+        }
+        Ok(v.pop())
+    }
+
+    fn done(self) -> Result<()> {
+        if let Some(a) = self.0.first() {
+            bail!("unexpected argument `{a}`\n\n{USAGE}");
+        }
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.is_empty() || argv[0] == "-h" || argv[0] == "--help" || argv[0] == "help" {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let cmd = argv.remove(0);
+    match run(&cmd, Args(argv)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            util::print_stage_times();
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: &str, mut args: Args) -> Result<bool> {
+    let setup = || stage("setup", setup::setup);
+    match cmd {
+        "setup" => {
+            args.done()?;
+            setup()?;
+        }
+        "tree" => {
+            args.done()?;
+            setup()?;
+            let t = stage("kernel tree", || tree::worktree("work"))?;
+            println!("{}", t.display());
+        }
+        "apply" => {
+            let dir = args.value("--tree")?;
+            args.done()?;
+            setup()?;
+            let repo = util::repo_root();
+            let n = match dir {
+                Some(d) => stage("apply series", || apply::apply_to(&PathBuf::from(&d), &repo))?,
+                None => {
+                    let t = stage("kernel tree", || tree::worktree("work"))?;
+                    stage("apply series", || apply::reapply(&t, &repo))?
+                }
+            };
+            println!("applied {n} patches");
+        }
+        "build" => {
+            let flavour = if args.flag("--bench") { build::Flavour::Bench } else { build::Flavour::Test };
+            args.done()?;
+            setup()?;
+            let repo = util::repo_root();
+            let t = stage("kernel tree", || tree::worktree("work"))?;
+            stage("apply series", || apply::reapply(&t, &repo))?;
+            let out = stage("configure", || build::configure(&t, &repo, flavour))?;
+            let k = stage("build kernel", || build::build_kernel(&t, &out))?;
+            util::print_stage_times();
+            println!("{}", k.display());
+        }
+        "test" => {
+            let opts = test::Options {
+                skip_host: args.flag("--vm-only"),
+                skip_vm: args.flag("--host-only"),
+                add: args.values("--add")?.into_iter().map(PathBuf::from).collect(),
+            };
+            args.done()?;
+            setup()?;
+            return test::test(&opts);
+        }
+        "vm" => {
+            let command = args.value("--run")?.ok_or_else(|| util::Error(format!("vm needs --run CMD\n\n{USAGE}")))?;
+            let add: Vec<PathBuf> = args.values("--add")?.into_iter().map(PathBuf::from).collect();
+            let bench = args.flag("--bench");
+            let timeout = match args.value("--timeout")? {
+                Some(t) => t.parse::<u64>().map_err(|_| util::Error(format!("--timeout `{t}` is not seconds")))?,
+                None => 1200,
+            };
+            args.done()?;
+            setup()?;
+            return vm_run(&command, &add, bench, timeout);
+        }
+        "bench" => {
+            args.done()?;
+            setup()?;
+            bench::bench()?;
+        }
+        "export" => {
+            let out = args.value("--out")?.ok_or_else(|| util::Error("export needs --out DIR".into()))?;
+            args.done()?;
+            setup()?;
+            let n = stage("export", || export::export(&PathBuf::from(&out)))?;
+            println!("{n} patches in {out}");
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+    Ok(true)
+}
+
+/// Boots the kernel and runs one command, printing its output and status.
+fn vm_run(command: &str, add: &[PathBuf], bench: bool, timeout: u64) -> Result<bool> {
+    let flavour = if bench { build::Flavour::Bench } else { build::Flavour::Test };
+    let repo = util::repo_root();
+    let t = stage("kernel tree", || tree::worktree("work"))?;
+    stage("apply series", || apply::reapply(&t, &repo))?;
+    let out = stage("configure", || build::configure(&t, &repo, flavour))?;
+    let kernel = stage("build kernel", || build::build_kernel(&t, &out))?;
+    let hmm = stage("build hmm-tests", || build::build_hmm_tests(&t, &out))?;
+    let mut payload = vec![(hmm, "/opt/tests/hmm-tests".to_string())];
+    payload.extend(test::added(add)?);
+    let steps = vec![initramfs::Step { name: "run".into(), command: command.into(), timeout_secs: timeout }];
+    let dir = util::target_dir().join("vm-run");
+    std::fs::create_dir_all(&dir)?;
+    let initrd = stage("initramfs", || initramfs::build(&dir, &steps, &payload))?;
+    let log = dir.join("console.log");
+    let boot = stage("boot VM", || vm::boot(&kernel, &initrd, Duration::from_secs(timeout + 600), false, &log))?;
+    let reports = results::kernel_reports(boot.dmesg.as_ref().unwrap_or(&boot.console).iter().map(String::as_str));
+    match boot.steps.first() {
+        Some(s) => {
+            print!("{}", s.output);
+            println!("exit status: {}", s.status.map_or("none (did not finish)".to_string(), |c| c.to_string()));
+        }
+        None => println!("the command did not run; console log: {}", log.display()),
+    }
+    for r in &reports {
+        println!("kernel: {r}");
+    }
+    Ok(boot.steps.first().and_then(|s| s.status) == Some(0) && reports.is_empty())
+}
