@@ -58,7 +58,7 @@ pub fn export(out: &Path) -> Result<usize> {
         Command::new("git")
             .arg("-C")
             .arg(&tree)
-            .args(["format-patch", "-q", "-o"])
+            .args(["format-patch", "-o"])
             .arg(std::path::absolute(out)?)
             .arg(format!("{PRISTINE}..HEAD")),
     )?;

@@ -40,6 +40,7 @@ pub fn init_script(steps: &[Step]) -> String {
         "#!/bin/busybox sh\n\
          /bin/busybox --install -s /bin\n\
          export PATH=/bin:/opt/bin:/opt/tests\n\
+         mount -t devtmpfs devtmpfs /dev\n\
          mount -t proc proc /proc\n\
          mount -t sysfs sys /sys\n\
          mount -t debugfs debugfs /sys/kernel/debug\n\

@@ -181,7 +181,10 @@ const REPORTS: &[&str] = &[
     "possible recursive locking",
     "inconsistent lock state",
     "DEBUG_LOCKS_WARN_ON",
-    "lockdep",
+    "suspicious RCU usage",
+    "BUG: lock held",
+    "bad unlock balance",
+    "lock held when returning to user space",
     "INFO: task",
     "rcu_sched self-detected stall",
     "rcu: INFO:",
@@ -291,6 +294,7 @@ mod tests {
         assert!(r[0].starts_with("WARNING: CPU: 0"));
         assert!(kernel_reports(["[ 1.0] BUG: sleeping function called"]).len() == 1);
         assert!(kernel_reports(["[ 1.0] all good"]).is_empty());
+        assert!(kernel_reports(["[ 0.1] rcu: \tRCU lockdep checking is enabled."]).is_empty());
     }
 
     #[test]
