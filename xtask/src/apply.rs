@@ -17,11 +17,17 @@ use crate::util::{output, run, Context, Result};
 /// Applies the whole series to any 7.3 tree (`cargo xtask apply --tree`).
 pub fn apply_to(tree: &Path, repo: &Path) -> Result<usize> {
     if !tree.join("mm/migrate_device.c").exists() {
-        bail!("{} is not a Linux tree (no mm/migrate_device.c)", tree.display());
+        bail!(
+            "{} is not a Linux tree (no mm/migrate_device.c)",
+            tree.display()
+        );
     }
     let version = crate::tree::kernel_version(tree)?;
     if !version.starts_with("7.3.") {
-        bail!("{} is Linux {version}; the series is for 7.3", tree.display());
+        bail!(
+            "{} is Linux {version}; the series is for 7.3",
+            tree.display()
+        );
     }
     let entries = series::load(repo)?;
     for f in series::unlisted_sources(repo, &entries) {
@@ -38,12 +44,16 @@ pub fn apply_entry(tree: &Path, repo: &Path, e: &Entry) -> Result<()> {
     for add in &e.adds {
         let src = repo.join(add);
         if !src.exists() {
-            bail!("patches/series: {} adds {add}, which does not exist", e.patch);
+            bail!(
+                "patches/series: {} adds {add}, which does not exist",
+                e.patch
+            );
         }
         copy_tree(&src, &tree.join(series::tree_path(add)?))?;
     }
     let patch = repo.join("patches").join(&e.patch);
-    let mail = std::fs::read_to_string(&patch).context(|| format!("cannot read {}", patch.display()))?;
+    let mail =
+        std::fs::read_to_string(&patch).context(|| format!("cannot read {}", patch.display()))?;
     if !series::has_diff(&mail) {
         return Ok(());
     }
@@ -85,8 +95,14 @@ type Stamp = (u64, SystemTime);
 /// ends up unchanged so that incremental kernel builds stay incremental.
 pub fn reapply(tree: &Path, repo: &Path) -> Result<usize> {
     let before = dirty_files(tree)?;
-    run(Command::new("git").arg("-C").arg(tree).args(["checkout", "-q", "-f", "--detach", PRISTINE]))?;
-    run(Command::new("git").arg("-C").arg(tree).args(["clean", "-q", "-f", "-d", "-x"]))?;
+    run(Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args(["checkout", "-q", "-f", "--detach", PRISTINE]))?;
+    run(Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args(["clean", "-q", "-f", "-d", "-x"]))?;
     let n = apply_to(tree, repo)?;
     for (path, (hash, mtime)) in before {
         let full = tree.join(&path);
@@ -109,12 +125,13 @@ fn content_hash(data: &[u8]) -> u64 {
 
 /// Files that differ from the baseline, untracked or ignored included.
 fn dirty_files(tree: &Path) -> Result<HashMap<PathBuf, Stamp>> {
-    let status = output(
-        Command::new("git")
-            .arg("-C")
-            .arg(tree)
-            .args(["status", "--porcelain", "-z", "--ignored", "--untracked-files=all"]),
-    )?;
+    let status = output(Command::new("git").arg("-C").arg(tree).args([
+        "status",
+        "--porcelain",
+        "-z",
+        "--ignored",
+        "--untracked-files=all",
+    ]))?;
     let mut out = HashMap::new();
     for rec in status.split('\0') {
         if rec.len() < 4 {
@@ -122,7 +139,9 @@ fn dirty_files(tree: &Path) -> Result<HashMap<PathBuf, Stamp>> {
         }
         let path = PathBuf::from(&rec[3..]);
         let full = tree.join(&path);
-        let (Ok(data), Ok(meta)) = (std::fs::read(&full), std::fs::metadata(&full)) else { continue };
+        let (Ok(data), Ok(meta)) = (std::fs::read(&full), std::fs::metadata(&full)) else {
+            continue;
+        };
         if let Ok(mtime) = meta.modified() {
             out.insert(path, (content_hash(&data), mtime));
         }

@@ -48,7 +48,9 @@ pub fn build_dir(flavour: Flavour) -> PathBuf {
 
 fn make(tree: &Path, out: &Path) -> Command {
     let mut c = Command::new("make");
-    c.current_dir(tree).arg(format!("O={}", out.display())).arg("LLVM=-19");
+    c.current_dir(tree)
+        .arg(format!("O={}", out.display()))
+        .arg("LLVM=-19");
     if let Some(src) = crate::setup::rust_lib_src() {
         c.arg(format!("RUST_LIB_SRC={}", src.display()));
     }
@@ -63,7 +65,8 @@ pub fn configure(tree: &Path, repo: &Path, flavour: Flavour) -> Result<PathBuf> 
     let mut merged = String::new();
     for f in flavour.fragments() {
         let path = repo.join(f);
-        let text = std::fs::read_to_string(&path).context(|| format!("cannot read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).context(|| format!("cannot read {}", path.display()))?;
         merged.push_str(&format!("# from {f}\n{text}\n"));
     }
     let frag = out.join("folio-migrate.config");
@@ -71,7 +74,12 @@ pub fn configure(tree: &Path, repo: &Path, flavour: Flavour) -> Result<PathBuf> 
     let config = out.join(".config");
     if changed || !config.exists() {
         let log = out.join("config.log");
-        run_logged(make(tree, &out).arg("tinyconfig"), &log, "tinyconfig", Duration::from_secs(30))?;
+        run_logged(
+            make(tree, &out).arg("tinyconfig"),
+            &log,
+            "tinyconfig",
+            Duration::from_secs(30),
+        )?;
         run_logged(
             Command::new(tree.join("scripts/kconfig/merge_config.sh"))
                 .current_dir(tree)
@@ -83,7 +91,12 @@ pub fn configure(tree: &Path, repo: &Path, flavour: Flavour) -> Result<PathBuf> 
             "merge_config",
             Duration::from_secs(30),
         )?;
-        run_logged(make(tree, &out).arg("olddefconfig"), &log, "olddefconfig", Duration::from_secs(30))?;
+        run_logged(
+            make(tree, &out).arg("olddefconfig"),
+            &log,
+            "olddefconfig",
+            Duration::from_secs(30),
+        )?;
     }
     let have = std::fs::read_to_string(&config)?;
     let missing = missing_options(&merged, &have);
@@ -108,7 +121,10 @@ pub fn missing_options(fragment: &str, config: &str) -> Vec<String> {
             if !has(line) {
                 missing.push(line.to_string());
             }
-        } else if let Some(opt) = line.strip_prefix("# ").and_then(|l| l.strip_suffix(" is not set")) {
+        } else if let Some(opt) = line
+            .strip_prefix("# ")
+            .and_then(|l| l.strip_suffix(" is not set"))
+        {
             if config.lines().any(|c| c.starts_with(&format!("{opt}="))) {
                 missing.push(line.to_string());
             }
@@ -133,7 +149,9 @@ pub fn build_kernel(tree: &Path, out: &Path) -> Result<PathBuf> {
 pub fn build_hmm_tests(tree: &Path, out: &Path) -> Result<PathBuf> {
     let hdr = out.join("usr");
     run_logged(
-        make(tree, out).arg(format!("INSTALL_HDR_PATH={}", hdr.display())).arg("headers_install"),
+        make(tree, out)
+            .arg(format!("INSTALL_HDR_PATH={}", hdr.display()))
+            .arg("headers_install"),
         &out.join("headers.log"),
         "headers_install",
         Duration::from_secs(20),
@@ -143,20 +161,31 @@ pub fn build_hmm_tests(tree: &Path, out: &Path) -> Result<PathBuf> {
     let bin = out.join("selftests/hmm-tests");
     std::fs::create_dir_all(out.join("selftests"))?;
     let mut cc = Command::new("gcc");
-    cc.args(["-static", "-Wall", "-O2", "-Wunreachable-code", "-U_FORTIFY_SOURCE"])
-        .arg(format!("-I{}", tree.display()))
-        .arg(format!("-I{}", sel.display()))
-        .arg(format!("-I{}", mm.display()))
-        .arg("-isystem")
-        .arg(hdr.join("include"))
-        .arg("-isystem")
-        .arg(tree.join("tools/include/uapi"))
-        .arg(mm.join("hmm-tests.c"))
-        .arg(mm.join("vm_util.c"))
-        .arg(mm.join("hugepage_settings.c"))
-        .args(["-lrt", "-lpthread", "-lm", "-o"])
-        .arg(&bin);
-    run_logged(&mut cc, &out.join("selftests/hmm-tests.log"), "hmm-tests", Duration::from_secs(20))?;
+    cc.args([
+        "-static",
+        "-Wall",
+        "-O2",
+        "-Wunreachable-code",
+        "-U_FORTIFY_SOURCE",
+    ])
+    .arg(format!("-I{}", tree.display()))
+    .arg(format!("-I{}", sel.display()))
+    .arg(format!("-I{}", mm.display()))
+    .arg("-isystem")
+    .arg(hdr.join("include"))
+    .arg("-isystem")
+    .arg(tree.join("tools/include/uapi"))
+    .arg(mm.join("hmm-tests.c"))
+    .arg(mm.join("vm_util.c"))
+    .arg(mm.join("hugepage_settings.c"))
+    .args(["-lrt", "-lpthread", "-lm", "-o"])
+    .arg(&bin);
+    run_logged(
+        &mut cc,
+        &out.join("selftests/hmm-tests.log"),
+        "hmm-tests",
+        Duration::from_secs(20),
+    )?;
     Ok(bin)
 }
 
@@ -170,6 +199,9 @@ mod tests {
         let cfg = "CONFIG_A=y\nCONFIG_C=8\n";
         assert!(missing_options(frag, cfg).is_empty());
         let cfg = "CONFIG_A=y\nCONFIG_B=y\n";
-        assert_eq!(missing_options(frag, cfg), vec!["# CONFIG_B is not set", "CONFIG_C=8"]);
+        assert_eq!(
+            missing_options(frag, cfg),
+            vec!["# CONFIG_B is not set", "CONFIG_C=8"]
+        );
     }
 }

@@ -18,7 +18,10 @@ pub fn export(out: &Path) -> Result<usize> {
     let entries = series::load(&repo)?;
     let unlisted = series::unlisted_sources(&repo, &entries);
     if !unlisted.is_empty() {
-        bail!("these sources are introduced by no patch in patches/series: {}", unlisted.join(", "));
+        bail!(
+            "these sources are introduced by no patch in patches/series: {}",
+            unlisted.join(", ")
+        );
     }
     let tree = worktree("export")?;
     let git = |args: &[&str]| run(Command::new("git").arg("-C").arg(&tree).args(args));
@@ -28,15 +31,27 @@ pub fn export(out: &Path) -> Result<usize> {
         let mail = std::fs::read_to_string(repo.join("patches").join(&e.patch))?;
         apply_entry(&tree, &repo, e)?;
         git(&["add", "-A", "-f"])?;
-        if output(Command::new("git").arg("-C").arg(&tree).args(["status", "--porcelain"]))?.trim().is_empty() {
+        if output(
+            Command::new("git")
+                .arg("-C")
+                .arg(&tree)
+                .args(["status", "--porcelain"]),
+        )?
+        .trim()
+        .is_empty()
+        {
             bail!("patches/{} changes nothing", e.patch);
         }
-        let msg = series::commit_message(&mail).map_err(|err| crate::util::Error(format!("patches/{}: {err}", e.patch)))?;
+        let msg = series::commit_message(&mail)
+            .map_err(|err| crate::util::Error(format!("patches/{}: {err}", e.patch)))?;
         let msg_file = tree.join(".git-export-msg");
         let mut args = ident(&["commit", "-q", "-F"]);
         let msg_path = msg_file.to_string_lossy().into_owned();
         args.push(&msg_path);
-        let author = mail.lines().find_map(|l| l.strip_prefix("From: ")).map(str::to_string);
+        let author = mail
+            .lines()
+            .find_map(|l| l.strip_prefix("From: "))
+            .map(str::to_string);
         let author_arg;
         if let Some(a) = author {
             author_arg = format!("--author={a}");
@@ -67,7 +82,10 @@ pub fn export(out: &Path) -> Result<usize> {
         println!("{f}");
     }
     if n != entries.len() {
-        bail!("format-patch wrote {n} patches for {} series entries", entries.len());
+        bail!(
+            "format-patch wrote {n} patches for {} series entries",
+            entries.len()
+        );
     }
     Ok(n)
 }

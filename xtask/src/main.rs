@@ -119,7 +119,9 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
             setup()?;
             let repo = util::repo_root();
             let n = match dir {
-                Some(d) => stage("apply series", || apply::apply_to(&PathBuf::from(&d), &repo))?,
+                Some(d) => stage("apply series", || {
+                    apply::apply_to(&PathBuf::from(&d), &repo)
+                })?,
                 None => {
                     let t = stage("kernel tree", || tree::worktree("work"))?;
                     stage("apply series", || apply::reapply(&t, &repo))?
@@ -128,7 +130,11 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
             println!("applied {n} patches");
         }
         "build" => {
-            let flavour = if args.flag("--bench") { build::Flavour::Bench } else { build::Flavour::Test };
+            let flavour = if args.flag("--bench") {
+                build::Flavour::Bench
+            } else {
+                build::Flavour::Test
+            };
             args.done()?;
             setup()?;
             let repo = util::repo_root();
@@ -143,18 +149,30 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
             let opts = test::Options {
                 skip_host: args.flag("--vm-only"),
                 skip_vm: args.flag("--host-only"),
-                add: args.values("--add")?.into_iter().map(PathBuf::from).collect(),
+                add: args
+                    .values("--add")?
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .collect(),
             };
             args.done()?;
             setup()?;
             return test::test(&opts);
         }
         "vm" => {
-            let command = args.value("--run")?.ok_or_else(|| util::Error(format!("vm needs --run CMD\n\n{USAGE}")))?;
-            let add: Vec<PathBuf> = args.values("--add")?.into_iter().map(PathBuf::from).collect();
+            let command = args
+                .value("--run")?
+                .ok_or_else(|| util::Error(format!("vm needs --run CMD\n\n{USAGE}")))?;
+            let add: Vec<PathBuf> = args
+                .values("--add")?
+                .into_iter()
+                .map(PathBuf::from)
+                .collect();
             let bench = args.flag("--bench");
             let timeout = match args.value("--timeout")? {
-                Some(t) => t.parse::<u64>().map_err(|_| util::Error(format!("--timeout `{t}` is not seconds")))?,
+                Some(t) => t
+                    .parse::<u64>()
+                    .map_err(|_| util::Error(format!("--timeout `{t}` is not seconds")))?,
                 None => 1200,
             };
             args.done()?;
@@ -167,7 +185,9 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
             bench::bench()?;
         }
         "export" => {
-            let out = args.value("--out")?.ok_or_else(|| util::Error("export needs --out DIR".into()))?;
+            let out = args
+                .value("--out")?
+                .ok_or_else(|| util::Error("export needs --out DIR".into()))?;
             args.done()?;
             setup()?;
             let n = stage("export", || export::export(&PathBuf::from(&out)))?;
@@ -180,7 +200,11 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
 
 /// Boots the kernel and runs one command, printing its output and status.
 fn vm_run(command: &str, add: &[PathBuf], bench: bool, timeout: u64) -> Result<bool> {
-    let flavour = if bench { build::Flavour::Bench } else { build::Flavour::Test };
+    let flavour = if bench {
+        build::Flavour::Bench
+    } else {
+        build::Flavour::Test
+    };
     let repo = util::repo_root();
     let t = stage("kernel tree", || tree::worktree("work"))?;
     stage("apply series", || apply::reapply(&t, &repo))?;
@@ -189,17 +213,39 @@ fn vm_run(command: &str, add: &[PathBuf], bench: bool, timeout: u64) -> Result<b
     let hmm = stage("build hmm-tests", || build::build_hmm_tests(&t, &out))?;
     let mut payload = vec![(hmm, "/opt/tests/hmm-tests".to_string())];
     payload.extend(test::added(add)?);
-    let steps = vec![initramfs::Step { name: "run".into(), command: command.into(), timeout_secs: timeout }];
+    let steps = vec![initramfs::Step {
+        name: "run".into(),
+        command: command.into(),
+        timeout_secs: timeout,
+    }];
     let dir = util::target_dir().join("vm-run");
     std::fs::create_dir_all(&dir)?;
     let initrd = stage("initramfs", || initramfs::build(&dir, &steps, &payload))?;
     let log = dir.join("console.log");
-    let boot = stage("boot VM", || vm::boot(&kernel, &initrd, Duration::from_secs(timeout + 600), false, &log))?;
-    let reports = results::kernel_reports(boot.dmesg.as_ref().unwrap_or(&boot.console).iter().map(String::as_str));
+    let boot = stage("boot VM", || {
+        vm::boot(
+            &kernel,
+            &initrd,
+            Duration::from_secs(timeout + 600),
+            false,
+            &log,
+        )
+    })?;
+    let reports = results::kernel_reports(
+        boot.dmesg
+            .as_ref()
+            .unwrap_or(&boot.console)
+            .iter()
+            .map(String::as_str),
+    );
     match boot.steps.first() {
         Some(s) => {
             print!("{}", s.output);
-            println!("exit status: {}", s.status.map_or("none (did not finish)".to_string(), |c| c.to_string()));
+            println!(
+                "exit status: {}",
+                s.status
+                    .map_or("none (did not finish)".to_string(), |c| c.to_string())
+            );
         }
         None => println!("the command did not run; console log: {}", log.display()),
     }

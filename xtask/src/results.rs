@@ -39,8 +39,10 @@ impl Suite {
     pub fn check_complete(&mut self) {
         if let Some(plan) = self.plan {
             if self.cases.len() < plan {
-                self.problems
-                    .push(format!("{} of {plan} results missing", plan - self.cases.len()));
+                self.problems.push(format!(
+                    "{} of {plan} results missing",
+                    plan - self.cases.len()
+                ));
             }
         } else {
             self.problems.push("no test plan (1..N) seen".into());
@@ -61,7 +63,9 @@ pub fn strip_timestamp(line: &str) -> &str {
     if let Some(rest) = l.strip_prefix('[') {
         if let Some(end) = rest.find("] ") {
             let stamp = &rest[..end];
-            if stamp.trim().chars().all(|c| c.is_ascii_digit() || c == '.') && !stamp.trim().is_empty() {
+            if stamp.trim().chars().all(|c| c.is_ascii_digit() || c == '.')
+                && !stamp.trim().is_empty()
+            {
                 return &rest[end + 2..];
             }
         }
@@ -85,7 +89,10 @@ fn result_line(s: &str) -> Option<(Outcome, String)> {
         None => (rest.strip_suffix(" #").unwrap_or(rest), ""),
     };
     let name = name.trim_start_matches("- ").trim().to_string();
-    let skip = directive.trim_start().to_ascii_uppercase().starts_with("SKIP");
+    let skip = directive
+        .trim_start()
+        .to_ascii_uppercase()
+        .starts_with("SKIP");
     let outcome = match (ok, skip) {
         (_, true) => Outcome::Skip,
         (true, false) => Outcome::Pass,
@@ -112,11 +119,19 @@ pub fn parse_ktap<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Suite> {
         let s = l.trim();
         if let Some(name) = s.strip_prefix("# Subtest: ") {
             if current.is_none() && ind > 0 {
-                current = Some((ind, Suite { name: name.trim().to_string(), ..Default::default() }));
+                current = Some((
+                    ind,
+                    Suite {
+                        name: name.trim().to_string(),
+                        ..Default::default()
+                    },
+                ));
             }
             continue;
         }
-        let Some((sind, suite)) = current.as_mut() else { continue };
+        let Some((sind, suite)) = current.as_mut() else {
+            continue;
+        };
         if ind == *sind {
             if let Some(n) = s.strip_prefix("1..") {
                 if suite.plan.is_none() {
@@ -137,7 +152,8 @@ pub fn parse_ktap<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Suite> {
         }
     }
     if let Some((_, mut open)) = current {
-        open.problems.push("suite never finished (crash or timeout?)".into());
+        open.problems
+            .push("suite never finished (crash or timeout?)".into());
         open.check_complete();
         suites.push(open);
     }
@@ -146,7 +162,10 @@ pub fn parse_ktap<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Suite> {
 
 /// Parses a kselftest program's TAP output (top-level result lines).
 pub fn parse_kselftest(name: &str, text: &str) -> Suite {
-    let mut suite = Suite { name: name.to_string(), ..Default::default() };
+    let mut suite = Suite {
+        name: name.to_string(),
+        ..Default::default()
+    };
     for raw in text.lines() {
         let l = raw.trim_end_matches('\r');
         if indent(l) != 0 {

@@ -44,7 +44,10 @@ pub fn parse(text: &str) -> Result<Vec<Entry>> {
         let mut words = line.split_whitespace();
         let patch = words.next().unwrap_or_default().to_string();
         if patch.starts_with('+') {
-            bail!("patches/series:{}: a line starts with the patch name, not `{patch}`", n + 1);
+            bail!(
+                "patches/series:{}: a line starts with the patch name, not `{patch}`",
+                n + 1
+            );
         }
         let mut adds = Vec::new();
         for w in words {
@@ -61,7 +64,8 @@ pub fn parse(text: &str) -> Result<Vec<Entry>> {
 /// Reads `patches/series` of the repository.
 pub fn load(repo: &Path) -> Result<Vec<Entry>> {
     let path = repo.join("patches/series");
-    let text = std::fs::read_to_string(&path).context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).context(|| format!("cannot read {}", path.display()))?;
     parse(&text)
 }
 
@@ -71,15 +75,25 @@ pub fn tree_path(repo_path: &str) -> Result<PathBuf> {
         if repo_path == *from {
             return Ok(PathBuf::from(to));
         }
-        if let Some(rest) = repo_path.strip_prefix(from).and_then(|r| r.strip_prefix('/')) {
+        if let Some(rest) = repo_path
+            .strip_prefix(from)
+            .and_then(|r| r.strip_prefix('/'))
+        {
             return Ok(Path::new(to).join(rest));
         }
     }
-    bail!("`{repo_path}` is not under a Rust folder the series can add ({})", folders())
+    bail!(
+        "`{repo_path}` is not under a Rust folder the series can add ({})",
+        folders()
+    )
 }
 
 fn folders() -> String {
-    RUST_MAP.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
+    RUST_MAP
+        .iter()
+        .map(|(f, _)| *f)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The Rust sources under `RUST_MAP` folders that no entry introduces.
@@ -98,7 +112,9 @@ pub fn unlisted_sources(repo: &Path, entries: &[Entry]) -> Vec<String> {
 }
 
 fn collect_rs(dir: &Path, rel: &str, out: &mut Vec<String>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let rel = format!("{rel}/{name}");
@@ -153,7 +169,8 @@ mod tests {
 
     #[test]
     fn parses_entries_and_comments() {
-        let s = parse("# head\n\n0001-a.patch +mm/core/src +kunit/x.rs # why\n0002-b.patch\n").unwrap();
+        let s =
+            parse("# head\n\n0001-a.patch +mm/core/src +kunit/x.rs # why\n0002-b.patch\n").unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].adds, vec!["mm/core/src", "kunit/x.rs"]);
         assert!(s[1].adds.is_empty());
@@ -163,9 +180,18 @@ mod tests {
 
     #[test]
     fn maps_rust_folders_into_the_tree() {
-        assert_eq!(tree_path("mm/core/src/pfn.rs").unwrap(), Path::new("mm/folio_migrate/core/pfn.rs"));
-        assert_eq!(tree_path("mm/kernel").unwrap(), Path::new("mm/folio_migrate"));
-        assert_eq!(tree_path("kunit/a.rs").unwrap(), Path::new("mm/folio_migrate/kunit/a.rs"));
+        assert_eq!(
+            tree_path("mm/core/src/pfn.rs").unwrap(),
+            Path::new("mm/folio_migrate/core/pfn.rs")
+        );
+        assert_eq!(
+            tree_path("mm/kernel").unwrap(),
+            Path::new("mm/folio_migrate")
+        );
+        assert_eq!(
+            tree_path("kunit/a.rs").unwrap(),
+            Path::new("mm/folio_migrate/kunit/a.rs")
+        );
         assert!(tree_path("xtask/src/main.rs").is_err());
         assert!(tree_path("mm/core/srcx").is_err());
     }
@@ -175,7 +201,10 @@ mod tests {
         let mail = "From 1 Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH 1/2] mm/migrate_device:\n add x\n\n\
                     Why it is needed.\n\nSigned-off-by: A <a@b>\n---\n mm/x.c | 1 +\ndiff --git a/mm/x.c b/mm/x.c\n";
         let m = commit_message(mail).unwrap();
-        assert_eq!(m, "mm/migrate_device: add x\n\nWhy it is needed.\n\nSigned-off-by: A <a@b>\n");
+        assert_eq!(
+            m,
+            "mm/migrate_device: add x\n\nWhy it is needed.\n\nSigned-off-by: A <a@b>\n"
+        );
         assert!(has_diff(mail));
         assert!(commit_message("no headers\n").is_err());
     }

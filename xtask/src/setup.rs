@@ -76,7 +76,8 @@ fn apt() -> Command {
 }
 
 fn host_codename() -> Result<String> {
-    let text = std::fs::read_to_string("/etc/os-release").context(|| "cannot read /etc/os-release".into())?;
+    let text = std::fs::read_to_string("/etc/os-release")
+        .context(|| "cannot read /etc/os-release".into())?;
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("VERSION_CODENAME=") {
             return Ok(v.trim_matches('"').to_string());
@@ -99,7 +100,8 @@ fn ensure_apt_sources(codename: &str) -> Result<bool> {
         return Ok(false);
     }
     eprintln!("    adding {KERNEL_SUITE} and {codename}-backports from {uri}");
-    std::fs::write(SOURCES_FILE, text).context(|| format!("cannot write {SOURCES_FILE} (run as root)"))?;
+    std::fs::write(SOURCES_FILE, text)
+        .context(|| format!("cannot write {SOURCES_FILE} (run as root)"))?;
     Ok(true)
 }
 
@@ -116,7 +118,9 @@ fn debian_archive_uri(codename: &str) -> Result<String> {
         if f == Path::new(SOURCES_FILE) {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
         if let Some(uri) = find_archive_uri(&text, codename) {
             return Ok(uri);
         }
@@ -154,11 +158,14 @@ pub fn find_archive_uri(text: &str, codename: &str) -> Option<String> {
                 (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().to_string())
             })
         };
-        let (Some(uris), Some(suites), Some(comps)) = (field("URIs"), field("Suites"), field("Components"))
+        let (Some(uris), Some(suites), Some(comps)) =
+            (field("URIs"), field("Suites"), field("Components"))
         else {
             continue;
         };
-        if suites.split_whitespace().any(|s| s == codename) && comps.split_whitespace().any(|c| c == "main") {
+        if suites.split_whitespace().any(|s| s == codename)
+            && comps.split_whitespace().any(|c| c == "main")
+        {
             return uris.split_whitespace().next().map(str::to_string);
         }
     }
@@ -182,17 +189,26 @@ fn missing_packages(pkgs: &[&str]) -> Result<Vec<String>> {
 fn cargo_bin() -> PathBuf {
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        });
     home.join("bin")
 }
 
 fn ensure_bindgen() -> Result<()> {
-    let have = output(Command::new(cargo_bin().join("bindgen")).arg("--version")).unwrap_or_default();
+    let have =
+        output(Command::new(cargo_bin().join("bindgen")).arg("--version")).unwrap_or_default();
     if have.split_whitespace().nth(1) == Some(BINDGEN_VERSION) {
         return Ok(());
     }
     eprintln!("    cargo install bindgen-cli {BINDGEN_VERSION} (a few minutes)");
-    run(Command::new("cargo").args(["install", "--locked", "bindgen-cli", "--version", BINDGEN_VERSION]))
+    run(Command::new("cargo").args([
+        "install",
+        "--locked",
+        "bindgen-cli",
+        "--version",
+        BINDGEN_VERSION,
+    ]))
 }
 
 /// The kernel builds `core` from the toolchain's own rust-src, which must
@@ -232,17 +248,24 @@ mod tests {
 
     #[test]
     fn finds_uri_in_deb822() {
-        let text = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\
+        let text =
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\
                     Components: main\n\nTypes: deb\nURIs: http://sec.example/debian-security\n\
                     Suites: bookworm-security\nComponents: main\n";
-        assert_eq!(find_archive_uri(text, "bookworm").as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(
+            find_archive_uri(text, "bookworm").as_deref(),
+            Some("http://mirror.example/debian")
+        );
         assert_eq!(find_archive_uri(text, "trixie"), None);
     }
 
     #[test]
     fn finds_uri_in_one_line_format() {
         let text = "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main contrib\n";
-        assert_eq!(find_archive_uri(text, "bookworm").as_deref(), Some("http://m.example/debian"));
+        assert_eq!(
+            find_archive_uri(text, "bookworm").as_deref(),
+            Some("http://m.example/debian")
+        );
         let other = "deb https://packages.example/apt cloud-sdk-bookworm main\n";
         assert_eq!(find_archive_uri(other, "bookworm"), None);
     }

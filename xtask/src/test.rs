@@ -67,22 +67,55 @@ pub fn parse_cargo_test(stderr: &str, stdout: &str) -> Vec<Suite> {
         .lines()
         .filter_map(|l| {
             let l = l.trim();
-            let rest = l.strip_prefix("Running ").or_else(|| l.strip_prefix("Doc-tests "))?;
-            let name = rest.split(" (").last().unwrap_or(rest).trim_end_matches(')');
-            let name = Path::new(name).file_name().map(|n| n.to_string_lossy().into_owned())?;
-            Some(name.rsplit_once('-').map(|(a, _)| a.to_string()).unwrap_or(name))
+            let rest = l
+                .strip_prefix("Running ")
+                .or_else(|| l.strip_prefix("Doc-tests "))?;
+            let name = rest
+                .split(" (")
+                .last()
+                .unwrap_or(rest)
+                .trim_end_matches(')');
+            let name = Path::new(name)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())?;
+            Some(
+                name.rsplit_once('-')
+                    .map(|(a, _)| a.to_string())
+                    .unwrap_or(name),
+            )
         })
         .collect();
     let mut suites = Vec::new();
-    for (i, l) in stdout.lines().filter(|l| l.starts_with("test result:")).enumerate() {
+    for (i, l) in stdout
+        .lines()
+        .filter(|l| l.starts_with("test result:"))
+        .enumerate()
+    {
         let num = |key: &str| -> usize {
             l.split([';', '.'])
-                .find_map(|p| p.trim().strip_suffix(key).and_then(|n| n.trim().parse().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_suffix(key)
+                        .and_then(|n| n.trim().parse().ok())
+                })
                 .unwrap_or(0)
         };
-        let mut s = Suite { name: format!("host:{}", names.get(i).cloned().unwrap_or_else(|| i.to_string())), ..Default::default() };
-        for (o, n) in [(Outcome::Pass, num(" passed")), (Outcome::Fail, num(" failed")), (Outcome::Skip, num(" ignored"))] {
-            s.cases.extend((0..n).map(|k| Case { name: k.to_string(), outcome: o }));
+        let mut s = Suite {
+            name: format!(
+                "host:{}",
+                names.get(i).cloned().unwrap_or_else(|| i.to_string())
+            ),
+            ..Default::default()
+        };
+        for (o, n) in [
+            (Outcome::Pass, num(" passed")),
+            (Outcome::Fail, num(" failed")),
+            (Outcome::Skip, num(" ignored")),
+        ] {
+            s.cases.extend((0..n).map(|k| Case {
+                name: k.to_string(),
+                outcome: o,
+            }));
         }
         s.plan = Some(s.cases.len());
         suites.push(s);
@@ -95,17 +128,27 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
     let repo = repo_root();
     let tree = stage("kernel tree", || tree::worktree("work"))?;
     stage("apply series", || apply::reapply(&tree, &repo))?;
-    let out = stage("configure (test flavour)", || build::configure(&tree, &repo, Flavour::Test))?;
-    let kernel = stage("build kernel (test flavour)", || build::build_kernel(&tree, &out))?;
+    let out = stage("configure (test flavour)", || {
+        build::configure(&tree, &repo, Flavour::Test)
+    })?;
+    let kernel = stage("build kernel (test flavour)", || {
+        build::build_kernel(&tree, &out)
+    })?;
     let hmm = stage("build hmm-tests", || build::build_hmm_tests(&tree, &out))?;
     let mut payload: Payload = vec![(hmm, "/opt/tests/hmm-tests".into())];
     payload.extend(added(&opts.add)?);
-    let steps = vec![Step { name: "hmm-tests".into(), command: "hmm-tests".into(), timeout_secs: 1500 }];
+    let steps = vec![Step {
+        name: "hmm-tests".into(),
+        command: "hmm-tests".into(),
+        timeout_secs: 1500,
+    }];
     let dir = target_dir().join("vm");
     std::fs::create_dir_all(&dir)?;
     let initrd = stage("initramfs", || initramfs::build(&dir, &steps, &payload))?;
     let log = dir.join("console.log");
-    let boot = stage("boot VM and run suites", || vm::boot(&kernel, &initrd, VM_LIMIT, false, &log))?;
+    let boot = stage("boot VM and run suites", || {
+        vm::boot(&kernel, &initrd, VM_LIMIT, false, &log)
+    })?;
     eprintln!("    console log: {}", log.display());
     Ok(evaluate(&boot, &steps))
 }
@@ -133,32 +176,63 @@ pub fn evaluate(boot: &vm::Boot, steps: &[Step]) -> Vec<Suite> {
         })
         .collect();
     if suites.is_empty() {
-        suites.push(Suite { name: "kunit".into(), problems: vec!["no KUnit suite ran".into()], ..Default::default() });
+        suites.push(Suite {
+            name: "kunit".into(),
+            problems: vec!["no KUnit suite ran".into()],
+            ..Default::default()
+        });
     }
     for st in steps {
         let got = boot.steps.iter().find(|o| o.name == st.name);
         let mut s = match got {
             Some(o) => results::parse_kselftest(&st.name, &o.output),
-            None => Suite { name: st.name.clone(), ..Default::default() },
+            None => Suite {
+                name: st.name.clone(),
+                ..Default::default()
+            },
         };
         match got.and_then(|o| o.status) {
-            None => s.problems.push("did not finish (crash or VM time limit)".into()),
-            Some(137) => s.problems.push(format!("killed after its {} s limit", st.timeout_secs)),
+            None => s
+                .problems
+                .push("did not finish (crash or VM time limit)".into()),
+            Some(137) => s
+                .problems
+                .push(format!("killed after its {} s limit", st.timeout_secs)),
             Some(0) => {}
             Some(rc) => s.problems.push(format!("exit status {rc}")),
         }
         suites.push(s);
     }
-    let log: Vec<&str> = boot.dmesg.as_ref().unwrap_or(&boot.console).iter().map(String::as_str).collect();
-    let mut k = Suite { name: "kernel-log".into(), plan: Some(1), ..Default::default() };
+    let log: Vec<&str> = boot
+        .dmesg
+        .as_ref()
+        .unwrap_or(&boot.console)
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let mut k = Suite {
+        name: "kernel-log".into(),
+        plan: Some(1),
+        ..Default::default()
+    };
     let reports = results::kernel_reports(log);
     if !boot.finished {
-        k.problems.push(if boot.timed_out { "VM time limit reached".into() } else { "VM stopped before init finished".into() });
+        k.problems.push(if boot.timed_out {
+            "VM time limit reached".into()
+        } else {
+            "VM stopped before init finished".into()
+        });
     }
     if reports.is_empty() {
-        k.cases.push(Case { name: "no oops/BUG/WARN/lockdep/KASAN".into(), outcome: Outcome::Pass });
+        k.cases.push(Case {
+            name: "no oops/BUG/WARN/lockdep/KASAN".into(),
+            outcome: Outcome::Pass,
+        });
     } else {
-        k.cases.push(Case { name: "kernel reports".into(), outcome: Outcome::Fail });
+        k.cases.push(Case {
+            name: "kernel reports".into(),
+            outcome: Outcome::Fail,
+        });
         k.problems.extend(reports.into_iter().take(20));
     }
     suites.push(k);
@@ -170,14 +244,21 @@ pub fn report(suites: &[Suite]) -> bool {
     let (mut p, mut f, mut s) = (0, 0, 0);
     println!();
     for suite in suites {
-        let (sp, sf, ss) = (suite.count(Outcome::Pass), suite.count(Outcome::Fail), suite.count(Outcome::Skip));
+        let (sp, sf, ss) = (
+            suite.count(Outcome::Pass),
+            suite.count(Outcome::Fail),
+            suite.count(Outcome::Skip),
+        );
         // A suite that failed with no failed case (missing results, crash) counts once.
         let extra = usize::from(sf == 0 && !suite.problems.is_empty());
         p += sp;
         f += sf + extra;
         s += ss;
         let verdict = if suite.passed() { "ok  " } else { "FAIL" };
-        println!("{verdict} {:<40} {sp} passed, {sf} failed, {ss} skipped", suite.name);
+        println!(
+            "{verdict} {:<40} {sp} passed, {sf} failed, {ss} skipped",
+            suite.name
+        );
         for c in suite.cases.iter().filter(|c| c.outcome == Outcome::Fail) {
             println!("       failed: {}", c.name);
         }
@@ -204,7 +285,10 @@ mod tests {
         let s = parse_cargo_test(stderr, stdout);
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].name, "host:migrate_core");
-        assert_eq!((s[0].count(Outcome::Pass), s[0].count(Outcome::Skip)), (12, 1));
+        assert_eq!(
+            (s[0].count(Outcome::Pass), s[0].count(Outcome::Skip)),
+            (12, 1)
+        );
         assert_eq!(s[1].name, "host:props");
         assert!(!s[1].passed());
         assert_eq!(s[2].name, "host:migrate_core");
@@ -221,8 +305,16 @@ mod tests {
                 .collect(),
         );
         let steps = vec![
-            Step { name: "hmm-tests".into(), command: "hmm-tests".into(), timeout_secs: 1 },
-            Step { name: "other".into(), command: "other".into(), timeout_secs: 1 },
+            Step {
+                name: "hmm-tests".into(),
+                command: "hmm-tests".into(),
+                timeout_secs: 1,
+            },
+            Step {
+                name: "other".into(),
+                command: "other".into(),
+                timeout_secs: 1,
+            },
         ];
         let s = evaluate(&boot, &steps);
         let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();

@@ -22,7 +22,12 @@ pub fn baseline_dir() -> PathBuf {
 /// Fetches and unpacks the kernel source once; returns the baseline.
 pub fn ensure_baseline() -> Result<PathBuf> {
     let base = baseline_dir();
-    if crate::util::succeeds(Command::new("git").arg("-C").arg(&base).args(["rev-parse", "-q", "--verify", PRISTINE])) {
+    if crate::util::succeeds(Command::new("git").arg("-C").arg(&base).args([
+        "rev-parse",
+        "-q",
+        "--verify",
+        PRISTINE,
+    ])) {
         return Ok(base);
     }
     let cache = cache_dir();
@@ -37,7 +42,11 @@ pub fn ensure_baseline() -> Result<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.to_string_lossy().ends_with(".tar.xz"))
         .ok_or_else(|| crate::util::Error(format!("{} holds no source tarball", deb.display())))?;
-    run(Command::new("tar").arg("-C").arg(&unpack).arg("-xJf").arg(&tarball))?;
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&unpack)
+        .arg("-xJf")
+        .arg(&tarball))?;
     let top = unpack.join(PACKAGE);
     if !top.join("Makefile").exists() {
         bail!("{} did not unpack to {PACKAGE}/", tarball.display());
@@ -46,18 +55,29 @@ pub fn ensure_baseline() -> Result<PathBuf> {
     std::fs::rename(&top, &base)?;
     let _ = std::fs::remove_dir_all(&unpack);
     eprintln!("    committing the pristine baseline");
-    let git = |args: &[&str]| -> Result<()> { run(Command::new("git").arg("-C").arg(&base).args(args)) };
+    let git =
+        |args: &[&str]| -> Result<()> { run(Command::new("git").arg("-C").arg(&base).args(args)) };
     git(&["init", "-q", "-b", "main"])?;
     // Debian's .gitignore ignores the whole top level: force-add.
     git(&["add", "-f", "-A"])?;
-    git(&ident(&["commit", "-q", "-m", "Linux 7.3 (Debian linux-source-7.3)"]))?;
+    git(&ident(&[
+        "commit",
+        "-q",
+        "-m",
+        "Linux 7.3 (Debian linux-source-7.3)",
+    ]))?;
     git(&["tag", PRISTINE])?;
     Ok(base)
 }
 
 /// A fixed identity for commits the harness makes.
 pub fn ident<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["-c", "user.name=folio-migrate", "-c", "user.email=folio-migrate@localhost"];
+    let mut v = vec![
+        "-c",
+        "user.name=folio-migrate",
+        "-c",
+        "user.email=folio-migrate@localhost",
+    ];
     v.extend_from_slice(args);
     v
 }
@@ -78,7 +98,9 @@ fn fetch_deb(cache: &Path) -> Result<PathBuf> {
     let version = if versions.contains(&PINNED_VERSION) {
         PINNED_VERSION.to_string()
     } else if let Some(newest) = versions.first() {
-        eprintln!("    NOTE: {PACKAGE} {PINNED_VERSION} is no longer in the archive; using {newest}");
+        eprintln!(
+            "    NOTE: {PACKAGE} {PINNED_VERSION} is no longer in the archive; using {newest}"
+        );
         newest.to_string()
     } else {
         bail!("apt knows no {PACKAGE}: is {KERNEL_SUITE} in the apt sources (cargo xtask setup)?");
@@ -88,13 +110,22 @@ fn fetch_deb(cache: &Path) -> Result<PathBuf> {
         .current_dir(&dir)
         .arg("download")
         .arg(format!("{PACKAGE}={version}")))?;
-    find_deb(&dir)?.ok_or_else(|| crate::util::Error(format!("apt-get download left no .deb in {}", dir.display())))
+    find_deb(&dir)?.ok_or_else(|| {
+        crate::util::Error(format!(
+            "apt-get download left no .deb in {}",
+            dir.display()
+        ))
+    })
 }
 
 fn find_deb(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(PACKAGE) && n.to_string_lossy().ends_with(".deb"))))
+        .find(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with(PACKAGE) && n.to_string_lossy().ends_with(".deb")
+            })
+        }))
 }
 
 /// A working tree of the baseline under the cache, created on first use.
@@ -105,7 +136,10 @@ pub fn worktree(name: &str) -> Result<PathBuf> {
         return Ok(dir);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = run(Command::new("git").arg("-C").arg(&base).args(["worktree", "prune"]));
+    let _ = run(Command::new("git")
+        .arg("-C")
+        .arg(&base)
+        .args(["worktree", "prune"]));
     run(Command::new("git")
         .arg("-C")
         .arg(&base)
@@ -118,11 +152,20 @@ pub fn worktree(name: &str) -> Result<PathBuf> {
 
 /// The `VERSION.PATCHLEVEL.SUBLEVEL` of a kernel tree.
 pub fn kernel_version(tree: &Path) -> Result<String> {
-    let mk = std::fs::read_to_string(tree.join("Makefile")).context(|| format!("{} is not a kernel tree", tree.display()))?;
+    let mk = std::fs::read_to_string(tree.join("Makefile"))
+        .context(|| format!("{} is not a kernel tree", tree.display()))?;
     let get = |k: &str| {
         mk.lines()
-            .find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
+            .find_map(|l| {
+                l.strip_prefix(k)
+                    .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+            })
             .unwrap_or_default()
     };
-    Ok(format!("{}.{}.{}", get("VERSION"), get("PATCHLEVEL"), get("SUBLEVEL")))
+    Ok(format!(
+        "{}.{}.{}",
+        get("VERSION"),
+        get("PATCHLEVEL"),
+        get("SUBLEVEL")
+    ))
 }

@@ -120,7 +120,8 @@ pub fn succeeds(cmd: &mut Command) -> bool {
 /// Runs a long command with its output in `log`, printing a progress line
 /// at most every `every`, and the log's tail if it fails.
 pub fn run_logged(cmd: &mut Command, log: &Path, label: &str, every: Duration) -> Result<()> {
-    let mut file = std::fs::File::create(log).context(|| format!("cannot create {}", log.display()))?;
+    let mut file =
+        std::fs::File::create(log).context(|| format!("cannot create {}", log.display()))?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -215,5 +216,8 @@ pub fn write_if_changed(path: &Path, data: &[u8]) -> Result<bool> {
 
 /// Number of parallel make jobs: one per CPU plus one.
 pub fn jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) + 1
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        + 1
 }

@@ -55,7 +55,15 @@ pub fn boot(kernel: &Path, initrd: &Path, limit: Duration, echo: bool, log: &Pat
     let cfg = X86_64;
     let mut child = Command::new(cfg.binary)
         .args(["-m", cfg.memory, "-smp", &cfg.smp.to_string()])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
         .arg("-kernel")
         .arg(kernel)
         .arg("-initrd")
@@ -72,8 +80,14 @@ pub fn boot(kernel: &Path, initrd: &Path, limit: Duration, echo: bool, log: &Pat
         if let Some(out) = stdout {
             let mut r = BufReader::new(out);
             let mut buf = Vec::new();
-            while r.read_until(b'\n', &mut buf).map(|n| n > 0).unwrap_or(false) {
-                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+            while r
+                .read_until(b'\n', &mut buf)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
                 buf.clear();
                 if tx.send(line).is_err() {
                     break;
@@ -124,7 +138,10 @@ pub fn split(lines: Vec<String>) -> Boot {
             match w.next() {
                 Some("boot-done") => in_boot = false,
                 Some("begin") => {
-                    current = Some(StepOutput { name: w.next().unwrap_or("").to_string(), ..Default::default() })
+                    current = Some(StepOutput {
+                        name: w.next().unwrap_or("").to_string(),
+                        ..Default::default()
+                    })
                 }
                 Some("end") => {
                     if let Some(mut s) = current.take() {
