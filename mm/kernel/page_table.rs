@@ -208,9 +208,9 @@ impl<'a> PmdGuard<'a> {
     /// is held (the mapping holds a reference to it).
     pub fn folio(&self) -> Option<&Folio> {
         match self.entry() {
-            // SAFETY: A present huge PMD holds a reference to its folio,
-            // and the PMD cannot change while we hold its lock.
             PmdEntry::Huge { pfn, .. } => {
+                // SAFETY: A present huge PMD holds a reference to its
+                // folio, and the PMD cannot change while we hold its lock.
                 Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn)) })
             }
             _ => None,

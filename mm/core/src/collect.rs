@@ -43,7 +43,7 @@
 //! | PTE system page without SELECT_SYSTEM | 344-347 | skip |
 //! | PTE device-coherent, flag or owner missing | 348-355 | skip |
 //! | PTE without a page or a mapping | 381-384 | skip |
-//! | PTE page otherwise | 332-335, 377-378, 410 | [`Decision::CollectSmall`], trylock (fail: skip, 479-481) |
+//! | PTE page otherwise | 332-335, 377-378, 410 | [`Decision::CollectSmall`], trylock (479-481) |
 
 use core::ops::BitOr;
 
