@@ -9,6 +9,7 @@
 use core::{ops::Deref, ptr::NonNull};
 use kernel::{
     bindings,
+    error::{code::ENOMEM, Result},
     sync::aref::{ARef, AlwaysRefCounted},
     types::Opaque,
 };
@@ -93,6 +94,18 @@ impl Folio {
         } else {
             None
         }
+    }
+
+    /// Allocates a folio of `order` for user memory (movable, may come
+    /// from highmem), as a migration destination; the caller owns the only
+    /// reference.
+    #[inline]
+    pub fn alloc_movable(order: u32) -> Result<ARef<Folio>> {
+        // SAFETY: Any order is accepted; too large ones fail.
+        let folio = unsafe { bindings::folio_alloc(bindings::GFP_HIGHUSER_MOVABLE, order) };
+        let folio = NonNull::new(folio.cast::<Folio>()).ok_or(ENOMEM)?;
+        // SAFETY: A fresh folio comes with one reference, which we own.
+        Ok(unsafe { ARef::from_raw(folio) })
     }
 
     /// The raw `struct folio` pointer.

@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `migrate_vma_*` for drivers, as a typestate.
+//!
+//! [`MigrateVma::setup`] collects the range and returns a [`Collected`]
+//! migration; the driver reads the source folios, copies their data and
+//! gives a locked destination for each one it migrates; [`Collected::pages`]
+//! moves the mappings and returns a [`Migrated`] one, and
+//! [`Migrated::finalize`] (or dropping it) restores what did not move and
+//! releases every folio. Finalizing twice or skipping `pages` does not
+//! compile; dropping a [`Collected`] migration releases the destinations
+//! and restores the original mappings.
+//!
+//! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h)
+
+use crate::folio::Folio;
+use crate::migrate_core::pfn::{
+    MIGRATE_PFN_COMPOUND, MIGRATE_PFN_MIGRATE, MIGRATE_PFN_SHIFT, MIGRATE_PFN_VALID,
+};
+use core::{ffi::c_void, marker::PhantomData};
+use kernel::{
+    bindings,
+    error::{
+        code::{EBUSY, EINVAL},
+        to_result, Result,
+    },
+    mm::virt::VmaRef,
+    page::PAGE_SIZE,
+    sync::aref::ARef,
+};
+
+/// Which pages `migrate_vma_setup()` collects (`enum migrate_vma_direction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Select(u32);
+
+impl Select {
+    /// System memory.
+    pub const SYSTEM: Self = Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM);
+    /// Device-private memory of the caller's `pgmap_owner`.
+    pub const DEVICE_PRIVATE: Self =
+        Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE);
+    /// Large folios collected whole rather than split.
+    pub const COMPOUND: Self = Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND);
+}
+
+impl core::ops::BitOr for Select {
+    type Output = Self;
+
+    #[inline]
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+/// Entry point of the typestate.
+pub struct MigrateVma;
+
+impl MigrateVma {
+    /// Collects `start..end` of `vma` for migration (`migrate_vma_setup()`).
+    ///
+    /// `src` and `dst` need one slot per page of the range. `owner` is the
+    /// `pgmap_owner` cookie of the driver (null for none). The caller holds
+    /// the mmap lock, which `vma` witnesses, until the migration is
+    /// finalized.
+    pub fn setup<'a>(
+        vma: &'a VmaRef,
+        start: usize,
+        end: usize,
+        select: Select,
+        owner: *mut c_void,
+        src: &'a mut [usize],
+        dst: &'a mut [usize],
+    ) -> Result<Collected<'a>> {
+        if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        let npages = (end - start) / PAGE_SIZE;
+        if src.len() < npages || dst.len() < npages {
+            return Err(EINVAL);
+        }
+        dst[..npages].fill(0);
+        // SAFETY: `migrate_vma` is plain data; all-zero is its empty value.
+        let mut args: bindings::migrate_vma = unsafe { core::mem::zeroed() };
+        args.vma = vma.as_ptr();
+        args.src = src.as_mut_ptr();
+        args.dst = dst.as_mut_ptr();
+        args.start = start;
+        args.end = end;
+        args.pgmap_owner = owner;
+        args.flags = select.0 as usize;
+        // SAFETY: The arrays hold `npages` slots and outlive the returned
+        // migration; the mmap lock is held as `vma` proves; the C function
+        // checks the range against the VMA.
+        to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
+        // INVARIANT: Setup succeeded: the collected folios are locked and
+        // unmapped until finalize.
+        Ok(Collected {
+            inner: Inner {
+                args,
+                moved: false,
+                done: false,
+                _arrays: PhantomData,
+            },
+        })
+    }
+}
+
+/// The `struct migrate_vma` of a migration in flight.
+///
+/// # Invariants
+///
+/// `args` was passed to a successful `migrate_vma_setup()`, its arrays
+/// live for `'a`, `migrate_vma_pages()` has run iff `moved`, and
+/// `migrate_vma_finalize()` has run iff `done`.
+struct Inner<'a> {
+    args: bindings::migrate_vma,
+    moved: bool,
+    done: bool,
+    _arrays: PhantomData<&'a mut [usize]>,
+}
+
+impl Inner<'_> {
+    fn npages(&self) -> usize {
+        self.args.npages
+    }
+
+    fn src(&self, i: usize) -> usize {
+        if i >= self.npages() {
+            return 0;
+        }
+        // SAFETY: `i` is below `npages`, inside the array by the invariant.
+        unsafe { *self.args.src.add(i) }
+    }
+
+    fn dst(&self, i: usize) -> usize {
+        if i >= self.npages() {
+            return 0;
+        }
+        // SAFETY: As in `src()`.
+        unsafe { *self.args.dst.add(i) }
+    }
+
+    fn pages(&mut self) {
+        if !self.moved {
+            // SAFETY: Setup succeeded and pages has not run.
+            unsafe { bindings::migrate_vma_pages(&mut self.args) };
+            self.moved = true;
+        }
+    }
+
+    /// Abandons a migration before `pages()`: releases the destinations so
+    /// that finalize restores every source where it was.
+    fn abandon(&mut self) {
+        for i in 0..self.npages() {
+            let d = self.dst(i);
+            if d & MIGRATE_PFN_VALID as usize != 0 {
+                // SAFETY: Set by `set_destination()`, which handed us the
+                // lock and a reference of this folio; `i` is in range.
+                unsafe {
+                    let folio = bindings::pfn_folio(d >> MIGRATE_PFN_SHIFT);
+                    bindings::folio_unlock(folio);
+                    bindings::folio_put(folio);
+                    *self.args.dst.add(i) = 0;
+                }
+            }
+        }
+        // With no destination, `migrate_vma_pages()` clears the migrate
+        // bit of every slot.
+        self.pages();
+    }
+
+    fn finalize(&mut self) {
+        if !self.moved {
+            self.abandon();
+        }
+        if !self.done {
+            // SAFETY: Setup succeeded and finalize has not run.
+            unsafe { bindings::migrate_vma_finalize(&mut self.args) };
+            self.done = true;
+        }
+    }
+}
+
+impl Drop for Inner<'_> {
+    fn drop(&mut self) {
+        self.finalize();
+    }
+}
+
+/// A collected migration: sources locked and unmapped, destinations being
+/// filled in.
+pub struct Collected<'a> {
+    inner: Inner<'a>,
+}
+
+impl<'a> Collected<'a> {
+    /// The number of slots (pages) of the range.
+    #[inline]
+    pub fn npages(&self) -> usize {
+        self.inner.npages()
+    }
+
+    /// The number of pages collected for migration.
+    #[inline]
+    pub fn cpages(&self) -> usize {
+        self.inner.args.cpages
+    }
+
+    /// The raw source entry of slot `i` (0 outside the range).
+    #[inline]
+    pub fn src_entry(&self, i: usize) -> usize {
+        self.inner.src(i)
+    }
+
+    /// The folio collected at slot `i`, if it may be migrated.
+    ///
+    /// It is locked and referenced by the migration until finalize.
+    pub fn source(&self, i: usize) -> Option<&Folio> {
+        let e = self.inner.src(i) as u64;
+        if e & MIGRATE_PFN_MIGRATE == 0 || e & MIGRATE_PFN_VALID == 0 {
+            return None;
+        }
+        let pfn = (e >> MIGRATE_PFN_SHIFT) as usize;
+        // SAFETY: A collected entry names a folio the migration holds a
+        // reference to until finalize, which cannot run while `self` is
+        // borrowed.
+        Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn)) })
+    }
+
+    /// Gives `folio` as the destination of slot `i`.
+    ///
+    /// The folio must be as large as the source and not shared: it is
+    /// locked here, and the lock and the reference pass to the migration,
+    /// which releases them in finalize. The driver copies the data before
+    /// [`Collected::pages`].
+    pub fn set_destination(&mut self, i: usize, folio: ARef<Folio>) -> Result {
+        let src = self.source(i).ok_or(EINVAL)?;
+        if src.order() != folio.order() || self.inner.dst(i) != 0 {
+            return Err(EINVAL);
+        }
+        let locked = folio.trylock().ok_or(EBUSY)?;
+        let mut entry = (locked.pfn() << MIGRATE_PFN_SHIFT) | MIGRATE_PFN_VALID as usize;
+        if locked.is_large() {
+            entry |= MIGRATE_PFN_COMPOUND as usize;
+        }
+        let _ = locked.into_raw_locked();
+        // The reference now belongs to the dst array.
+        let _ = ARef::into_raw(folio);
+        // SAFETY: `i` is in range (`source()` checked it).
+        unsafe { *self.inner.args.dst.add(i) = entry };
+        Ok(())
+    }
+
+    /// Moves the mappings and metadata to the destinations
+    /// (`migrate_vma_pages()`).
+    pub fn pages(mut self) -> Migrated<'a> {
+        self.inner.pages();
+        Migrated { inner: self.inner }
+    }
+}
+
+/// A migration whose pages have moved; finalize (or drop) to complete it.
+pub struct Migrated<'a> {
+    inner: Inner<'a>,
+}
+
+impl Migrated<'_> {
+    /// Whether slot `i` was migrated.
+    #[inline]
+    pub fn is_migrated(&self, i: usize) -> bool {
+        let e = self.inner.src(i) as u64;
+        e & MIGRATE_PFN_MIGRATE != 0 && self.inner.dst(i) as u64 & MIGRATE_PFN_VALID != 0
+    }
+
+    /// Removes the migration entries, unlocks and releases every folio
+    /// (`migrate_vma_finalize()`).
+    #[inline]
+    pub fn finalize(mut self) {
+        self.inner.finalize();
+    }
+}
