@@ -6,8 +6,16 @@
 mod tests {
     use crate::folio::Folio;
     use crate::kunit_user_mm::UserMapping;
-    use crate::page_table::{EntryBits, PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_SIZE};
-    use kernel::{prelude::*, sync::aref::ARef, uapi};
+    use crate::mmu_notifier::MmuNotifierRange;
+    use crate::page_table::{
+        flush_tlb_range, EntryBits, MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, RawPte,
+        PAGE_SIZE, PMD_SIZE,
+    };
+    use core::{
+        ffi::c_void,
+        sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering},
+    };
+    use kernel::{bindings, prelude::*, sync::aref::ARef, uapi};
 
     /// A byte pattern that differs per page, so a misplaced page shows.
     fn pattern(page: usize) -> [u8; 8] {
@@ -178,6 +186,211 @@ mod tests {
         let again = unsafe { Folio::try_get_pfn(folio.pfn()) }.ok_or(ENOENT)?;
         assert_eq!(again.as_raw(), folio.as_raw());
         assert_eq!(folio.ref_count(), before + 1);
+        Ok(())
+    }
+
+    #[test]
+    fn pte_migration_entry_round_trip() -> Result {
+        const PAGES: usize = 4;
+        let map = UserMapping::new(PAGES * PAGE_SIZE, PMD_SIZE)?;
+        map.madvise(0, PAGES * PAGE_SIZE, uapi::MADV_NOHUGEPAGE)?;
+        for p in 0..PAGES {
+            map.write(p * PAGE_SIZE, &pattern(p))?;
+        }
+        let (s, end) = (map.start(), map.start() + PAGES * PAGE_SIZE);
+        let mmap = map.mm().mmap_read_lock();
+        let vma = mmap.vma_lookup(s).ok_or(EINVAL)?;
+        // Room for the references is made before the PTE lock is taken.
+        let mut folios = KVec::with_capacity(PAGES, GFP_KERNEL)?;
+        {
+            let run = PteRun::lock(vma, s, end).ok_or(EINVAL)?;
+            for p in 0..PAGES {
+                let f: ARef<Folio> = run.folio(s + p * PAGE_SIZE).ok_or(EINVAL)?.into();
+                folios.push_within_capacity(f).map_err(|_| ENOMEM)?;
+            }
+        }
+        // Migration entries name locked folios: lock before the PTL.
+        let mut locked = KVec::new();
+        for f in folios.iter() {
+            locked.push(f.trylock().ok_or(EBUSY)?, GFP_KERNEL)?;
+        }
+        let mut run = PteRun::lock(vma, s, end).ok_or(EINVAL)?;
+        // No allocation from here on: the PTE lock is held.
+        let olds = run.with_lazy_mmu(|run| -> Result<[Option<RawPte>; PAGES]> {
+            let mut olds = [None; PAGES];
+            for (p, old) in olds.iter_mut().enumerate() {
+                let kind = if p % 2 == 0 {
+                    MigrationKind::Writable
+                } else {
+                    MigrationKind::Readable
+                };
+                *old = Some(run.install_migration_entry(s + p * PAGE_SIZE, &locked[p], kind)?);
+            }
+            Ok(olds)
+        })?;
+        for p in 0..PAGES {
+            let want = PteEntry::Migration {
+                pfn: folios[p].pfn(),
+                write: p % 2 == 0,
+            };
+            assert_eq!(run.entry(s + p * PAGE_SIZE), Some(want));
+            assert!(run.folio(s + p * PAGE_SIZE).is_none());
+        }
+        // A migration entry, another folio's page and an address outside
+        // the run are refused.
+        assert_eq!(
+            run.install_migration_entry(s, &locked[0], MigrationKind::Writable)
+                .err(),
+            Some(EINVAL)
+        );
+        assert!(run.clear_flush(end).is_err());
+        // Put the original entries back, as a failed migration would.
+        for (p, old) in olds.iter().enumerate() {
+            let old = old.ok_or(EINVAL)?;
+            assert!(matches!(old.entry(), PteEntry::Present { .. }));
+            run.set(s + p * PAGE_SIZE, old)?;
+        }
+        flush_tlb_range(vma, s, end);
+        for p in 0..PAGES {
+            assert_eq!(
+                run.folio(s + p * PAGE_SIZE).map(|f| f.pfn()),
+                Some(folios[p].pfn())
+            );
+        }
+        drop(run);
+        drop(locked);
+        drop(mmap);
+        for p in 0..PAGES {
+            let mut buf = [0u8; 8];
+            map.read(p * PAGE_SIZE, &mut buf)?;
+            assert_eq!(buf, pattern(p));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn pmd_migration_entry_round_trip() -> Result {
+        let map = UserMapping::new(PMD_SIZE, PMD_SIZE)?;
+        map.madvise(0, PMD_SIZE, uapi::MADV_HUGEPAGE)?;
+        map.write(0, &pattern(0))?;
+        let mmap = map.mm().mmap_read_lock();
+        let vma = mmap.vma_lookup(map.start()).ok_or(EINVAL)?;
+        let folio: ARef<Folio> = PmdGuard::lock(vma, map.start())
+            .ok_or(EINVAL)?
+            .folio()
+            .ok_or(EINVAL)?
+            .into();
+        let locked = folio.trylock().ok_or(EBUSY)?;
+        let mut pmd = PmdGuard::lock(vma, map.start()).ok_or(EINVAL)?;
+        let old = pmd.install_migration_entry(&locked, MigrationKind::Writable)?;
+        assert_eq!(
+            pmd.entry(),
+            PmdEntry::Migration {
+                pfn: folio.pfn(),
+                write: true
+            }
+        );
+        assert!(pmd.folio().is_none());
+        // Not a THP any more: refused.
+        assert!(pmd.clear_flush().is_err());
+        assert!(pmd
+            .install_migration_entry(&locked, MigrationKind::Readable)
+            .is_err());
+        pmd.set(old);
+        assert_eq!(pmd.folio().map(|f| f.pfn()), Some(folio.pfn()));
+        drop(pmd);
+        drop(locked);
+        drop(mmap);
+        let mut buf = [0u8; 8];
+        map.read(0, &mut buf)?;
+        assert_eq!(buf, pattern(0));
+        Ok(())
+    }
+
+    /// An interval notifier that records what invalidates it.
+    #[repr(C)]
+    struct Recorder {
+        mni: bindings::mmu_interval_notifier,
+        calls: AtomicUsize,
+        event: AtomicU32,
+        owner: AtomicPtr<c_void>,
+        start: AtomicUsize,
+        end: AtomicUsize,
+    }
+
+    /// The `invalidate` callback of [`RECORD_OPS`].
+    ///
+    /// # Safety
+    ///
+    /// `mni` is the notifier of a live [`Recorder`] and `range` is valid.
+    unsafe extern "C" fn record(
+        mni: *mut bindings::mmu_interval_notifier,
+        range: *const bindings::mmu_notifier_range,
+        cur_seq: usize,
+    ) -> bool {
+        // SAFETY: `mni` is the first field of a live `Recorder`
+        // (`repr(C)`), and `range` is valid during the call.
+        unsafe {
+            let r = &*mni.cast::<Recorder>();
+            r.calls.fetch_add(1, Ordering::Relaxed);
+            r.event.store((*range).event, Ordering::Relaxed);
+            r.owner.store((*range).owner, Ordering::Relaxed);
+            r.start.store((*range).start, Ordering::Relaxed);
+            r.end.store((*range).end, Ordering::Relaxed);
+            bindings::mmu_interval_set_seq(mni, cur_seq);
+        }
+        true
+    }
+
+    static RECORD_OPS: bindings::mmu_interval_notifier_ops = bindings::mmu_interval_notifier_ops {
+        invalidate: Some(record),
+        invalidate_start: None,
+        invalidate_finish: None,
+    };
+
+    #[test]
+    fn mmu_notifier_range_carries_the_owner() -> Result {
+        let map = UserMapping::new(4 * PAGE_SIZE, PMD_SIZE)?;
+        map.write(0, &pattern(0))?;
+        // SAFETY: All-zero is the unregistered state of the notifier and
+        // a valid value of the counters.
+        let rec = KBox::new(unsafe { core::mem::zeroed::<Recorder>() }, GFP_KERNEL)?;
+        let rec = KBox::into_raw(rec);
+        // SAFETY: `rec` is valid and stays put until freed below; the mm
+        // has users (the test thread).
+        kernel::error::to_result(unsafe {
+            bindings::mmu_interval_notifier_insert(
+                &raw mut (*rec).mni,
+                map.mm().as_raw(),
+                map.start(),
+                4 * PAGE_SIZE,
+                &RECORD_OPS,
+            )
+        })
+        .inspect_err(|_| {
+            // SAFETY: Not registered; ours to free.
+            drop(unsafe { KBox::from_raw(rec) });
+        })?;
+        let mut cookie = 0u8;
+        let owner = (&raw mut cookie).cast::<c_void>();
+        {
+            let (s, e) = (map.start() + PAGE_SIZE, map.start() + 3 * PAGE_SIZE);
+            let mut range = MmuNotifierRange::migrate(map.mm(), s, e, owner);
+            assert_eq!((range.start(), range.end()), (s, e));
+            let _inv = range.invalidate();
+        }
+        // SAFETY: Registered above; `remove` waits for callbacks to end.
+        unsafe { bindings::mmu_interval_notifier_remove(&raw mut (*rec).mni) };
+        // SAFETY: Unregistered: ours again.
+        let rec = unsafe { KBox::from_raw(rec) };
+        assert_eq!(rec.calls.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            rec.event.load(Ordering::Relaxed),
+            bindings::mmu_notifier_event_MMU_NOTIFY_MIGRATE
+        );
+        assert_eq!(rec.owner.load(Ordering::Relaxed), owner);
+        assert_eq!(rec.start.load(Ordering::Relaxed), map.start() + PAGE_SIZE);
+        assert_eq!(rec.end.load(Ordering::Relaxed), map.start() + 3 * PAGE_SIZE);
         Ok(())
     }
 }

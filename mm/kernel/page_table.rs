@@ -7,8 +7,13 @@
 //! C header: [`include/linux/pgtable.h`](srctree/include/linux/pgtable.h),
 //! [`include/linux/leafops.h`](srctree/include/linux/leafops.h)
 
-use crate::folio::Folio;
-use kernel::{bindings, mm::virt::VmaRef, types::NotThreadSafe};
+use crate::folio::{Folio, LockedFolio};
+use kernel::{
+    bindings,
+    error::{code::EINVAL, Result},
+    mm::virt::VmaRef,
+    types::NotThreadSafe,
+};
 
 /// Size of a page.
 pub const PAGE_SIZE: usize = bindings::PAGE_SIZE;
@@ -26,6 +31,55 @@ pub struct EntryBits {
     pub soft_dirty: bool,
     /// Userfaultfd write-protected (present entries only).
     pub uffd_wp: bool,
+}
+
+/// Which migration entry to install, as `migrate_vma_collect_pmd()` and
+/// `set_pmd_migration_entry()` choose it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrationKind {
+    /// The mapping was read-only and the folio may be shared.
+    Readable,
+    /// The mapping was read-only but the anonymous folio is exclusive.
+    ReadableExclusive,
+    /// The mapping was writable.
+    Writable,
+}
+
+impl MigrationKind {
+    /// The entry for `pfn`.
+    fn entry(self, pfn: usize) -> bindings::softleaf_t {
+        // SAFETY: These only encode a value.
+        unsafe {
+            match self {
+                Self::Readable => bindings::make_readable_migration_entry(pfn),
+                Self::ReadableExclusive => bindings::make_readable_exclusive_migration_entry(pfn),
+                Self::Writable => bindings::make_writable_migration_entry(pfn),
+            }
+        }
+    }
+}
+
+/// A PTE value taken out of a page table, to be restored or decoded.
+#[derive(Clone, Copy)]
+pub struct RawPte(bindings::pte_t);
+
+impl RawPte {
+    /// Decodes the value.
+    #[inline]
+    pub fn entry(&self) -> PteEntry {
+        decode_pte(self.0)
+    }
+}
+
+/// A PMD value taken out of a page table, to be restored.
+#[derive(Clone, Copy)]
+pub struct RawPmd(bindings::pmd_t);
+
+/// Flushes the TLB entries of `start..end` in `vma` (`flush_tlb_range()`).
+#[inline]
+pub fn flush_tlb_range(vma: &VmaRef, start: usize, end: usize) {
+    // SAFETY: `vma` is valid while borrowed; any range is accepted.
+    unsafe { bindings::flush_tlb_range(vma.as_ptr(), start, end) };
 }
 
 /// What a PMD holds.
@@ -218,6 +272,69 @@ impl<'a> PmdGuard<'a> {
     }
 }
 
+impl PmdGuard<'_> {
+    /// Clears a huge PMD and flushes its TLB entries
+    /// (`pmdp_huge_clear_flush()`); returns the old value.
+    ///
+    /// Fails with `EINVAL` unless the PMD maps a THP.
+    pub fn clear_flush(&mut self) -> Result<RawPmd> {
+        if !matches!(self.entry(), PmdEntry::Huge { .. }) {
+            return Err(EINVAL);
+        }
+        // SAFETY: The PMD maps a THP and we hold its lock.
+        let old =
+            unsafe { bindings::pmdp_huge_clear_flush(self.vma.as_ptr(), self.addr, self.pmd) };
+        Ok(RawPmd(old))
+    }
+
+    /// Stores `pmd` (`set_pmd_at()`), typically one [`PmdGuard::clear_flush`]
+    /// returned.
+    pub fn set(&mut self, pmd: RawPmd) {
+        // SAFETY: We hold the PMD lock; the value came from this PMD or
+        // from a constructor of this module.
+        unsafe { bindings::set_pmd_at(self.vma.mm().as_raw(), self.addr, self.pmd, pmd.0) };
+    }
+
+    /// Replaces the huge PMD that maps `folio` by a PMD migration entry,
+    /// carrying its young, dirty, soft-dirty and uffd-wp bits; returns the
+    /// old value.
+    ///
+    /// Only the page table changes: the caller handles the rmap and the
+    /// reference, as `set_pmd_migration_entry()` does. Fails with `EINVAL`
+    /// unless the PMD maps exactly `folio`.
+    pub fn install_migration_entry(
+        &mut self,
+        folio: &LockedFolio<'_>,
+        kind: MigrationKind,
+    ) -> Result<RawPmd> {
+        match self.entry() {
+            PmdEntry::Huge { pfn, .. } if pfn == folio.pfn() && folio.order() == PMD_ORDER => {}
+            _ => return Err(EINVAL),
+        }
+        let old = self.clear_flush()?;
+        // SAFETY: These only encode values.
+        let new = unsafe {
+            let mut e = kind.entry(folio.pfn());
+            if bindings::pmd_young(old.0) {
+                e = bindings::make_migration_entry_young(e);
+            }
+            if bindings::pmd_dirty(old.0) {
+                e = bindings::make_migration_entry_dirty(e);
+            }
+            let mut pmd = bindings::softleaf_to_pmd(e);
+            if bindings::pmd_soft_dirty(old.0) {
+                pmd = bindings::pmd_swp_mksoft_dirty(pmd);
+            }
+            if bindings::pmd_uffd(old.0) {
+                pmd = bindings::pmd_swp_mkuffd(pmd);
+            }
+            pmd
+        };
+        self.set(RawPmd(new));
+        Ok(old)
+    }
+}
+
 impl Drop for PmdGuard<'_> {
     #[inline]
     fn drop(&mut self) {
@@ -344,6 +461,92 @@ impl<'a> PteRun<'a> {
         // SAFETY: The present PTE holds a reference to the folio, and it
         // cannot change while we hold the lock.
         Some(unsafe { Folio::from_page(page) })
+    }
+}
+
+impl PteRun<'_> {
+    /// The slot that maps `addr`.
+    fn slot(&self, addr: usize) -> Result<*mut bindings::pte_t> {
+        if addr < self.start || addr >= self.end || addr % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `addr` is in the run, so the slot is in the mapped table.
+        Ok(unsafe { self.ptep.add((addr - self.start) / PAGE_SIZE) })
+    }
+
+    /// Clears the PTE at `addr` and flushes its TLB entry
+    /// (`ptep_clear_flush()`); returns the old value.
+    pub fn clear_flush(&mut self, addr: usize) -> Result<RawPte> {
+        let ptep = self.slot(addr)?;
+        // SAFETY: The slot is in the table whose lock we hold.
+        Ok(RawPte(unsafe {
+            bindings::ptep_clear_flush(self.vma.as_ptr(), addr, ptep)
+        }))
+    }
+
+    /// Stores `pte` at `addr` (`set_pte_at()`), typically one
+    /// [`PteRun::clear_flush`] returned.
+    pub fn set(&mut self, addr: usize, pte: RawPte) -> Result {
+        let ptep = self.slot(addr)?;
+        // SAFETY: The slot is in the table whose lock we hold.
+        unsafe { bindings::set_pte_at(self.vma.mm().as_raw(), addr, ptep, pte.0) };
+        Ok(())
+    }
+
+    /// Replaces the present PTE at `addr`, which must map a page of
+    /// `folio`, by a migration entry carrying its young, dirty, soft-dirty
+    /// and uffd-wp bits, as `migrate_vma_collect_pmd()` does; returns the
+    /// old value.
+    ///
+    /// Only the page table changes: the caller handles the rmap and the
+    /// reference. Fails with `EINVAL` for any other entry.
+    pub fn install_migration_entry(
+        &mut self,
+        addr: usize,
+        folio: &LockedFolio<'_>,
+        kind: MigrationKind,
+    ) -> Result<RawPte> {
+        let pfn = match self.entry(addr).ok_or(EINVAL)? {
+            PteEntry::Present { pfn, .. }
+                if pfn >= folio.pfn() && pfn < folio.pfn() + folio.nr_pages() =>
+            {
+                pfn
+            }
+            _ => return Err(EINVAL),
+        };
+        let old = self.clear_flush(addr)?;
+        // SAFETY: These only encode values.
+        let new = unsafe {
+            let mut e = kind.entry(pfn);
+            if bindings::pte_young(old.0) {
+                e = bindings::make_migration_entry_young(e);
+            }
+            if bindings::pte_dirty(old.0) {
+                e = bindings::make_migration_entry_dirty(e);
+            }
+            let mut pte = bindings::softleaf_to_pte(e);
+            if bindings::pte_soft_dirty(old.0) {
+                pte = bindings::pte_swp_mksoft_dirty(pte);
+            }
+            if bindings::pte_uffd(old.0) {
+                pte = bindings::pte_swp_mkuffd(pte);
+            }
+            pte
+        };
+        self.set(addr, RawPte(new))?;
+        Ok(old)
+    }
+
+    /// Runs `f` with lazy MMU mode on, so that a batch of PTE updates can
+    /// be flushed together (`lazy_mmu_mode_enable()`/`_disable()`).
+    pub fn with_lazy_mmu<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        // SAFETY: We hold the PTE lock, as lazy MMU mode requires; the
+        // mode is left before returning.
+        unsafe { bindings::lazy_mmu_mode_enable() };
+        let r = f(self);
+        // SAFETY: Matches the enable above.
+        unsafe { bindings::lazy_mmu_mode_disable() };
+        r
     }
 }
 
