@@ -17,6 +17,22 @@ use kernel::{
 /// A folio: a physically contiguous, naturally aligned set of `1 << order`
 /// pages managed as one.
 ///
+/// # Examples
+///
+/// Take a reference to the folio a PTE maps, then lock it without holding
+/// the page-table lock (the `folio_lock_and_references` KUnit test does
+/// this):
+///
+/// ```ignore
+/// let folio: ARef<Folio> = {
+///     let run = PteRun::lock(vma, addr, addr + PAGE_SIZE).ok_or(EINVAL)?;
+///     run.folio(addr).ok_or(ENOENT)?.into()
+/// };
+/// if let Some(locked) = folio.trylock() {
+///     assert_eq!(locked.order(), 0);
+/// } // Unlocked here.
+/// ```
+///
 /// # Invariants
 ///
 /// A `&Folio` points at a valid `struct folio` whose refcount stays above

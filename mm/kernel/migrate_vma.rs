@@ -11,6 +11,24 @@
 //! compile; dropping a [`Collected`] migration releases the destinations
 //! and restores the original mappings.
 //!
+//! # Examples
+//!
+//! Migrate `start..end` to new folios (the KUnit test
+//! `system_to_system_4k` does this on a real user mm):
+//!
+//! ```ignore
+//! let mmap = mm.mmap_read_lock();
+//! let vma = mmap.vma_lookup(start).ok_or(EFAULT)?;
+//! let mut m = MigrateVma::setup(vma, start, end, Select::SYSTEM, owner, &mut src, &mut dst)?;
+//! for i in 0..m.npages() {
+//!     let Some(from) = m.source(i) else { continue };
+//!     let to = Folio::alloc_movable(from.order())?;
+//!     copy(&to, from);
+//!     m.set_destination(i, to)?;
+//! }
+//! m.pages().finalize();
+//! ```
+//!
 //! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h)
 
 use crate::folio::Folio;

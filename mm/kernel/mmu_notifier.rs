@@ -7,6 +7,16 @@
 //! `MMU_NOTIFY_MIGRATE` and the migrating driver's `pgmap_owner`, so that
 //! the driver can skip invalidating what it is itself migrating.
 //!
+//! # Examples
+//!
+//! ```ignore
+//! let mut range = MmuNotifierRange::migrate(mm, start, end, owner);
+//! {
+//!     let _invalidation = range.invalidate();
+//!     // Change the page tables of start..end here.
+//! } // mmu_notifier_invalidate_range_end()
+//! ```
+//!
 //! C header: [`include/linux/mmu_notifier.h`](srctree/include/linux/mmu_notifier.h)
 
 use core::{ffi::c_void, marker::PhantomData};

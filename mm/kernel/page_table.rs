@@ -4,6 +4,28 @@
 //! ([`PmdGuard`]) and a run of PTEs under the PTE-table lock ([`PteRun`]),
 //! each reading entries as typed values ([`PmdEntry`], [`PteEntry`]).
 //!
+//! # Examples
+//!
+//! Find how `addr` is mapped, as collection does (the KUnit suite
+//! `folio_migrate_bindings` runs the same on a real user mm):
+//!
+//! ```ignore
+//! let mmap = mm.mmap_read_lock();
+//! let vma = mmap.vma_lookup(addr).ok_or(EFAULT)?;
+//! match PmdGuard::lock(vma, addr).ok_or(EFAULT)?.entry() {
+//!     PmdEntry::Huge { .. } => { /* a THP: collect it whole */ }
+//!     PmdEntry::Table => {
+//!         let run = PteRun::lock(vma, addr, addr + PAGE_SIZE).ok_or(EAGAIN)?;
+//!         for (a, entry) in run.iter() {
+//!             if let Some(folio) = run.folio(a) {
+//!                 pr_info!("{a:#x}: {entry:?}, order {}\n", folio.order());
+//!             }
+//!         }
+//!     }
+//!     _ => {}
+//! }
+//! ```
+//!
 //! C header: [`include/linux/pgtable.h`](srctree/include/linux/pgtable.h),
 //! [`include/linux/leafops.h`](srctree/include/linux/leafops.h)
 
