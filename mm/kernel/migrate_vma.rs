@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `migrate_vma_*` for drivers, as a typestate.
+//! `migrate_vma_*` and `migrate_device_*` for drivers, as a typestate.
 //!
-//! [`MigrateVma::setup`] collects the range and returns a [`Collected`]
-//! migration; the driver reads the source folios, copies their data and
-//! gives a locked destination for each one it migrates; [`Collected::pages`]
-//! moves the mappings and returns a [`Migrated`] one, and
-//! [`Migrated::finalize`] (or dropping it) restores what did not move and
-//! releases every folio. Finalizing twice or skipping `pages` does not
+//! [`MigrateVma::setup`] collects a range of a VMA, and
+//! [`MigrateVma::device_range`] a range of device pages for eviction; both
+//! return a [`Collected`] migration. The driver reads the source folios,
+//! copies their data and gives a locked destination for each one it
+//! migrates; [`Collected::pages`] moves the mappings and returns a
+//! [`Migrated`] one, and [`Migrated::finalize`] (or dropping it) restores
+//! what did not move and releases every folio. Finalizing twice or skipping `pages` does not
 //! compile; dropping a [`Collected`] migration releases the destinations
 //! and restores the original mappings.
 //!
@@ -115,6 +116,49 @@ impl MigrateVma {
         Ok(Collected {
             inner: Inner {
                 args,
+                device: false,
+                moved: false,
+                done: false,
+                _arrays: PhantomData,
+            },
+        })
+    }
+
+    /// Collects the device pages `start_pfn..start_pfn + npages` for
+    /// eviction back to system memory (`migrate_device_range()`), wherever
+    /// they are mapped.
+    ///
+    /// # Safety
+    ///
+    /// Every PFN of the range is a page of a `dev_pagemap` the caller owns
+    /// and keeps alive until the migration is finalized.
+    pub unsafe fn device_range<'a>(
+        start_pfn: usize,
+        npages: usize,
+        src: &'a mut [usize],
+        dst: &'a mut [usize],
+    ) -> Result<Collected<'a>> {
+        if npages == 0 || src.len() < npages || dst.len() < npages {
+            return Err(EINVAL);
+        }
+        dst[..npages].fill(0);
+        // SAFETY: `migrate_vma` is plain data; all-zero is its empty value.
+        let mut args: bindings::migrate_vma = unsafe { core::mem::zeroed() };
+        args.src = src.as_mut_ptr();
+        args.dst = dst.as_mut_ptr();
+        args.npages = npages;
+        // SAFETY: The arrays hold `npages` slots and outlive the returned
+        // migration; the caller guarantees the PFNs are device pages.
+        to_result(unsafe { bindings::migrate_device_range(args.src, start_pfn, npages) })?;
+        args.cpages = (0..npages)
+            // SAFETY: `i` is below `npages`.
+            .filter(|&i| unsafe { *args.src.add(i) } as u64 & MIGRATE_PFN_MIGRATE != 0)
+            .count();
+        // INVARIANT: The collected folios are locked until finalize.
+        Ok(Collected {
+            inner: Inner {
+                args,
+                device: true,
                 moved: false,
                 done: false,
                 _arrays: PhantomData,
@@ -127,11 +171,13 @@ impl MigrateVma {
 ///
 /// # Invariants
 ///
-/// `args` was passed to a successful `migrate_vma_setup()`, its arrays
-/// live for `'a`, `migrate_vma_pages()` has run iff `moved`, and
-/// `migrate_vma_finalize()` has run iff `done`.
+/// `args` was passed to a successful `migrate_vma_setup()` (or, if
+/// `device`, its arrays to `migrate_device_range()`), its arrays live for
+/// `'a`, `migrate_*_pages()` has run iff `moved`, and
+/// `migrate_*_finalize()` has run iff `done`.
 struct Inner<'a> {
     args: bindings::migrate_vma,
+    device: bool,
     moved: bool,
     done: bool,
     _arrays: PhantomData<&'a mut [usize]>,
@@ -161,7 +207,14 @@ impl Inner<'_> {
     fn pages(&mut self) {
         if !self.moved {
             // SAFETY: Setup succeeded and pages has not run.
-            unsafe { bindings::migrate_vma_pages(&mut self.args) };
+            unsafe {
+                if self.device {
+                    let a = &self.args;
+                    bindings::migrate_device_pages(a.src, a.dst, a.npages);
+                } else {
+                    bindings::migrate_vma_pages(&mut self.args);
+                }
+            }
             self.moved = true;
         }
     }
@@ -193,7 +246,14 @@ impl Inner<'_> {
         }
         if !self.done {
             // SAFETY: Setup succeeded and finalize has not run.
-            unsafe { bindings::migrate_vma_finalize(&mut self.args) };
+            unsafe {
+                if self.device {
+                    let a = &self.args;
+                    bindings::migrate_device_finalize(a.src, a.dst, a.npages);
+                } else {
+                    bindings::migrate_vma_finalize(&mut self.args);
+                }
+            }
             self.done = true;
         }
     }
