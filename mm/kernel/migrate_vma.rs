@@ -150,6 +150,8 @@ impl MigrateVma {
         // SAFETY: The arrays hold `npages` slots and outlive the returned
         // migration; the caller guarantees the PFNs are device pages.
         to_result(unsafe { bindings::migrate_device_range(args.src, start_pfn, npages) })?;
+        // Count entries, as `migrate_vma_setup()` does: a large folio,
+        // collected in its head slot, counts once.
         args.cpages = (0..npages)
             // SAFETY: `i` is below `npages`.
             .filter(|&i| unsafe { *args.src.add(i) } as u64 & MIGRATE_PFN_MIGRATE != 0)
@@ -278,7 +280,8 @@ impl<'a> Collected<'a> {
         self.inner.npages()
     }
 
-    /// The number of pages collected for migration.
+    /// The number of entries collected for migration; a large folio,
+    /// collected whole in its head slot, counts once (as in 7.3's C).
     #[inline]
     pub fn cpages(&self) -> usize {
         self.inner.args.cpages
@@ -303,6 +306,25 @@ impl<'a> Collected<'a> {
         // reference to until finalize, which cannot run while `self` is
         // borrowed.
         Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn)) })
+    }
+
+    /// The collected folios as `(slot, folio)`, stepping over the tail
+    /// slots of each large folio.
+    pub fn sources(&self) -> impl Iterator<Item = (usize, &Folio)> + '_ {
+        let mut i = 0;
+        core::iter::from_fn(move || {
+            while i < self.npages() {
+                let slot = i;
+                match self.source(slot) {
+                    Some(folio) => {
+                        i += folio.nr_pages();
+                        return Some((slot, folio));
+                    }
+                    None => i += 1,
+                }
+            }
+            None
+        })
     }
 
     /// Gives `folio` as the destination of slot `i`.

@@ -355,6 +355,42 @@ impl PmdGuard<'_> {
         self.set(RawPmd(new));
         Ok(old)
     }
+
+    /// Stores a device-private PMD entry for `folio`, a PMD-order
+    /// device-private folio, as `migrate_vma_pages()` does for a 2 MiB
+    /// device destination; returns the old value.
+    ///
+    /// The PMD must be empty or hold a migration or device-private entry;
+    /// its soft-dirty and uffd-wp bits are not carried over. Only the page
+    /// table changes: the caller handles the rmap and the reference. Fails
+    /// with `EINVAL` otherwise.
+    pub fn install_device_private_entry(
+        &mut self,
+        folio: &LockedFolio<'_>,
+        write: bool,
+    ) -> Result<RawPmd> {
+        if !folio.is_device_private() || folio.order() != PMD_ORDER {
+            return Err(EINVAL);
+        }
+        match self.entry() {
+            PmdEntry::None | PmdEntry::Migration { .. } | PmdEntry::DevicePrivate { .. } => {}
+            _ => return Err(EINVAL),
+        }
+        // SAFETY: We hold the PMD lock; the entry is not present, so no
+        // TLB entry can cache it.
+        let old = RawPmd(unsafe { bindings::pmdp_get(self.pmd) });
+        // SAFETY: These only encode values.
+        let new = unsafe {
+            let e = if write {
+                bindings::make_writable_device_private_entry(folio.pfn())
+            } else {
+                bindings::make_readable_device_private_entry(folio.pfn())
+            };
+            bindings::softleaf_to_pmd(e)
+        };
+        self.set(RawPmd(new));
+        Ok(old)
+    }
 }
 
 impl Drop for PmdGuard<'_> {
@@ -552,6 +588,53 @@ impl PteRun<'_> {
             }
             if bindings::pte_uffd(old.0) {
                 pte = bindings::pte_swp_mkuffd(pte);
+            }
+            pte
+        };
+        self.set(addr, RawPte(new))?;
+        Ok(old)
+    }
+
+    /// Stores a device-private entry for the device page `pfn` of `folio`
+    /// at `addr`, as `migrate_vma_pages()` does when the destination is
+    /// device-private; returns the old value.
+    ///
+    /// The slot must be empty or hold a migration or device-private entry
+    /// (whose soft-dirty and uffd-wp bits are kept). Only the page table
+    /// changes: the caller handles the rmap and the reference. Fails with
+    /// `EINVAL` when `folio` is not device-private, `pfn` is not one of
+    /// its pages, or the slot holds anything else.
+    pub fn install_device_private_entry(
+        &mut self,
+        addr: usize,
+        folio: &LockedFolio<'_>,
+        pfn: usize,
+        write: bool,
+    ) -> Result<RawPte> {
+        if !folio.is_device_private() || pfn < folio.pfn() || pfn >= folio.pfn() + folio.nr_pages()
+        {
+            return Err(EINVAL);
+        }
+        match self.entry(addr).ok_or(EINVAL)? {
+            PteEntry::None | PteEntry::Migration { .. } | PteEntry::DevicePrivate { .. } => {}
+            _ => return Err(EINVAL),
+        }
+        let old = self.clear_flush(addr)?;
+        // SAFETY: These only encode values.
+        let new = unsafe {
+            let e = if write {
+                bindings::make_writable_device_private_entry(pfn)
+            } else {
+                bindings::make_readable_device_private_entry(pfn)
+            };
+            let mut pte = bindings::softleaf_to_pte(e);
+            if !bindings::pte_none(old.0) {
+                if bindings::pte_swp_soft_dirty(old.0) {
+                    pte = bindings::pte_swp_mksoft_dirty(pte);
+                }
+                if bindings::pte_swp_uffd(old.0) {
+                    pte = bindings::pte_swp_mkuffd(pte);
+                }
             }
             pte
         };
