@@ -89,7 +89,8 @@ mod tests {
             let (mut src, mut dst) = ([0usize; PAGES], [0usize; PAGES]);
             let mmap = map.mm().mmap_read_lock();
             let vma = mmap.vma_lookup(s).ok_or(EINVAL)?;
-            let mut m = MigrateVma::setup(vma, s, end, Select::SYSTEM, owner, &mut src, &mut dst)?;
+            let mut m =
+                MigrateVma::setup(&mmap, s, end, Select::SYSTEM, owner, &mut src, &mut dst)?;
             assert_eq!(m.cpages(), PAGES);
             for (i, data) in vram.iter_mut().enumerate() {
                 *data = peek(m.source(i).ok_or(EINVAL)?, 0);
@@ -216,7 +217,7 @@ mod tests {
             let mmap = map.mm().mmap_read_lock();
             let vma = mmap.vma_lookup(s).ok_or(EINVAL)?;
             let select = Select::SYSTEM | Select::COMPOUND;
-            let mut m = MigrateVma::setup(vma, s, end, select, owner, &mut src, &mut dst)?;
+            let mut m = MigrateVma::setup(&mmap, s, end, select, owner, &mut src, &mut dst)?;
             // One folio, in the head slot: one entry.
             assert_eq!(m.cpages(), 1);
             assert_eq!(m.sources().count(), 1);

@@ -60,7 +60,7 @@ mod tests {
         let end = map.start() + PAGES * PAGE_SIZE;
         let null = core::ptr::null_mut();
         let mut m = MigrateVma::setup(
-            vma,
+            &mmap,
             map.start(),
             end,
             Select::SYSTEM,
@@ -110,7 +110,7 @@ mod tests {
         let mut kept: KVec<ARef<Folio>> = KVec::new();
         {
             let mut m = MigrateVma::setup(
-                vma,
+                &mmap,
                 map.start(),
                 end,
                 Select::SYSTEM,
@@ -157,7 +157,8 @@ mod tests {
             let select = Select::SYSTEM | Select::COMPOUND;
             let end = map.start() + PMD_SIZE;
             let null = core::ptr::null_mut();
-            let mut m = MigrateVma::setup(vma, map.start(), end, select, null, &mut src, &mut dst)?;
+            let mut m =
+                MigrateVma::setup(&mmap, map.start(), end, select, null, &mut src, &mut dst)?;
             // Only the head slot is filled; the tails stay 0.
             assert!(m.src_entry(0) as u64 & MIGRATE_PFN_COMPOUND != 0);
             assert!((1..512).all(|i| m.src_entry(i) == 0));
@@ -182,18 +183,29 @@ mod tests {
     fn bad_arguments_are_refused() -> Result {
         let map = small_region()?;
         let (mut src, mut dst) = ([0usize; PAGES], [0usize; PAGES]);
+        let (mut big_src, mut big_dst) = ([0usize; PAGES + 1], [0usize; PAGES + 1]);
         let mmap = map.mm().mmap_read_lock();
-        let vma = mmap.vma_lookup(map.start()).ok_or(EINVAL)?;
         let s = map.start();
         let null = core::ptr::null_mut();
         let sys = Select::SYSTEM;
-        // Unaligned, empty, arrays too small, past the VMA.
-        assert!(
-            MigrateVma::setup(vma, s + 1, s + PAGE_SIZE, sys, null, &mut src, &mut dst).is_err()
+        // No VMA there.
+        assert_eq!(
+            MigrateVma::setup(&mmap, 0, PAGE_SIZE, sys, null, &mut src, &mut dst).err(),
+            Some(EFAULT)
         );
-        assert!(MigrateVma::setup(vma, s, s, sys, null, &mut src, &mut dst).is_err());
+        // Past the end of the VMA (checked by migrate_vma_setup()).
+        let past = s + (PAGES + 1) * PAGE_SIZE;
+        assert_eq!(
+            MigrateVma::setup(&mmap, s, past, sys, null, &mut big_src, &mut big_dst).err(),
+            Some(EINVAL)
+        );
+        // Unaligned, empty, arrays too small.
+        assert!(
+            MigrateVma::setup(&mmap, s + 1, s + PAGE_SIZE, sys, null, &mut src, &mut dst).is_err()
+        );
+        assert!(MigrateVma::setup(&mmap, s, s, sys, null, &mut src, &mut dst).is_err());
         let big = s + (PAGES + 1) * PAGE_SIZE;
-        assert!(MigrateVma::setup(vma, s, big, sys, null, &mut src, &mut dst).is_err());
+        assert!(MigrateVma::setup(&mmap, s, big, sys, null, &mut src, &mut dst).is_err());
         drop(mmap);
         check_data(&map)
     }

@@ -2,15 +2,16 @@
 
 //! `migrate_vma_*` and `migrate_device_*` for drivers, as a typestate.
 //!
-//! [`MigrateVma::setup`] collects a range of a VMA, and
-//! [`MigrateVma::device_range`] a range of device pages for eviction; both
-//! return a [`Collected`] migration. The driver reads the source folios,
-//! copies their data and gives a locked destination for each one it
-//! migrates; [`Collected::pages`] moves the mappings and returns a
-//! [`Migrated`] one, and [`Migrated::finalize`] (or dropping it) restores
-//! what did not move and releases every folio. Finalizing twice or skipping `pages` does not
-//! compile; dropping a [`Collected`] migration releases the destinations
-//! and restores the original mappings.
+//! [`MigrateVma::setup`] collects a range of a VMA under the mmap read
+//! lock, and [`MigrateVma::device_range`] a range of device pages for
+//! eviction; both return a [`Collected`] migration. The driver reads the
+//! source folios, copies their data and gives a locked destination for
+//! each one it migrates; [`Collected::pages`] moves the mappings and
+//! returns a [`Migrated`] one, and [`Migrated::finalize`] (or dropping it)
+//! restores what did not move and releases every folio. Finalizing twice
+//! or skipping `pages` does not compile; dropping a [`Collected`]
+//! migration releases the destinations and restores the original
+//! mappings.
 //!
 //! # Examples
 //!
@@ -19,8 +20,7 @@
 //!
 //! ```ignore
 //! let mmap = mm.mmap_read_lock();
-//! let vma = mmap.vma_lookup(start).ok_or(EFAULT)?;
-//! let mut m = MigrateVma::setup(vma, start, end, Select::SYSTEM, owner, &mut src, &mut dst)?;
+//! let mut m = MigrateVma::setup(&mmap, start, end, Select::SYSTEM, owner, &mut src, &mut dst)?;
 //! for i in 0..m.npages() {
 //!     let Some(from) = m.source(i) else { continue };
 //!     let to = Folio::alloc_movable(from.order())?;
@@ -40,10 +40,10 @@ use core::{ffi::c_void, marker::PhantomData};
 use kernel::{
     bindings,
     error::{
-        code::{EBUSY, EINVAL},
+        code::{EBUSY, EFAULT, EINVAL},
         to_result, Result,
     },
-    mm::virt::VmaRef,
+    mm::MmapReadGuard,
     page::PAGE_SIZE,
     sync::aref::ARef,
 };
@@ -75,14 +75,15 @@ impl core::ops::BitOr for Select {
 pub struct MigrateVma;
 
 impl MigrateVma {
-    /// Collects `start..end` of `vma` for migration (`migrate_vma_setup()`).
+    /// Collects `start..end`, which must lie in one VMA, for migration
+    /// (`migrate_vma_setup()`).
     ///
     /// `src` and `dst` need one slot per page of the range. `owner` is the
-    /// `pgmap_owner` cookie of the driver (null for none). The caller holds
-    /// the mmap lock, which `vma` witnesses, until the migration is
-    /// finalized.
+    /// `pgmap_owner` cookie of the driver (null for none). The mmap read
+    /// lock `mmap` stays held until the migration is finalized: a per-VMA
+    /// lock is not enough for `migrate_vma_setup()`.
     pub fn setup<'a>(
-        vma: &'a VmaRef,
+        mmap: &'a MmapReadGuard<'_>,
         start: usize,
         end: usize,
         select: Select,
@@ -93,6 +94,7 @@ impl MigrateVma {
         if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
             return Err(EINVAL);
         }
+        let vma = mmap.vma_lookup(start).ok_or(EFAULT)?;
         let npages = (end - start) / PAGE_SIZE;
         if src.len() < npages || dst.len() < npages {
             return Err(EINVAL);
@@ -108,7 +110,7 @@ impl MigrateVma {
         args.pgmap_owner = owner;
         args.flags = select.0 as usize;
         // SAFETY: The arrays hold `npages` slots and outlive the returned
-        // migration; the mmap lock is held as `vma` proves; the C function
+        // migration; the mmap read lock is held for as long; the C function
         // checks the range against the VMA.
         to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
         // INVARIANT: Setup succeeded: the collected folios are locked and
