@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `cargo xtask bench`: the bench kernel flavour booted to run the
-//! benchmark programs. Until our own programs exist it runs upstream
-//! hmm-tests' `benchmark_thp_migration` and prints its table.
+//! benchmark programs: upstream hmm-tests' `benchmark_thp_migration`, then
+//! each program of `benchmarks/`. Outputs are printed and saved under
+//! `target/bench/`, with the `@json` lines of our programs as JSON lines.
 
 use std::time::Duration;
 
@@ -23,32 +24,58 @@ pub fn bench() -> Result<()> {
         build::build_kernel(&tree, &out)
     })?;
     let hmm = stage("build hmm-tests", || build::build_hmm_tests(&tree, &out))?;
-    let steps = vec![Step {
+    let mut payload = vec![(hmm, "/opt/tests/hmm-tests".to_string())];
+    payload.extend(stage("build benchmarks", || {
+        build::build_benchmarks(&tree, &out, &repo)
+    })?);
+    let mut steps = vec![Step {
         name: "benchmark_thp_migration".into(),
         command: format!("hmm-tests -r {BENCH}"),
         timeout_secs: 1200,
     }];
+    for src in build::benchmark_sources(&repo)? {
+        if let Some(name) = src.file_stem() {
+            let name = name.to_string_lossy().into_owned();
+            steps.push(Step {
+                command: name.clone(),
+                name,
+                timeout_secs: 1800,
+            });
+        }
+    }
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
-    let initrd = stage("initramfs", || {
-        initramfs::build(&dir, &steps, &vec![(hmm, "/opt/tests/hmm-tests".into())])
-    })?;
+    let initrd = stage("initramfs", || initramfs::build(&dir, &steps, &payload))?;
     let log = dir.join("console.log");
-    let boot = stage("boot VM and run benchmark", || {
-        vm::boot(&kernel, &initrd, Duration::from_secs(30 * 60), false, &log)
+    let boot = stage("boot VM and run benchmarks", || {
+        vm::boot(&kernel, &initrd, Duration::from_secs(60 * 60), false, &log)
     })?;
-    let Some(run) = boot.steps.first() else {
-        bail!("the benchmark did not run; console log: {}", log.display())
-    };
-    println!("{}", run.output);
-    std::fs::write(dir.join("benchmark_thp_migration.txt"), &run.output)?;
+    let mut failed = Vec::new();
+    for step in &steps {
+        let Some(run) = boot.steps.iter().find(|r| r.name == step.name) else {
+            failed.push(format!("{} did not run", step.name));
+            continue;
+        };
+        println!("== {}\n{}", step.name, run.output);
+        std::fs::write(dir.join(format!("{}.txt", step.name)), &run.output)?;
+        let json: Vec<&str> = run
+            .output
+            .lines()
+            .filter_map(|l| l.strip_prefix("@json "))
+            .collect();
+        if !json.is_empty() {
+            std::fs::write(
+                dir.join(format!("{}.jsonl", step.name)),
+                json.join("\n") + "\n",
+            )?;
+        }
+        if run.status != Some(0) {
+            failed.push(format!("{} failed (status {:?})", step.name, run.status));
+        }
+    }
     crate::util::print_stage_times();
-    if run.status != Some(0) {
-        bail!(
-            "the benchmark failed (status {:?}); console log: {}",
-            run.status,
-            log.display()
-        );
+    if !failed.is_empty() {
+        bail!("{}; console log: {}", failed.join(", "), log.display());
     }
     Ok(())
 }

@@ -189,9 +189,72 @@ pub fn build_hmm_tests(tree: &Path, out: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The C programs of `benchmarks/`, one per `.c` file, sorted.
+pub fn benchmark_sources(repo: &Path) -> Result<Vec<PathBuf>> {
+    let dir = repo.join("benchmarks");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Builds each program of `benchmarks/` statically against the tree's
+/// exported headers (installed by [`build_hmm_tests`]) for the guest's
+/// `/opt/bin`.
+pub fn build_benchmarks(tree: &Path, out: &Path, repo: &Path) -> Result<crate::initramfs::Payload> {
+    let dir = out.join("benchmarks");
+    std::fs::create_dir_all(&dir)?;
+    let mut payload = Vec::new();
+    for src in benchmark_sources(repo)? {
+        let Some(name) = src.file_stem().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let bin = dir.join(&name);
+        let mut cc = Command::new("gcc");
+        cc.args(["-static", "-Wall", "-Wextra", "-Werror", "-O2"])
+            .arg(format!("-I{}", tree.join("lib").display()))
+            .arg("-isystem")
+            .arg(out.join("usr/include"))
+            .arg(&src)
+            .args(["-lpthread", "-lm", "-o"])
+            .arg(&bin);
+        run_logged(
+            &mut cc,
+            &dir.join(format!("{name}.log")),
+            &name,
+            Duration::from_secs(20),
+        )?;
+        payload.push((bin, format!("/opt/bin/{name}")));
+    }
+    Ok(payload)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::missing_options;
+    use super::{benchmark_sources, missing_options};
+
+    #[test]
+    fn benchmark_sources_are_the_c_files() {
+        let dir = std::env::temp_dir().join(format!("fm-bench-{}", std::process::id()));
+        let b = dir.join("benchmarks");
+        std::fs::create_dir_all(&b).unwrap();
+        for f in ["b.c", "a.c", "notes.md", "helper.h"] {
+            std::fs::write(b.join(f), "").unwrap();
+        }
+        let got = benchmark_sources(&dir).unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["a.c", "b.c"]);
+        assert!(benchmark_sources(&dir.join("none")).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn reports_options_kconfig_dropped() {

@@ -136,6 +136,9 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
     })?;
     let hmm = stage("build hmm-tests", || build::build_hmm_tests(&tree, &out))?;
     let mut payload: Payload = vec![(hmm, "/opt/tests/hmm-tests".into())];
+    payload.extend(stage("build benchmarks", || {
+        build::build_benchmarks(&tree, &out, &repo)
+    })?);
     payload.extend(added(&opts.add)?);
     let steps = vec![Step {
         name: "hmm-tests".into(),

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Migration throughput through the test_hmm driver: system to device and
+ * device to system, for 4 KiB pages (MADV_NOHUGEPAGE) and 2 MiB THPs
+ * (MADV_HUGEPAGE), beside the memcpy bandwidth of the same buffer.
+ *
+ * Each figure is repeated; the minimum and the median are printed, as a
+ * table and as one "@json" line per figure for the host to collect.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test_hmm_uapi.h"
+
+#define PMD_BYTES (2UL << 20)
+#define MAX_ROUNDS 64
+#define MAX_SIZES 16
+
+struct figure {
+	unsigned long long entries;
+	double s2d[MAX_ROUNDS];
+	double d2s[MAX_ROUNDS];
+	double copy[MAX_ROUNDS];
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double gbps(size_t bytes, double ms)
+{
+	return ms > 0 ? bytes / (ms * 1e6) : 0;
+}
+
+/*
+ * Migrates [buf, buf + size) with @request and returns test_hmm's count
+ * in @entries: pages or collected entries depending on the direction, so
+ * it is only checked for being non-zero and at most the pages.
+ */
+static int migrate(int fd, unsigned long request, void *buf, void *mirror,
+		   size_t size, double *ms, unsigned long long *entries)
+{
+	struct hmm_dmirror_cmd cmd = {
+		.addr = (uintptr_t)buf,
+		.ptr = (uintptr_t)mirror,
+		.npages = size / sysconf(_SC_PAGESIZE),
+	};
+	double t0 = now_ms();
+
+	if (ioctl(fd, request, &cmd)) {
+		perror("migrate ioctl");
+		return -1;
+	}
+	*ms = now_ms() - t0;
+	*entries = cmd.cpages;
+	if (!cmd.cpages || cmd.cpages > cmd.npages) {
+		fprintf(stderr, "migrated %llu entries for %llu pages\n",
+			(unsigned long long)cmd.cpages,
+			(unsigned long long)cmd.npages);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * One figure: each round maps a fresh buffer, so that a THP buffer is a
+ * THP again (a round trip may leave it in 4 KiB pages), fills it, moves it
+ * to the device and back, checks it, and times a memcpy of it.
+ */
+static int run(int fd, const char *kind, int advice, size_t size, int rounds,
+	       struct figure *f)
+{
+	size_t span = size + PMD_BYTES;
+	char *mirror = malloc(size), *copy = malloc(size);
+	int r, ret = -1;
+
+	if (!mirror || !copy) {
+		perror("malloc");
+		goto out;
+	}
+	for (r = 0; r < rounds; r++) {
+		char *map = mmap(NULL, span, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		unsigned long long entries;
+		char *buf;
+		double t0;
+		int ok;
+
+		if (map == MAP_FAILED) {
+			perror("mmap");
+			goto out;
+		}
+		buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) &
+			       ~(PMD_BYTES - 1));
+		ok = !madvise(buf, size, advice);
+		if (ok) {
+			memset(buf, 'a' + r % 26, size);
+			/*
+			 * test_hmm reports pages for the way to the device
+			 * and collected entries for the way back: keep the
+			 * latter, where a THP moved whole counts once.
+			 */
+			ok = !migrate(fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf,
+				      mirror, size, &f->s2d[r], &entries) &&
+			     !migrate(fd, HMM_DMIRROR_MIGRATE_TO_SYS, buf,
+				      mirror, size, &f->d2s[r], &f->entries);
+		}
+		if (ok && (buf[0] != 'a' + r % 26 ||
+			   buf[size - 1] != 'a' + r % 26)) {
+			fprintf(stderr, "%s %zu: data lost in round %d\n",
+				kind, size, r);
+			ok = 0;
+		}
+		if (ok) {
+			t0 = now_ms();
+			memcpy(copy, buf, size);
+			f->copy[r] = now_ms() - t0;
+			/* Keep the copy observable. */
+			ok = copy[size / 2] == buf[size / 2];
+		}
+		munmap(map, span);
+		if (!ok)
+			goto out;
+	}
+	ret = 0;
+out:
+	free(mirror);
+	free(copy);
+	return ret;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: migrate_throughput [--quick] [--rounds N] [--size BYTES]...\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const size_t all[] = { 512UL << 10, 1UL << 20, 2UL << 20,
+				      4UL << 20, 8UL << 20, 16UL << 20,
+				      32UL << 20, 64UL << 20, 128UL << 20,
+				      256UL << 20 };
+	static const size_t quick[] = { 512UL << 10, 2UL << 20, 16UL << 20 };
+	static const struct { const char *name; int advice; } kinds[] = {
+		{ "4k", MADV_NOHUGEPAGE },
+		{ "thp", MADV_HUGEPAGE },
+	};
+	size_t sizes[MAX_SIZES];
+	long page = sysconf(_SC_PAGESIZE);
+	int nsizes = 0, rounds = 5, fd, i, k;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			memcpy(sizes, quick, sizeof(quick));
+			nsizes = sizeof(quick) / sizeof(quick[0]);
+		} else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+			rounds = atoi(argv[++i]);
+			if (rounds < 1 || rounds > MAX_ROUNDS) {
+				fprintf(stderr, "rounds must be 1..%d\n",
+					MAX_ROUNDS);
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
+			char *end;
+			unsigned long long v = strtoull(argv[++i], &end, 0);
+
+			if (*end || !v || v % page) {
+				fprintf(stderr,
+					"size %s is not a positive multiple of the page size %ld\n",
+					argv[i], page);
+				return 2;
+			}
+			if (nsizes == MAX_SIZES)
+				usage();
+			sizes[nsizes++] = v;
+		} else {
+			usage();
+		}
+	}
+	if (!nsizes) {
+		memcpy(sizes, all, sizeof(all));
+		nsizes = sizeof(all) / sizeof(all[0]);
+	}
+
+	fd = open("/dev/hmm_dmirror0", O_RDWR);
+	if (fd < 0) {
+		perror("/dev/hmm_dmirror0");
+		return 1;
+	}
+	printf("%-4s %10s %7s | %9s %9s %7s | %9s %9s %7s | %7s\n", "page",
+	       "bytes", "entries", "s2d min", "s2d med", "GB/s", "d2s min",
+	       "d2s med", "GB/s", "memcpy");
+	printf("%-4s %10s %7s | %9s %9s %7s | %9s %9s %7s | %7s\n", "", "",
+	       "", "ms", "ms", "med", "ms", "ms", "med", "GB/s");
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < nsizes; i++) {
+			static struct figure f;
+			double s2d_min, s2d_med, d2s_min, d2s_med, cp_med;
+
+			if (run(fd, kinds[k].name, kinds[k].advice, sizes[i],
+				rounds, &f))
+				return 1;
+			s2d_med = median(f.s2d, rounds);
+			s2d_min = f.s2d[0];
+			d2s_med = median(f.d2s, rounds);
+			d2s_min = f.d2s[0];
+			cp_med = median(f.copy, rounds);
+			printf("%-4s %10zu %7llu | %9.3f %9.3f %7.2f | %9.3f %9.3f %7.2f | %7.2f\n",
+			       kinds[k].name, sizes[i], f.entries, s2d_min, s2d_med,
+			       gbps(sizes[i], s2d_med), d2s_min, d2s_med,
+			       gbps(sizes[i], d2s_med), gbps(sizes[i], cp_med));
+			printf("@json {\"page\":\"%s\",\"bytes\":%zu,\"entries\":%llu,\"rounds\":%d,"
+			       "\"s2d_ms_min\":%.4f,\"s2d_ms_median\":%.4f,"
+			       "\"d2s_ms_min\":%.4f,\"d2s_ms_median\":%.4f,"
+			       "\"memcpy_ms_median\":%.4f}\n",
+			       kinds[k].name, sizes[i], f.entries, rounds, s2d_min,
+			       s2d_med, d2s_min, d2s_med, cp_med);
+		}
+	}
+	close(fd);
+	return 0;
+}
