@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * CPU fault latency on device-private memory through the test_hmm driver.
+ *
+ * A buffer is migrated to the device, then the CPU reads it back: each
+ * first read faults and migrate_to_ram() brings the memory home. With N
+ * threads (--threads N; by default 1, then 8), N threads released together
+ * read the same page, the scenario in which spinning on the fault folio
+ * livelocks.
+ *
+ * For 4 KiB pages every page is one fault; for 2 MiB THPs the first byte
+ * of each THP is. p50, p99 and max of the read latency are printed, in
+ * microseconds, with one "@json" line per figure.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test_hmm_uapi.h"
+
+#define PMD_BYTES (2UL << 20)
+#define MAX_THREADS 64
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int to_device(int fd, char *buf, void *mirror, size_t size)
+{
+	struct hmm_dmirror_cmd cmd = {
+		.addr = (uintptr_t)buf,
+		.ptr = (uintptr_t)mirror,
+		.npages = size / sysconf(_SC_PAGESIZE),
+	};
+
+	if (ioctl(fd, HMM_DMIRROR_MIGRATE_TO_DEV, &cmd)) {
+		perror("HMM_DMIRROR_MIGRATE_TO_DEV");
+		return -1;
+	}
+	return 0;
+}
+
+struct reader {
+	pthread_t thread;
+	pthread_barrier_t *go;
+	volatile char *addr;
+	char want;
+	double us;
+	int bad;
+};
+
+static void *read_once(void *arg)
+{
+	struct reader *r = arg;
+	double t0;
+
+	pthread_barrier_wait(r->go);
+	t0 = now_us();
+	r->bad = *r->addr != r->want;
+	r->us = now_us() - t0;
+	return NULL;
+}
+
+/*
+ * Faults @nfaults units of @unit bytes, each read by @threads threads at
+ * once; fills @lat with one latency per read.
+ */
+static int run(int fd, int advice, size_t unit, int nfaults, int threads,
+	       double *lat)
+{
+	size_t size = unit * nfaults, span = size + PMD_BYTES;
+	char *map = mmap(NULL, span, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *mirror = malloc(size);
+	struct reader r[MAX_THREADS];
+	pthread_barrier_t go;
+	char *buf;
+	int i, t, ret = -1;
+
+	if (map == MAP_FAILED || !mirror) {
+		perror("buffers");
+		goto out;
+	}
+	buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
+	if (madvise(buf, size, advice)) {
+		perror("madvise");
+		goto out;
+	}
+	for (i = 0; i < nfaults; i++)
+		memset(buf + i * unit, 'a' + i % 26, unit);
+	if (to_device(fd, buf, mirror, size))
+		goto out;
+	for (i = 0; i < nfaults; i++) {
+		pthread_barrier_init(&go, NULL, threads);
+		for (t = 0; t < threads; t++) {
+			r[t] = (struct reader){ .go = &go,
+						.addr = buf + i * unit,
+						.want = 'a' + i % 26 };
+			if (t && pthread_create(&r[t].thread, NULL, read_once,
+						&r[t])) {
+				perror("pthread_create");
+				exit(1);
+			}
+		}
+		read_once(&r[0]);
+		for (t = 1; t < threads; t++)
+			pthread_join(r[t].thread, NULL);
+		pthread_barrier_destroy(&go);
+		for (t = 0; t < threads; t++) {
+			if (r[t].bad) {
+				fprintf(stderr, "fault %d: wrong data\n", i);
+				goto out;
+			}
+			lat[i * threads + t] = r[t].us;
+		}
+	}
+	ret = 0;
+out:
+	free(mirror);
+	if (map != MAP_FAILED)
+		munmap(map, span);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct { const char *name; int advice; size_t unit; } kinds[] = {
+		{ "4k", MADV_NOHUGEPAGE, 0 },
+		{ "thp", MADV_HUGEPAGE, PMD_BYTES },
+	};
+	int counts[2] = { 1, 8 }, ncounts = 2;
+	int nfaults = 512, thp_faults = 16, fd, k, i, c;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+			counts[0] = atoi(argv[++i]);
+			ncounts = 1;
+			if (counts[0] < 1 || counts[0] > MAX_THREADS) {
+				fprintf(stderr, "threads must be 1..%d\n",
+					MAX_THREADS);
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--quick")) {
+			nfaults = 64;
+			thp_faults = 4;
+		} else {
+			fprintf(stderr,
+				"usage: fault_latency [--threads N] [--quick]\n");
+			return 2;
+		}
+	}
+	fd = open("/dev/hmm_dmirror0", O_RDWR);
+	if (fd < 0) {
+		perror("/dev/hmm_dmirror0");
+		return 1;
+	}
+	printf("%-4s %7s %7s | %9s %9s %9s\n", "page", "threads", "faults",
+	       "p50 us", "p99 us", "max us");
+	for (c = 0; c < ncounts; c++) {
+		int threads = counts[c];
+
+		for (k = 0; k < 2; k++) {
+			size_t unit = kinds[k].unit ? kinds[k].unit :
+				      (size_t)sysconf(_SC_PAGESIZE);
+			int n = kinds[k].unit ? thp_faults : nfaults;
+			int reads = n * threads;
+			double *lat = calloc(reads, sizeof(*lat));
+			double p50, p99, max;
+
+			if (!lat ||
+			    run(fd, kinds[k].advice, unit, n, threads, lat))
+				return 1;
+			qsort(lat, reads, sizeof(*lat), cmp_double);
+			p50 = lat[reads / 2];
+			p99 = lat[(int)(reads * 0.99)];
+			max = lat[reads - 1];
+			printf("%-4s %7d %7d | %9.1f %9.1f %9.1f\n",
+			       kinds[k].name, threads, n, p50, p99, max);
+			printf("@json {\"page\":\"%s\",\"threads\":%d,"
+			       "\"faults\":%d,\"p50_us\":%.2f,"
+			       "\"p99_us\":%.2f,\"max_us\":%.2f}\n",
+			       kinds[k].name, threads, n, p50, p99, max);
+			free(lat);
+		}
+	}
+	close(fd);
+	return 0;
+}
