@@ -37,7 +37,7 @@ commands:
                           host tests, then KUnit and userspace suites in the VM
   vm --run CMD [--add PATH]... [--bench] [--timeout SECS]
                           boot the test kernel and run CMD in it
-  bench                   run the benchmarks in the bench kernel
+  bench [--quick]         run the benchmarks in the bench kernel
   export --out DIR        the series as git format-patch files
 
 Every command but setup runs setup first. The cache (kernel source, trees,
@@ -180,9 +180,10 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
             return vm_run(&command, &add, bench, timeout);
         }
         "bench" => {
+            let quick = args.flag("--quick");
             args.done()?;
             setup()?;
-            bench::bench()?;
+            bench::bench(quick)?;
         }
         "export" => {
             let out = args
