@@ -68,15 +68,66 @@ pub enum MigrationKind {
 }
 
 impl MigrationKind {
-    /// The entry for `pfn`.
-    fn entry(self, pfn: usize) -> bindings::softleaf_t {
+    /// The migration entry for `pfn`, young and dirty as the present entry
+    /// it replaces was.
+    fn leaf(self, pfn: usize, young: bool, dirty: bool) -> bindings::softleaf_t {
         // SAFETY: These only encode a value.
         unsafe {
-            match self {
+            let mut e = match self {
                 Self::Readable => bindings::make_readable_migration_entry(pfn),
                 Self::ReadableExclusive => bindings::make_readable_exclusive_migration_entry(pfn),
                 Self::Writable => bindings::make_writable_migration_entry(pfn),
+            };
+            if young {
+                e = bindings::make_migration_entry_young(e);
             }
+            if dirty {
+                e = bindings::make_migration_entry_dirty(e);
+            }
+            e
+        }
+    }
+}
+
+/// The device-private entry for `pfn`.
+fn device_private_leaf(pfn: usize, write: bool) -> bindings::softleaf_t {
+    // SAFETY: These only encode a value.
+    unsafe {
+        if write {
+            bindings::make_writable_device_private_entry(pfn)
+        } else {
+            bindings::make_readable_device_private_entry(pfn)
+        }
+    }
+}
+
+/// A non-present entry of either level, decoded.
+enum Leaf {
+    Migration { pfn: usize, write: bool },
+    DevicePrivate { pfn: usize, write: bool },
+    DeviceExclusive { pfn: usize },
+    Other,
+}
+
+/// Decodes a software leaf entry taken from a PTE or a PMD.
+fn decode_leaf(leaf: bindings::softleaf_t) -> Leaf {
+    // SAFETY: The predicates only look at the value.
+    unsafe {
+        let pfn = bindings::softleaf_to_pfn(leaf);
+        if bindings::softleaf_is_migration(leaf) {
+            Leaf::Migration {
+                pfn,
+                write: bindings::softleaf_is_migration_write(leaf),
+            }
+        } else if bindings::softleaf_is_device_private(leaf) {
+            Leaf::DevicePrivate {
+                pfn,
+                write: bindings::softleaf_is_device_private_write(leaf),
+            }
+        } else if bindings::softleaf_is_device_exclusive(leaf) {
+            Leaf::DeviceExclusive { pfn }
+        } else {
+            Leaf::Other
         }
     }
 }
@@ -262,20 +313,11 @@ impl<'a> PmdGuard<'a> {
                     },
                 };
             }
-            let leaf = bindings::softleaf_from_pmd(pmd);
-            let pfn = bindings::softleaf_to_pfn(leaf);
-            if bindings::softleaf_is_migration(leaf) {
-                PmdEntry::Migration {
-                    pfn,
-                    write: bindings::softleaf_is_migration_write(leaf),
-                }
-            } else if bindings::softleaf_is_device_private(leaf) {
-                PmdEntry::DevicePrivate {
-                    pfn,
-                    write: bindings::softleaf_is_device_private_write(leaf),
-                }
-            } else {
-                PmdEntry::Other
+            match decode_leaf(bindings::softleaf_from_pmd(pmd)) {
+                Leaf::Migration { pfn, write } => PmdEntry::Migration { pfn, write },
+                Leaf::DevicePrivate { pfn, write } => PmdEntry::DevicePrivate { pfn, write },
+                // Device-exclusive entries exist at PTE level only.
+                Leaf::DeviceExclusive { .. } | Leaf::Other => PmdEntry::Other,
             }
         }
     }
@@ -336,13 +378,11 @@ impl PmdGuard<'_> {
         let old = self.clear_flush()?;
         // SAFETY: These only encode values.
         let new = unsafe {
-            let mut e = kind.entry(folio.pfn());
-            if bindings::pmd_young(old.0) {
-                e = bindings::make_migration_entry_young(e);
-            }
-            if bindings::pmd_dirty(old.0) {
-                e = bindings::make_migration_entry_dirty(e);
-            }
+            let e = kind.leaf(
+                folio.pfn(),
+                bindings::pmd_young(old.0),
+                bindings::pmd_dirty(old.0),
+            );
             let mut pmd = bindings::softleaf_to_pmd(e);
             if bindings::pmd_soft_dirty(old.0) {
                 pmd = bindings::pmd_swp_mksoft_dirty(pmd);
@@ -379,15 +419,8 @@ impl PmdGuard<'_> {
         // SAFETY: We hold the PMD lock; the entry is not present, so no
         // TLB entry can cache it.
         let old = RawPmd(unsafe { bindings::pmdp_get(self.pmd) });
-        // SAFETY: These only encode values.
-        let new = unsafe {
-            let e = if write {
-                bindings::make_writable_device_private_entry(folio.pfn())
-            } else {
-                bindings::make_readable_device_private_entry(folio.pfn())
-            };
-            bindings::softleaf_to_pmd(e)
-        };
+        // SAFETY: This only encodes a value.
+        let new = unsafe { bindings::softleaf_to_pmd(device_private_leaf(folio.pfn(), write)) };
         self.set(RawPmd(new));
         Ok(old)
     }
@@ -575,13 +608,7 @@ impl PteRun<'_> {
         let old = self.clear_flush(addr)?;
         // SAFETY: These only encode values.
         let new = unsafe {
-            let mut e = kind.entry(pfn);
-            if bindings::pte_young(old.0) {
-                e = bindings::make_migration_entry_young(e);
-            }
-            if bindings::pte_dirty(old.0) {
-                e = bindings::make_migration_entry_dirty(e);
-            }
+            let e = kind.leaf(pfn, bindings::pte_young(old.0), bindings::pte_dirty(old.0));
             let mut pte = bindings::softleaf_to_pte(e);
             if bindings::pte_soft_dirty(old.0) {
                 pte = bindings::pte_swp_mksoft_dirty(pte);
@@ -622,12 +649,7 @@ impl PteRun<'_> {
         let old = self.clear_flush(addr)?;
         // SAFETY: These only encode values.
         let new = unsafe {
-            let e = if write {
-                bindings::make_writable_device_private_entry(pfn)
-            } else {
-                bindings::make_readable_device_private_entry(pfn)
-            };
-            let mut pte = bindings::softleaf_to_pte(e);
+            let mut pte = bindings::softleaf_to_pte(device_private_leaf(pfn, write));
             if !bindings::pte_none(old.0) {
                 if bindings::pte_swp_soft_dirty(old.0) {
                     pte = bindings::pte_swp_mksoft_dirty(pte);
@@ -685,22 +707,11 @@ fn decode_pte(pte: bindings::pte_t) -> PteEntry {
                 },
             };
         }
-        let leaf = bindings::softleaf_from_pte(pte);
-        let pfn = bindings::softleaf_to_pfn(leaf);
-        if bindings::softleaf_is_migration(leaf) {
-            PteEntry::Migration {
-                pfn,
-                write: bindings::softleaf_is_migration_write(leaf),
-            }
-        } else if bindings::softleaf_is_device_private(leaf) {
-            PteEntry::DevicePrivate {
-                pfn,
-                write: bindings::softleaf_is_device_private_write(leaf),
-            }
-        } else if bindings::softleaf_is_device_exclusive(leaf) {
-            PteEntry::DeviceExclusive { pfn }
-        } else {
-            PteEntry::Other
+        match decode_leaf(bindings::softleaf_from_pte(pte)) {
+            Leaf::Migration { pfn, write } => PteEntry::Migration { pfn, write },
+            Leaf::DevicePrivate { pfn, write } => PteEntry::DevicePrivate { pfn, write },
+            Leaf::DeviceExclusive { pfn } => PteEntry::DeviceExclusive { pfn },
+            Leaf::Other => PteEntry::Other,
         }
     }
 }
