@@ -25,11 +25,7 @@ pub fn bench(quick: bool) -> Result<()> {
     let kernel = stage("build kernel (bench flavour)", || {
         build::build_kernel(&tree, &out)
     })?;
-    let hmm = stage("build hmm-tests", || build::build_hmm_tests(&tree, &out))?;
-    let mut payload = vec![(hmm, "/opt/tests/hmm-tests".to_string())];
-    payload.extend(stage("build benchmarks", || {
-        build::build_benchmarks(&tree, &out, &repo)
-    })?);
+    let payload = build::guest_programs(&tree, &out, &repo)?;
     let mut steps = Vec::new();
     if !quick {
         steps.push(Step {

@@ -189,6 +189,17 @@ pub fn build_hmm_tests(tree: &Path, out: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// What every guest carries: the upstream hmm-tests in `/opt/tests` and
+/// the programs of `benchmarks/` in `/opt/bin`, built from `tree`.
+pub fn guest_programs(tree: &Path, out: &Path, repo: &Path) -> Result<crate::initramfs::Payload> {
+    let hmm = crate::util::stage("build hmm-tests", || build_hmm_tests(tree, out))?;
+    let mut payload = vec![(hmm, "/opt/tests/hmm-tests".to_string())];
+    payload.extend(crate::util::stage("build benchmarks", || {
+        build_benchmarks(tree, out, repo)
+    })?);
+    Ok(payload)
+}
+
 /// The C programs of `benchmarks/`, one per `.c` file, sorted.
 pub fn benchmark_sources(repo: &Path) -> Result<Vec<PathBuf>> {
     let dir = repo.join("benchmarks");

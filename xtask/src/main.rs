@@ -211,11 +211,7 @@ fn vm_run(command: &str, add: &[PathBuf], bench: bool, timeout: u64) -> Result<b
     stage("apply series", || apply::reapply(&t, &repo))?;
     let out = stage("configure", || build::configure(&t, &repo, flavour))?;
     let kernel = stage("build kernel", || build::build_kernel(&t, &out))?;
-    let hmm = stage("build hmm-tests", || build::build_hmm_tests(&t, &out))?;
-    let mut payload = vec![(hmm, "/opt/tests/hmm-tests".to_string())];
-    payload.extend(stage("build benchmarks", || {
-        build::build_benchmarks(&t, &out, &repo)
-    })?);
+    let mut payload = build::guest_programs(&t, &out, &repo)?;
     payload.extend(test::added(add)?);
     let steps = vec![initramfs::Step {
         name: "run".into(),

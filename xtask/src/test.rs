@@ -134,11 +134,7 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
     let kernel = stage("build kernel (test flavour)", || {
         build::build_kernel(&tree, &out)
     })?;
-    let hmm = stage("build hmm-tests", || build::build_hmm_tests(&tree, &out))?;
-    let mut payload: Payload = vec![(hmm, "/opt/tests/hmm-tests".into())];
-    payload.extend(stage("build benchmarks", || {
-        build::build_benchmarks(&tree, &out, &repo)
-    })?);
+    let mut payload: Payload = build::guest_programs(&tree, &out, &repo)?;
     payload.extend(added(&opts.add)?);
     let steps = vec![Step {
         name: "hmm-tests".into(),
