@@ -263,7 +263,21 @@ pub struct LockedFolio<'a> {
     folio: &'a Folio,
 }
 
-impl LockedFolio<'_> {
+impl<'a> LockedFolio<'a> {
+    /// Wraps a folio whose lock is already held, to hand it to an API that
+    /// needs proof of the lock; the guard unlocks on drop unless
+    /// [`LockedFolio::into_raw_locked`] gives the lock back.
+    ///
+    /// # Safety
+    ///
+    /// The folio lock is held, and its owner lends it to the guard for the
+    /// guard's lifetime.
+    #[inline]
+    pub unsafe fn from_locked(folio: &'a Folio) -> Self {
+        // INVARIANT: The caller guarantees the lock is held.
+        LockedFolio { folio }
+    }
+
     /// Keeps the folio locked past the guard: the lock is handed to code
     /// that will unlock it (such as the C side of `migrate_vma_*`, which
     /// unlocks collected folios in `migrate_vma_finalize()`).

@@ -32,7 +32,10 @@
 use crate::folio::{Folio, LockedFolio};
 use kernel::{
     bindings,
-    error::{code::EINVAL, Result},
+    error::{
+        code::{EBUSY, EINVAL},
+        Result,
+    },
     mm::virt::VmaRef,
     types::NotThreadSafe,
 };
@@ -142,6 +145,48 @@ impl RawPte {
     pub fn entry(&self) -> PteEntry {
         decode_pte(self.0)
     }
+
+    /// Whether the value maps a page (`pte_present()`).
+    #[inline]
+    pub fn is_present(&self) -> bool {
+        // SAFETY: This only looks at the value.
+        unsafe { bindings::pte_present(self.0) }
+    }
+
+    /// Whether a present value is dirty (`pte_dirty()`).
+    #[inline]
+    pub fn is_dirty(&self) -> bool {
+        // SAFETY: This only looks at the value.
+        self.is_present() && unsafe { bindings::pte_dirty(self.0) }
+    }
+
+    /// The migration entry of `kind` for page `pfn` that replaces this
+    /// value, present or a device-private entry, carrying its young, dirty,
+    /// soft-dirty and uffd-wp bits as `migrate_vma_collect_pmd()` does.
+    pub fn to_migration_entry(self, pfn: usize, kind: MigrationKind) -> RawPte {
+        // SAFETY: These only encode values.
+        unsafe {
+            let present = bindings::pte_present(self.0);
+            let young = present && bindings::pte_young(self.0);
+            let dirty = present && bindings::pte_dirty(self.0);
+            let mut pte = bindings::softleaf_to_pte(kind.leaf(pfn, young, dirty));
+            let (soft_dirty, uffd) = if present {
+                (bindings::pte_soft_dirty(self.0), bindings::pte_uffd(self.0))
+            } else {
+                (
+                    bindings::pte_swp_soft_dirty(self.0),
+                    bindings::pte_swp_uffd(self.0),
+                )
+            };
+            if soft_dirty {
+                pte = bindings::pte_swp_mksoft_dirty(pte);
+            }
+            if uffd {
+                pte = bindings::pte_swp_mkuffd(pte);
+            }
+            RawPte(pte)
+        }
+    }
 }
 
 /// A PMD value taken out of a page table, to be restored.
@@ -153,6 +198,23 @@ pub struct RawPmd(bindings::pmd_t);
 pub fn flush_tlb_range(vma: &VmaRef, start: usize, end: usize) {
     // SAFETY: `vma` is valid while borrowed; any range is accepted.
     unsafe { bindings::flush_tlb_range(vma.as_ptr(), start, end) };
+}
+
+/// Reads the PMD that maps `addr` in `vma` without its lock
+/// (`pmdp_get_lockless()`), as a hint for which path to take; `None` when no
+/// PMD level is allocated. Decide nothing final from it: lock the PMD.
+pub fn pmd_peek(vma: &VmaRef, addr: usize) -> Option<PmdEntry> {
+    if addr < vma.start() || addr >= vma.end() {
+        return None;
+    }
+    // SAFETY: `vma` proves the mmap or VMA lock is held, so the upper
+    // page-table levels cannot be freed under us.
+    let pmd = unsafe { bindings::folio_migrate_pmd_offset(vma.mm().as_raw(), addr) };
+    if pmd.is_null() {
+        return None;
+    }
+    // SAFETY: `pmd` is a valid PMD of the mm; the read is atomic.
+    Some(decode_pmd(unsafe { bindings::pmdp_get_lockless(pmd) }))
 }
 
 /// What a PMD holds.
@@ -289,37 +351,10 @@ impl<'a> PmdGuard<'a> {
     }
 
     /// Reads the entry.
+    #[inline]
     pub fn entry(&self) -> PmdEntry {
         // SAFETY: `pmd` is valid and stable under the lock we hold.
-        let pmd = unsafe { bindings::pmdp_get(self.pmd) };
-        // SAFETY: The predicates only look at the value.
-        unsafe {
-            if bindings::pmd_none(pmd) {
-                return PmdEntry::None;
-            }
-            if bindings::pmd_present(pmd) {
-                if !bindings::pmd_trans_huge(pmd) {
-                    return PmdEntry::Table;
-                }
-                if bindings::is_huge_zero_pmd(pmd) {
-                    return PmdEntry::HugeZero;
-                }
-                return PmdEntry::Huge {
-                    pfn: bindings::pmd_pfn(pmd),
-                    bits: EntryBits {
-                        write: bindings::pmd_write(pmd),
-                        soft_dirty: bindings::pmd_soft_dirty(pmd),
-                        uffd_wp: bindings::pmd_uffd(pmd),
-                    },
-                };
-            }
-            match decode_leaf(bindings::softleaf_from_pmd(pmd)) {
-                Leaf::Migration { pfn, write } => PmdEntry::Migration { pfn, write },
-                Leaf::DevicePrivate { pfn, write } => PmdEntry::DevicePrivate { pfn, write },
-                // Device-exclusive entries exist at PTE level only.
-                Leaf::DeviceExclusive { .. } | Leaf::Other => PmdEntry::Other,
-            }
-        }
+        decode_pmd(unsafe { bindings::pmdp_get(self.pmd) })
     }
 
     /// The THP a present huge PMD maps, borrowed for as long as the lock
@@ -394,6 +429,38 @@ impl PmdGuard<'_> {
         };
         self.set(RawPmd(new));
         Ok(old)
+    }
+
+    /// Replaces the huge PMD or device-private PMD entry that maps the
+    /// locked PMD-order `folio` by a PMD migration entry with
+    /// `set_pmd_migration_entry()`, which also removes the folio's PMD rmap
+    /// and the mapping's reference, as `migrate_vma_collect_huge_pmd()`
+    /// needs; the caller must hold its own reference.
+    ///
+    /// Fails with `EINVAL` unless the PMD maps exactly `folio`, and with
+    /// `EBUSY` when the anon-exclusive folio could not be shared (it is
+    /// pinned); the PMD is then left as it was.
+    pub fn set_pmd_migration_entry(&mut self, folio: &LockedFolio<'_>) -> Result {
+        match self.entry() {
+            PmdEntry::Huge { pfn, .. } | PmdEntry::DevicePrivate { pfn, .. }
+                if pfn == folio.pfn() && folio.order() == PMD_ORDER => {}
+            _ => return Err(EINVAL),
+        }
+        // SAFETY: We hold the PMD lock and the folio lock; the PMD maps the
+        // folio's head page at `addr`.
+        let ret = unsafe {
+            bindings::folio_migrate_set_pmd_migration_entry(
+                self.vma.as_ptr(),
+                self.addr,
+                self.pmd,
+                self.ptl,
+                folio.head_page(),
+            )
+        };
+        if ret != 0 {
+            return Err(EBUSY);
+        }
+        Ok(())
     }
 
     /// Stores a device-private PMD entry for `folio`, a PMD-order
@@ -533,19 +600,26 @@ impl<'a> PteRun<'a> {
             .filter_map(move |a| self.entry(a).map(|e| (a, e)))
     }
 
+    /// The page a present, normal PTE at `addr` maps (`vm_normal_page()`),
+    /// or null for the zero page, special mappings and non-present entries.
+    /// The page stays valid while the lock is held.
+    pub fn normal_page(&self, addr: usize) -> *mut bindings::page {
+        if !matches!(self.entry(addr), Some(PteEntry::Present { .. })) {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `addr` is in the run and the VMA is the one the table
+        // belongs to; `vm_normal_page()` filters out special mappings.
+        unsafe {
+            let ptep = self.ptep.add((addr - self.start) / PAGE_SIZE);
+            bindings::vm_normal_page(self.vma.as_ptr(), addr, bindings::ptep_get(ptep))
+        }
+    }
+
     /// The folio a present, normal PTE at `addr` maps, borrowed for as
     /// long as the lock is held. `None` for the zero page, special mappings
     /// and non-present entries.
     pub fn folio(&self, addr: usize) -> Option<&Folio> {
-        if !matches!(self.entry(addr)?, PteEntry::Present { .. }) {
-            return None;
-        }
-        // SAFETY: `addr` is in the run and the VMA is the one the table
-        // belongs to; `vm_normal_page()` filters out special mappings.
-        let page = unsafe {
-            let ptep = self.ptep.add((addr - self.start) / PAGE_SIZE);
-            bindings::vm_normal_page(self.vma.as_ptr(), addr, bindings::ptep_get(ptep))
-        };
+        let page = self.normal_page(addr);
         if page.is_null() {
             return None;
         }
@@ -572,6 +646,17 @@ impl PteRun<'_> {
         // SAFETY: The slot is in the table whose lock we hold.
         Ok(RawPte(unsafe {
             bindings::ptep_clear_flush(self.vma.as_ptr(), addr, ptep)
+        }))
+    }
+
+    /// Clears the PTE at `addr` without flushing the TLB
+    /// (`ptep_get_and_clear()`); returns the old value. The caller flushes
+    /// the range before dropping the lock.
+    pub fn get_and_clear(&mut self, addr: usize) -> Result<RawPte> {
+        let ptep = self.slot(addr)?;
+        // SAFETY: The slot is in the table whose lock we hold.
+        Ok(RawPte(unsafe {
+            bindings::ptep_get_and_clear(self.vma.mm().as_raw(), addr, ptep)
         }))
     }
 
@@ -683,6 +768,38 @@ impl Drop for PteRun<'_> {
         // SAFETY: `ptep` and `ptl` come from `pte_offset_map_lock()` and we
         // own the lock by the type invariant.
         unsafe { bindings::pte_unmap_unlock(self.ptep, self.ptl) };
+    }
+}
+
+/// Decodes a PMD value.
+fn decode_pmd(pmd: bindings::pmd_t) -> PmdEntry {
+    // SAFETY: The predicates only look at the value.
+    unsafe {
+        if bindings::pmd_none(pmd) {
+            return PmdEntry::None;
+        }
+        if bindings::pmd_present(pmd) {
+            if !bindings::pmd_trans_huge(pmd) {
+                return PmdEntry::Table;
+            }
+            if bindings::is_huge_zero_pmd(pmd) {
+                return PmdEntry::HugeZero;
+            }
+            return PmdEntry::Huge {
+                pfn: bindings::pmd_pfn(pmd),
+                bits: EntryBits {
+                    write: bindings::pmd_write(pmd),
+                    soft_dirty: bindings::pmd_soft_dirty(pmd),
+                    uffd_wp: bindings::pmd_uffd(pmd),
+                },
+            };
+        }
+        match decode_leaf(bindings::softleaf_from_pmd(pmd)) {
+            Leaf::Migration { pfn, write } => PmdEntry::Migration { pfn, write },
+            Leaf::DevicePrivate { pfn, write } => PmdEntry::DevicePrivate { pfn, write },
+            // Device-exclusive entries exist at PTE level only.
+            Leaf::DeviceExclusive { .. } | Leaf::Other => PmdEntry::Other,
+        }
     }
 }
 

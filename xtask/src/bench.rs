@@ -34,7 +34,7 @@ pub fn bench(quick: bool) -> Result<()> {
             timeout_secs: 1200,
         });
     }
-    for src in build::benchmark_sources(&repo)? {
+    for src in build::program_sources(&repo, "benchmarks", "c")? {
         if let Some(name) = src.file_stem() {
             let name = name.to_string_lossy().into_owned();
             steps.push(Step {

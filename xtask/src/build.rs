@@ -189,39 +189,53 @@ pub fn build_hmm_tests(tree: &Path, out: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// What every guest carries: the upstream hmm-tests in `/opt/tests` and
-/// the programs of `benchmarks/` in `/opt/bin`, built from `tree`.
+/// What every guest carries: the upstream hmm-tests in `/opt/tests`, and
+/// the programs of `benchmarks/` and `selftests/` in `/opt/bin`, built from
+/// `tree` (shell scripts are copied as they are).
 pub fn guest_programs(tree: &Path, out: &Path, repo: &Path) -> Result<crate::initramfs::Payload> {
     let hmm = crate::util::stage("build hmm-tests", || build_hmm_tests(tree, out))?;
     let mut payload = vec![(hmm, "/opt/tests/hmm-tests".to_string())];
-    payload.extend(crate::util::stage("build benchmarks", || {
-        build_benchmarks(tree, out, repo)
-    })?);
+    for dir in ["benchmarks", "selftests"] {
+        payload.extend(crate::util::stage(&format!("build {dir}"), || {
+            build_programs(tree, out, repo, dir)
+        })?);
+        for script in program_sources(repo, dir, "sh")? {
+            if let Some(name) = script.file_stem() {
+                let guest = format!("/opt/bin/{}", name.to_string_lossy());
+                payload.push((script, guest));
+            }
+        }
+    }
     Ok(payload)
 }
 
-/// The C programs of `benchmarks/`, one per `.c` file, sorted.
-pub fn benchmark_sources(repo: &Path) -> Result<Vec<PathBuf>> {
-    let dir = repo.join("benchmarks");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+/// The files of `repo/dir` that end in `.ext`, sorted.
+pub fn program_sources(repo: &Path, dir: &str, ext: &str) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(repo.join(dir)) else {
         return Ok(Vec::new());
     };
     let mut out: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
         .collect();
     out.sort();
     Ok(out)
 }
 
-/// Builds each program of `benchmarks/` statically against the tree's
+/// Builds each C program of `repo/dir` statically against the tree's
 /// exported headers (installed by [`build_hmm_tests`]) for the guest's
 /// `/opt/bin`.
-pub fn build_benchmarks(tree: &Path, out: &Path, repo: &Path) -> Result<crate::initramfs::Payload> {
-    let dir = out.join("benchmarks");
+pub fn build_programs(
+    tree: &Path,
+    out: &Path,
+    repo: &Path,
+    dir: &str,
+) -> Result<crate::initramfs::Payload> {
+    let src_dir = dir;
+    let dir = out.join(dir);
     std::fs::create_dir_all(&dir)?;
     let mut payload = Vec::new();
-    for src in benchmark_sources(repo)? {
+    for src in program_sources(repo, src_dir, "c")? {
         let Some(name) = src.file_stem().map(|n| n.to_string_lossy().into_owned()) else {
             continue;
         };
@@ -247,7 +261,7 @@ pub fn build_benchmarks(tree: &Path, out: &Path, repo: &Path) -> Result<crate::i
 
 #[cfg(test)]
 mod tests {
-    use super::{benchmark_sources, missing_options};
+    use super::{missing_options, program_sources};
 
     #[test]
     fn benchmark_sources_are_the_c_files() {
@@ -257,13 +271,15 @@ mod tests {
         for f in ["b.c", "a.c", "notes.md", "helper.h"] {
             std::fs::write(b.join(f), "").unwrap();
         }
-        let got = benchmark_sources(&dir).unwrap();
+        let got = program_sources(&dir, "benchmarks", "c").unwrap();
         let names: Vec<_> = got
             .iter()
             .map(|p| p.file_name().unwrap().to_owned())
             .collect();
         assert_eq!(names, ["a.c", "b.c"]);
-        assert!(benchmark_sources(&dir.join("none")).unwrap().is_empty());
+        assert!(program_sources(&dir.join("none"), "benchmarks", "c")
+            .unwrap()
+            .is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

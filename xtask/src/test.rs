@@ -136,11 +136,7 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
     })?;
     let mut payload: Payload = build::guest_programs(&tree, &out, &repo)?;
     payload.extend(added(&opts.add)?);
-    let steps = vec![Step {
-        name: "hmm-tests".into(),
-        command: "hmm-tests".into(),
-        timeout_secs: 1500,
-    }];
+    let steps = vm_steps();
     let dir = target_dir().join("vm");
     std::fs::create_dir_all(&dir)?;
     let initrd = stage("initramfs", || initramfs::build(&dir, &steps, &payload))?;
@@ -150,6 +146,36 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
     })?;
     eprintln!("    console log: {}", log.display());
     Ok(evaluate(&boot, &steps))
+}
+
+/// The debugfs file that chooses the migrate_device engine.
+const ENGINE: &str = "/sys/kernel/debug/migrate_device/engine";
+/// The debugfs file of the Rust engine's counters.
+const COUNTERS: &str = "/sys/kernel/debug/migrate_device/counters";
+
+/// The userspace suites: the upstream hmm-tests, unmodified, under each
+/// engine with the Rust engine's counters checked after each run, then the
+/// differential test of the two engines.
+pub fn vm_steps() -> Vec<Step> {
+    let mut steps = Vec::new();
+    for engine in ["c", "rust"] {
+        steps.push(Step {
+            name: format!("hmm-tests:{engine}"),
+            command: format!("echo {engine} > {ENGINE} && echo 0 > {COUNTERS} && hmm-tests"),
+            timeout_secs: 1500,
+        });
+        steps.push(Step {
+            name: format!("engine-counters:{engine}"),
+            command: format!("engine_counters {engine}"),
+            timeout_secs: 60,
+        });
+    }
+    steps.push(Step {
+        name: "differential".into(),
+        command: "differential".into(),
+        timeout_secs: 600,
+    });
+    steps
 }
 
 /// `--add PATH` files, placed in the guest's `/opt/bin`.

@@ -2,7 +2,7 @@
 //! Booting the kernel in QEMU (TCG) and splitting its console output into
 //! the steps the initramfs ran.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -95,6 +95,8 @@ pub fn boot(kernel: &Path, initrd: &Path, limit: Duration, echo: bool, log: &Pat
             }
         }
     });
+    // The log is written as lines arrive, so a hung guest can be read.
+    let mut live = std::fs::File::create(log).ok();
     let start = Instant::now();
     let mut lines = Vec::new();
     let mut timed_out = false;
@@ -112,6 +114,9 @@ pub fn boot(kernel: &Path, initrd: &Path, limit: Duration, echo: bool, log: &Pat
                 } else if let Some(rest) = line.strip_prefix(MARK) {
                     eprintln!("    vm {:>5.0}s:{rest}", start.elapsed().as_secs_f64());
                 }
+                if let Some(f) = live.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
                 lines.push(line);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
@@ -119,6 +124,7 @@ pub fn boot(kernel: &Path, initrd: &Path, limit: Duration, echo: bool, log: &Pat
         }
     }
     let _ = child.wait();
+    drop(live);
     let _ = std::fs::write(log, lines.join("\n"));
     let mut b = split(lines);
     b.timed_out = timed_out;

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Engine counters: the work the Rust engine did, read and reset through
+//! debugfs `migrate_device/counters`, so that two runs can be compared by
+//! what they did and not only by how long it took.
+//!
+//! A call counts into a local [`Stats`] and adds it to the global counters
+//! once, when it returns, so the hot loops do no atomic operations.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+use kernel::{c_str, ffi::c_char, prelude::*, str::CStr};
+
+/// One engine counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Counter {
+    /// Holes collected (a PMD-sized hole counts once).
+    Holes,
+    /// PMD entries read by collection.
+    PmdsWalked,
+    /// PTE entries read by collection.
+    PtesWalked,
+    /// PMD migration entries installed by collection.
+    PmdMigrationEntries,
+    /// PTE migration entries installed by collection.
+    PteMigrationEntries,
+    /// Folios split before or during migration.
+    Splits,
+    /// TLB flushes issued by the engine (ranges and single entries).
+    TlbFlushes,
+    /// mmu-notifier invalidation ranges started.
+    NotifierRanges,
+    /// Folios the rmap walk had to unmap (`try_to_migrate()`).
+    RmapUnmaps,
+    /// Folios whose metadata moved to the destination.
+    Migrated,
+    /// Holes populated with a destination folio.
+    Inserted,
+    /// Folios restored or left in place at finalize.
+    Restored,
+    /// Failure: a folio lock was contended.
+    FailTrylock,
+    /// Failure: a folio could not be split.
+    FailSplit,
+    /// Failure: a PMD migration entry could not be installed.
+    FailPmdMigrationEntry,
+    /// Failure: an anon-exclusive page could not be shared (pinned).
+    FailAnonShare,
+    /// Failure: a folio could not be isolated from the LRU.
+    FailIsolate,
+    /// Failure: a folio stayed mapped or had extra references.
+    FailPinned,
+    /// Failure: the folio's mapping could not be moved.
+    FailMigrateMapping,
+    /// Failure: the source is in the swap cache or a file.
+    FailMapping,
+    /// Failure: the destination is a ZONE_DEVICE type that is not supported.
+    FailDestination,
+    /// Failure: a large source could not be split for a small destination.
+    FailSplitUnmapped,
+    /// Failure: a call was refused for its arguments.
+    FailArgs,
+    /// Folios collected whole, by order: order 0 is this counter, order `n`
+    /// is `FolioOrder0 + n`.
+    FolioOrder0,
+}
+
+/// Highest folio order counted on its own; larger ones count here too.
+pub(crate) const MAX_COUNTED_ORDER: usize = 9;
+
+const NR_COUNTERS: usize = Counter::FolioOrder0 as usize + MAX_COUNTED_ORDER + 1;
+
+const NAMES: [&CStr; NR_COUNTERS] = [
+    c_str!("holes"),
+    c_str!("pmds_walked"),
+    c_str!("ptes_walked"),
+    c_str!("pmd_migration_entries"),
+    c_str!("pte_migration_entries"),
+    c_str!("splits"),
+    c_str!("tlb_flushes"),
+    c_str!("notifier_ranges"),
+    c_str!("rmap_unmaps"),
+    c_str!("migrated"),
+    c_str!("inserted"),
+    c_str!("restored"),
+    c_str!("fail_trylock"),
+    c_str!("fail_split"),
+    c_str!("fail_pmd_migration_entry"),
+    c_str!("fail_anon_share"),
+    c_str!("fail_isolate"),
+    c_str!("fail_pinned"),
+    c_str!("fail_migrate_mapping"),
+    c_str!("fail_mapping"),
+    c_str!("fail_destination"),
+    c_str!("fail_split_unmapped"),
+    c_str!("fail_args"),
+    c_str!("folios_order_0"),
+    c_str!("folios_order_1"),
+    c_str!("folios_order_2"),
+    c_str!("folios_order_3"),
+    c_str!("folios_order_4"),
+    c_str!("folios_order_5"),
+    c_str!("folios_order_6"),
+    c_str!("folios_order_7"),
+    c_str!("folios_order_8"),
+    c_str!("folios_order_9"),
+];
+
+static COUNTERS: [AtomicUsize; NR_COUNTERS] = [const { AtomicUsize::new(0) }; NR_COUNTERS];
+
+/// The counts of one engine call, added to the global counters on drop.
+pub(crate) struct Stats([usize; NR_COUNTERS]);
+
+impl Stats {
+    /// No counts yet.
+    #[inline]
+    pub(crate) const fn new() -> Self {
+        Self([0; NR_COUNTERS])
+    }
+
+    /// Adds `n` to `counter`.
+    #[inline]
+    pub(crate) fn add(&mut self, counter: Counter, n: usize) {
+        self.0[counter as usize] += n;
+    }
+
+    /// Adds one to `counter`.
+    #[inline]
+    pub(crate) fn inc(&mut self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    /// Counts a folio of `order` collected whole.
+    #[inline]
+    pub(crate) fn folio(&mut self, order: u32) {
+        let order = (order as usize).min(MAX_COUNTED_ORDER);
+        self.0[Counter::FolioOrder0 as usize + order] += 1;
+    }
+}
+
+impl Drop for Stats {
+    fn drop(&mut self) {
+        for (global, &n) in COUNTERS.iter().zip(self.0.iter()) {
+            if n != 0 {
+                global.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Reads counter `idx` for debugfs: its name and value; false past the
+/// last one.
+///
+/// # Safety
+///
+/// `name` and `value` are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn rust_migrate_device_counter(
+    idx: u32,
+    name: *mut *const c_char,
+    value: *mut usize,
+) -> bool {
+    let idx = idx as usize;
+    if idx >= NR_COUNTERS {
+        return false;
+    }
+    // SAFETY: The caller passes pointers valid for writes.
+    unsafe {
+        *name = NAMES[idx].as_char_ptr();
+        *value = COUNTERS[idx].load(Ordering::Relaxed);
+    }
+    true
+}
+
+/// Resets every counter to 0.
+#[no_mangle]
+pub extern "C" fn rust_migrate_device_counters_reset() {
+    for c in COUNTERS.iter() {
+        c.store(0, Ordering::Relaxed);
+    }
+}

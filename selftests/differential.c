@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * differential: run the same sequences of migrations, CPU faults, partial
+ * munmap, mremap, fork and mprotect under debugfs migrate_device/engine "c"
+ * and "rust", and check in TAP that both give the same data and the same
+ * page-table shape.
+ *
+ * The shape of a page is what the test_hmm snapshot sees (mapped, write,
+ * PMD, zero page, device-private) plus /proc/self/pagemap's present and
+ * swap bits and, for a present page, whether /proc/kpageflags calls it a
+ * THP; the migrate ioctls' page counts are recorded too. PFNs differ
+ * between runs and are not compared.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_hmm_uapi.h"
+
+#define PMD_BYTES (2UL << 20)
+#define PAGE_BYTES 4096UL
+#define PMD_PAGES (PMD_BYTES / PAGE_BYTES)
+#define MAX_REC (16 * 2 * PMD_PAGES)
+#define ENGINE "/sys/kernel/debug/migrate_device/engine"
+
+/* What one run of a sequence saw. */
+struct record {
+	unsigned char shape[MAX_REC];
+	size_t len;
+	int failed;
+	char why[160];
+};
+
+static int dev_fd, pagemap_fd, kpageflags_fd;
+
+static void fail(struct record *r, const char *why, long at)
+{
+	if (!r->failed)
+		snprintf(r->why, sizeof(r->why), "%s (at %ld)", why, at);
+	r->failed = 1;
+}
+
+static void note(struct record *r, unsigned char v)
+{
+	if (r->len < MAX_REC)
+		r->shape[r->len++] = v;
+}
+
+static void note_long(struct record *r, unsigned long v)
+{
+	for (int i = 0; i < 4; i++)
+		note(r, v >> (8 * i));
+}
+
+static int set_engine(const char *name)
+{
+	int fd = open(ENGINE, O_WRONLY);
+	int ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, name, strlen(name)) == (ssize_t)strlen(name);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/* A PMD-aligned anonymous region of @size, THP or not. */
+static char *region(size_t size, int thp)
+{
+	char *p = mmap(NULL, size + PMD_BYTES, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *a;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (char *)(((uintptr_t)p + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
+	if (a > p)
+		munmap(p, a - p);
+	munmap(a + size, p + size + PMD_BYTES - (a + size));
+	madvise(a, size, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	return a;
+}
+
+static void fill(char *p, size_t size, unsigned int seed)
+{
+	for (size_t i = 0; i < size; i += sizeof(int))
+		*(int *)(p + i) = (int)(i * 2654435761u + seed);
+}
+
+static void check(struct record *r, char *p, size_t size, unsigned int seed)
+{
+	for (size_t i = 0; i < size; i += sizeof(int))
+		if (*(int *)(p + i) != (int)(i * 2654435761u + seed)) {
+			fail(r, "data differs", i);
+			return;
+		}
+}
+
+static void check_zero(struct record *r, char *p, size_t size)
+{
+	for (size_t i = 0; i < size; i += sizeof(int))
+		if (*(int *)(p + i)) {
+			fail(r, "data not zero", i);
+			return;
+		}
+}
+
+/* Runs a test_hmm migrate ioctl and records how many pages it moved. */
+static void migrate(struct record *r, unsigned long req, char *p, size_t size)
+{
+	unsigned long npages = size / PAGE_BYTES;
+	void *mirror = malloc(size);
+	struct hmm_dmirror_cmd cmd = {
+		.addr = (uintptr_t)p,
+		.ptr = (uintptr_t)mirror,
+		.npages = npages,
+	};
+
+	if (!mirror || ioctl(dev_fd, req, &cmd))
+		fail(r, req == HMM_DMIRROR_MIGRATE_TO_DEV ? "migrate to device failed" :
+		     "migrate to system failed", errno);
+	else
+		note_long(r, cmd.cpages);
+	free(mirror);
+}
+
+/* Records the shape of every page of @p..@p+@size. */
+static void shape(struct record *r, char *p, size_t size)
+{
+	unsigned long npages = size / PAGE_BYTES;
+	unsigned char *snap = malloc(npages);
+	struct hmm_dmirror_cmd cmd = {
+		.addr = (uintptr_t)p,
+		.ptr = (uintptr_t)snap,
+		.npages = npages,
+	};
+
+	if (!snap || ioctl(dev_fd, HMM_DMIRROR_SNAPSHOT, &cmd)) {
+		fail(r, "snapshot failed", errno);
+		free(snap);
+		return;
+	}
+	for (unsigned long i = 0; i < npages; i++) {
+		uint64_t pm = 0, kf = 0;
+		unsigned char v = 0;
+
+		if (pread(pagemap_fd, &pm, 8, ((uintptr_t)p / PAGE_BYTES + i) * 8) != 8)
+			fail(r, "pagemap read failed", i);
+		if (pm >> 63 & 1) {
+			v |= 1;
+			if (pread(kpageflags_fd, &kf, 8, (pm & ((1ULL << 55) - 1)) * 8) == 8 &&
+			    (kf >> 22 & 1))
+				v |= 4;
+		}
+		if (pm >> 62 & 1)
+			v |= 2;
+		note(r, snap[i]);
+		note(r, v);
+	}
+	free(snap);
+}
+
+/* 4 KiB pages to the device and back by CPU faults. */
+static void seq_small_fault(struct record *r)
+{
+	char *p = region(PMD_BYTES, 0);
+
+	fill(p, PMD_BYTES, 1);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	shape(r, p, PMD_BYTES);
+	check(r, p, PMD_BYTES, 1);
+	shape(r, p, PMD_BYTES);
+	munmap(p, PMD_BYTES);
+}
+
+/* A 2 MiB THP to the device and back by a CPU fault. */
+static void seq_thp_fault(struct record *r)
+{
+	char *p = region(PMD_BYTES, 1);
+
+	fill(p, PMD_BYTES, 2);
+	shape(r, p, PMD_BYTES);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	shape(r, p, PMD_BYTES);
+	check(r, p, PMD_BYTES, 2);
+	shape(r, p, PMD_BYTES);
+	munmap(p, PMD_BYTES);
+}
+
+/* A 2 MiB THP to the device and back by the driver. */
+static void seq_thp_to_sys(struct record *r)
+{
+	char *p = region(PMD_BYTES, 1);
+
+	fill(p, PMD_BYTES, 3);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_SYS, p, PMD_BYTES);
+	shape(r, p, PMD_BYTES);
+	check(r, p, PMD_BYTES, 3);
+	munmap(p, PMD_BYTES);
+}
+
+/* An untouched 2 MiB hole populated on the device, then read. */
+static void seq_hole(struct record *r)
+{
+	char *p = region(PMD_BYTES, 1);
+
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	shape(r, p, PMD_BYTES);
+	check_zero(r, p, PMD_BYTES);
+	shape(r, p, PMD_BYTES);
+	munmap(p, PMD_BYTES);
+}
+
+/* Half of a device-private THP unmapped, the rest read back. */
+static void seq_partial_munmap(struct record *r)
+{
+	char *p = region(PMD_BYTES, 1);
+
+	fill(p, PMD_BYTES, 4);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	munmap(p + PMD_BYTES / 2, PMD_BYTES / 2);
+	shape(r, p, PMD_BYTES / 2);
+	check(r, p, PMD_BYTES / 2, 4);
+	shape(r, p, PMD_BYTES / 2);
+	munmap(p, PMD_BYTES / 2);
+}
+
+/* A device-private THP moved by mremap, then read back. */
+static void seq_mremap(struct record *r)
+{
+	char *p = region(PMD_BYTES, 1);
+	char *q = region(PMD_BYTES, 1);
+	char *n;
+
+	fill(p, PMD_BYTES, 5);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	n = mremap(p, PMD_BYTES, PMD_BYTES, MREMAP_MAYMOVE | MREMAP_FIXED, q);
+	if (n != q) {
+		fail(r, "mremap failed", errno);
+		return;
+	}
+	shape(r, q, PMD_BYTES);
+	check(r, q, PMD_BYTES, 5);
+	shape(r, q, PMD_BYTES);
+	munmap(q, PMD_BYTES);
+}
+
+/* A device-private THP shared with a child by fork; both read, then the
+ * parent writes. */
+static void seq_fork(struct record *r)
+{
+	char *p = region(PMD_BYTES, 1);
+	int status = 0;
+	pid_t pid;
+
+	fill(p, PMD_BYTES, 6);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	pid = fork();
+	if (pid == 0) {
+		struct record child = { 0 };
+
+		check(&child, p, PMD_BYTES, 6);
+		_exit(child.failed);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status))
+		fail(r, "child saw other data", status);
+	shape(r, p, PMD_BYTES);
+	check(r, p, PMD_BYTES, 6);
+	fill(p, PMD_BYTES, 7);
+	check(r, p, PMD_BYTES, 7);
+	shape(r, p, PMD_BYTES);
+	munmap(p, PMD_BYTES);
+}
+
+/* A device-private THP made read-only, read, made writable, written. */
+static void seq_mprotect(struct record *r)
+{
+	char *p = region(PMD_BYTES, 1);
+
+	fill(p, PMD_BYTES, 8);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	if (mprotect(p, PMD_BYTES, PROT_READ))
+		fail(r, "mprotect failed", errno);
+	shape(r, p, PMD_BYTES);
+	check(r, p, PMD_BYTES, 8);
+	shape(r, p, PMD_BYTES);
+	if (mprotect(p, PMD_BYTES, PROT_READ | PROT_WRITE))
+		fail(r, "mprotect failed", errno);
+	fill(p, PMD_BYTES, 9);
+	check(r, p, PMD_BYTES, 9);
+	shape(r, p, PMD_BYTES);
+	munmap(p, PMD_BYTES);
+}
+
+/* A THP next to a half-populated run of 4 KiB pages, there and back. */
+static void seq_mixed(struct record *r)
+{
+	char *p = region(2 * PMD_BYTES, 1);
+
+	fill(p, PMD_BYTES, 10);
+	madvise(p + PMD_BYTES, PMD_BYTES, MADV_NOHUGEPAGE);
+	for (size_t i = 0; i < PMD_BYTES; i += 2 * PAGE_BYTES)
+		p[PMD_BYTES + i] = 1;
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, 2 * PMD_BYTES);
+	shape(r, p, 2 * PMD_BYTES);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_SYS, p, 2 * PMD_BYTES);
+	shape(r, p, 2 * PMD_BYTES);
+	check(r, p, PMD_BYTES, 10);
+	for (size_t i = 0; i < PMD_BYTES; i += PAGE_BYTES)
+		if (p[PMD_BYTES + i] != (i % (2 * PAGE_BYTES) ? 0 : 1))
+			fail(r, "small page data differs", i);
+	munmap(p, 2 * PMD_BYTES);
+}
+
+static const struct {
+	const char *name;
+	void (*run)(struct record *r);
+} seqs[] = {
+	{ "4k pages to device, CPU fault back", seq_small_fault },
+	{ "THP to device, CPU fault back", seq_thp_fault },
+	{ "THP to device, driver migrates back", seq_thp_to_sys },
+	{ "2 MiB hole populated on device", seq_hole },
+	{ "device THP, partial munmap", seq_partial_munmap },
+	{ "device THP, mremap", seq_mremap },
+	{ "device THP, fork", seq_fork },
+	{ "device THP, mprotect", seq_mprotect },
+	{ "THP and 4k pages, there and back", seq_mixed },
+};
+
+int main(void)
+{
+	static struct record rec[2];
+	static const char *const engines[2] = { "c", "rust" };
+	int nseq = sizeof(seqs) / sizeof(seqs[0]), bad = 0;
+
+	printf("TAP version 13\n");
+	if (access(ENGINE, W_OK)) {
+		printf("1..0 # SKIP no %s (CONFIG_MIGRATE_DEVICE_RUST=n)\n", ENGINE);
+		return 0;
+	}
+	dev_fd = open("/dev/hmm_dmirror0", O_RDWR);
+	pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
+	kpageflags_fd = open("/proc/kpageflags", O_RDONLY);
+	if (dev_fd < 0 || pagemap_fd < 0 || kpageflags_fd < 0) {
+		printf("1..0 # SKIP needs /dev/hmm_dmirror0, pagemap and kpageflags\n");
+		return 0;
+	}
+	printf("1..%d\n", nseq);
+	for (int s = 0; s < nseq; s++) {
+		for (int e = 0; e < 2; e++) {
+			memset(&rec[e], 0, sizeof(rec[e]));
+			if (set_engine(engines[e])) {
+				printf("Bail out! cannot select engine %s\n", engines[e]);
+				return 1;
+			}
+			seqs[s].run(&rec[e]);
+		}
+		if (rec[0].failed || rec[1].failed) {
+			printf("not ok %d %s # c: %s; rust: %s\n", s + 1, seqs[s].name,
+			       rec[0].failed ? rec[0].why : "ok",
+			       rec[1].failed ? rec[1].why : "ok");
+			bad++;
+		} else if (rec[0].len != rec[1].len ||
+			   memcmp(rec[0].shape, rec[1].shape, rec[0].len)) {
+			size_t i = 0;
+
+			while (i < rec[0].len && i < rec[1].len &&
+			       rec[0].shape[i] == rec[1].shape[i])
+				i++;
+			printf("not ok %d %s # shapes differ at byte %zu of %zu/%zu\n",
+			       s + 1, seqs[s].name, i, rec[0].len, rec[1].len);
+			bad++;
+		} else {
+			printf("ok %d %s # %zu shape bytes equal\n", s + 1, seqs[s].name,
+			       rec[0].len);
+		}
+	}
+	set_engine("rust");
+	return bad ? 1 : 0;
+}
