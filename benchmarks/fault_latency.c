@@ -25,9 +25,11 @@
 #include <unistd.h>
 
 #include "test_hmm_uapi.h"
+#include "engine.h"
 
 #define PMD_BYTES (2UL << 20)
 #define MAX_THREADS 64
+#define MAX_ROUNDS 32
 
 static double now_us(void)
 {
@@ -141,14 +143,30 @@ out:
 	return ret;
 }
 
+/* p50, p99 and max of @reads latencies (sorted in place). */
+static void percentiles(double *lat, int reads, double out[3])
+{
+	qsort(lat, reads, sizeof(*lat), cmp_double);
+	out[0] = lat[reads / 2];
+	out[1] = lat[(int)(reads * 0.99)];
+	out[2] = lat[reads - 1];
+}
+
+static double median_of(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; int advice; size_t unit; } kinds[] = {
 		{ "4k", MADV_NOHUGEPAGE, 0 },
 		{ "thp", MADV_HUGEPAGE, PMD_BYTES },
 	};
-	int counts[2] = { 1, 8 }, ncounts = 2;
-	int nfaults = 512, thp_faults = 16, fd, k, i, c;
+	int counts[2] = { 1, 8 }, ncounts = 2, rounds = 5;
+	int nfaults = 512, thp_faults = 16, fd, k, i, c, e, r, q;
+	struct engines eng = { .n = 0 };
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
@@ -159,22 +177,36 @@ int main(int argc, char **argv)
 					MAX_THREADS);
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+			rounds = atoi(argv[++i]);
+			if (rounds < 1 || rounds > MAX_ROUNDS) {
+				fprintf(stderr, "rounds must be 1..%d\n", MAX_ROUNDS);
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--engines") && i + 1 < argc) {
+			engines_parse(&eng, argv[++i]);
 		} else if (!strcmp(argv[i], "--quick")) {
 			nfaults = 64;
 			thp_faults = 4;
+			rounds = 2;
 		} else {
 			fprintf(stderr,
-				"usage: fault_latency [--threads N] [--quick]\n");
+				"usage: fault_latency [--threads N] [--rounds N] [--engines c|rust|c,rust] [--quick]\n");
 			return 2;
 		}
 	}
+	if (!eng.n)
+		engines_default(&eng);
 	fd = open("/dev/hmm_dmirror0", O_RDWR);
 	if (fd < 0) {
 		perror("/dev/hmm_dmirror0");
 		return 1;
 	}
-	printf("%-4s %7s %7s | %9s %9s %9s\n", "page", "threads", "faults",
-	       "p50 us", "p99 us", "max us");
+	printf("%d rounds per figure, engines interleaved; per round p50/p99/max, then min and median over rounds\n",
+	       rounds);
+	printf("%-4s %7s %7s | %-6s | %8s %8s | %8s %8s | %9s\n", "page",
+	       "threads", "faults", "engine", "p50 min", "p50 med", "p99 min",
+	       "p99 med", "max us");
 	for (c = 0; c < ncounts; c++) {
 		int threads = counts[c];
 
@@ -184,21 +216,46 @@ int main(int argc, char **argv)
 			int n = kinds[k].unit ? thp_faults : nfaults;
 			int reads = n * threads;
 			double *lat = calloc(reads, sizeof(*lat));
-			double p50, p99, max;
+			/* [engine][p50, p99, max][round] */
+			static double pct[MAX_ENGINES][3][MAX_ROUNDS];
+			double med[MAX_ENGINES][2];
 
-			if (!lat ||
-			    run(fd, kinds[k].advice, unit, n, threads, lat))
+			if (!lat)
 				return 1;
-			qsort(lat, reads, sizeof(*lat), cmp_double);
-			p50 = lat[reads / 2];
-			p99 = lat[(int)(reads * 0.99)];
-			max = lat[reads - 1];
-			printf("%-4s %7d %7d | %9.1f %9.1f %9.1f\n",
-			       kinds[k].name, threads, n, p50, p99, max);
-			printf("@json {\"page\":\"%s\",\"threads\":%d,"
-			       "\"faults\":%d,\"p50_us\":%.2f,"
-			       "\"p99_us\":%.2f,\"max_us\":%.2f}\n",
-			       kinds[k].name, threads, n, p50, p99, max);
+			for (r = 0; r < rounds; r++) {
+				for (i = 0; i < eng.n; i++) {
+					const char *name = engine_at(&eng, r, i);
+					double p[3];
+
+					e = engine_index(&eng, name);
+					if (engine_select(name) ||
+					    run(fd, kinds[k].advice, unit, n, threads, lat))
+						return 1;
+					percentiles(lat, reads, p);
+					for (q = 0; q < 3; q++)
+						pct[e][q][r] = p[q];
+				}
+			}
+			for (e = 0; e < eng.n; e++) {
+				double max = 0;
+
+				for (r = 0; r < rounds; r++)
+					max = pct[e][2][r] > max ? pct[e][2][r] : max;
+				med[e][0] = median_of(pct[e][0], rounds);
+				med[e][1] = median_of(pct[e][1], rounds);
+				printf("%-4s %7d %7d | %-6s | %8.1f %8.1f | %8.1f %8.1f | %9.1f\n",
+				       kinds[k].name, threads, n, eng.name[e],
+				       pct[e][0][0], med[e][0], pct[e][1][0], med[e][1], max);
+				printf("@json {\"engine\":\"%s\",\"page\":\"%s\",\"threads\":%d,"
+				       "\"faults\":%d,\"rounds\":%d,\"p50_us_min\":%.2f,\"p50_us_median\":%.2f,"
+				       "\"p99_us_min\":%.2f,\"p99_us_median\":%.2f,\"max_us\":%.2f}\n",
+				       eng.name[e], kinds[k].name, threads, n, rounds,
+				       pct[e][0][0], med[e][0], pct[e][1][0], med[e][1], max);
+			}
+			if (eng.n == 2 && !strcmp(eng.name[0], "c") && med[0][0] > 0 && med[0][1] > 0)
+				printf("%-4s %7d %7d | %-6s | %8s %8.3f | %8s %8.3f |\n",
+				       kinds[k].name, threads, n, "rust/c", "",
+				       med[1][0] / med[0][0], "", med[1][1] / med[0][1]);
 			free(lat);
 		}
 	}

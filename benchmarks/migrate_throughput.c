@@ -4,8 +4,13 @@
  * device to system, for 4 KiB pages (MADV_NOHUGEPAGE) and 2 MiB THPs
  * (MADV_HUGEPAGE), beside the memcpy bandwidth of the same buffer.
  *
- * Each figure is repeated; the minimum and the median are printed, as a
- * table and as one "@json" line per figure for the host to collect.
+ * Each figure is measured under every engine given (debugfs
+ * migrate_device/engine: "c" and "rust" by default when the kernel has
+ * both), the engines interleaved within each round and their order
+ * alternated from round to round. The minimum and the median are printed
+ * with the ratio rust/c, as a table and as one "@json" line per engine and
+ * figure for the host to collect; beside them, the Rust engine's counters
+ * per 2 MiB migrated (there and back).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,16 +25,19 @@
 #include <unistd.h>
 
 #include "test_hmm_uapi.h"
+#include "engine.h"
 
 #define PMD_BYTES (2UL << 20)
 #define MAX_ROUNDS 64
 #define MAX_SIZES 16
 
 struct figure {
-	unsigned long long entries;
-	double s2d[MAX_ROUNDS];
-	double d2s[MAX_ROUNDS];
+	unsigned long long entries[MAX_ENGINES];
+	double s2d[MAX_ENGINES][MAX_ROUNDS];
+	double d2s[MAX_ENGINES][MAX_ROUNDS];
 	double copy[MAX_ROUNDS];
+	/* Rust engine counters summed over the rounds. */
+	double counters[NR_COUNTERS];
 };
 
 static double now_ms(void)
@@ -89,61 +97,98 @@ static int migrate(int fd, unsigned long request, void *buf, void *mirror,
 }
 
 /*
- * One figure: each round maps a fresh buffer, so that a THP buffer is a
+ * One round of one engine: maps a fresh buffer, so that a THP buffer is a
  * THP again (a round trip may leave it in 4 KiB pages), fills it, moves it
- * to the device and back, checks it, and times a memcpy of it.
+ * to the device and back, and checks it. On success *@map_out keeps the
+ * mapping for the caller's memcpy, else it is unmapped.
  */
-static int run(int fd, const char *kind, int advice, size_t size, int rounds,
-	       struct figure *f)
+static int round_trip(int fd, const char *kind, int advice, size_t size,
+		      int r, char *mirror, double *s2d, double *d2s,
+		      unsigned long long *entries, char **map_out)
+{
+	size_t span = size + PMD_BYTES;
+	char *map = mmap(NULL, span, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned long long to_dev;
+	char *buf;
+	int ok;
+
+	*map_out = NULL;
+	if (map == MAP_FAILED) {
+		perror("mmap");
+		return -1;
+	}
+	buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
+	ok = !madvise(buf, size, advice);
+	if (ok) {
+		memset(buf, 'a' + r % 26, size);
+		/*
+		 * test_hmm reports pages for the way to the device and
+		 * collected entries for the way back: keep the latter, where a
+		 * THP moved whole counts once.
+		 */
+		ok = !migrate(fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, mirror, size,
+			      s2d, &to_dev) &&
+		     !migrate(fd, HMM_DMIRROR_MIGRATE_TO_SYS, buf, mirror, size,
+			      d2s, entries);
+	}
+	if (ok && (buf[0] != 'a' + r % 26 || buf[size - 1] != 'a' + r % 26)) {
+		fprintf(stderr, "%s %zu: data lost in round %d\n", kind, size, r);
+		ok = 0;
+	}
+	if (!ok) {
+		munmap(map, span);
+		return -1;
+	}
+	*map_out = map;
+	return 0;
+}
+
+/*
+ * One figure: each round runs every engine once, in alternating order, then
+ * times a memcpy of the last buffer.
+ */
+static int run(int fd, const struct engines *eng, const char *kind, int advice,
+	       size_t size, int rounds, struct figure *f)
 {
 	size_t span = size + PMD_BYTES;
 	char *mirror = malloc(size), *copy = malloc(size);
-	int r, ret = -1;
+	int r, i, ret = -1;
 
+	memset(f, 0, sizeof(*f));
 	if (!mirror || !copy) {
 		perror("malloc");
 		goto out;
 	}
 	for (r = 0; r < rounds; r++) {
-		char *map = mmap(NULL, span, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		unsigned long long entries;
-		char *buf;
+		char *map = NULL, *buf;
 		double t0;
 		int ok;
 
-		if (map == MAP_FAILED) {
-			perror("mmap");
-			goto out;
+		for (i = 0; i < eng->n; i++) {
+			const char *name = engine_at(eng, r, i);
+			int e = engine_index(eng, name);
+			int rust = !strcmp(name, "rust");
+
+			if (map)
+				munmap(map, span);
+			if (engine_select(name))
+				goto out;
+			if (rust)
+				counters_reset();
+			if (round_trip(fd, kind, advice, size, r, mirror,
+				       &f->s2d[e][r], &f->d2s[e][r],
+				       &f->entries[e], &map))
+				goto out;
+			if (rust)
+				counters_add(f->counters);
 		}
-		buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) &
-			       ~(PMD_BYTES - 1));
-		ok = !madvise(buf, size, advice);
-		if (ok) {
-			memset(buf, 'a' + r % 26, size);
-			/*
-			 * test_hmm reports pages for the way to the device
-			 * and collected entries for the way back: keep the
-			 * latter, where a THP moved whole counts once.
-			 */
-			ok = !migrate(fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf,
-				      mirror, size, &f->s2d[r], &entries) &&
-			     !migrate(fd, HMM_DMIRROR_MIGRATE_TO_SYS, buf,
-				      mirror, size, &f->d2s[r], &f->entries);
-		}
-		if (ok && (buf[0] != 'a' + r % 26 ||
-			   buf[size - 1] != 'a' + r % 26)) {
-			fprintf(stderr, "%s %zu: data lost in round %d\n",
-				kind, size, r);
-			ok = 0;
-		}
-		if (ok) {
-			t0 = now_ms();
-			memcpy(copy, buf, size);
-			f->copy[r] = now_ms() - t0;
-			/* Keep the copy observable. */
-			ok = copy[size / 2] == buf[size / 2];
-		}
+		buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
+		t0 = now_ms();
+		memcpy(copy, buf, size);
+		f->copy[r] = now_ms() - t0;
+		/* Keep the copy observable. */
+		ok = copy[size / 2] == buf[size / 2];
 		munmap(map, span);
 		if (!ok)
 			goto out;
@@ -158,8 +203,13 @@ out:
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: migrate_throughput [--quick] [--rounds N] [--size BYTES]...\n");
+		"usage: migrate_throughput [--quick] [--rounds N] [--size BYTES]... [--engines c|rust|c,rust]\n");
 	exit(2);
+}
+
+static double ratio(double rust, double c)
+{
+	return c > 0 ? rust / c : 0;
 }
 
 int main(int argc, char **argv)
@@ -175,7 +225,8 @@ int main(int argc, char **argv)
 	};
 	size_t sizes[MAX_SIZES];
 	long page = sysconf(_SC_PAGESIZE);
-	int nsizes = 0, rounds = 5, fd, i, k;
+	int nsizes = 0, rounds = 5, fd, i, k, e, c, ic, ir;
+	struct engines eng = { .n = 0 };
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
@@ -201,6 +252,8 @@ int main(int argc, char **argv)
 			if (nsizes == MAX_SIZES)
 				usage();
 			sizes[nsizes++] = v;
+		} else if (!strcmp(argv[i], "--engines") && i + 1 < argc) {
+			engines_parse(&eng, argv[++i]);
 		} else {
 			usage();
 		}
@@ -209,40 +262,76 @@ int main(int argc, char **argv)
 		memcpy(sizes, all, sizeof(all));
 		nsizes = sizeof(all) / sizeof(all[0]);
 	}
+	if (!eng.n)
+		engines_default(&eng);
+	ic = engine_index(&eng, "c");
+	ir = engine_index(&eng, "rust");
+	if (strcmp(eng.name[ic], "c") || strcmp(eng.name[ir], "rust"))
+		ic = ir = -1;
 
 	fd = open("/dev/hmm_dmirror0", O_RDWR);
 	if (fd < 0) {
 		perror("/dev/hmm_dmirror0");
 		return 1;
 	}
-	printf("%-4s %10s %7s | %9s %9s %7s | %9s %9s %7s | %7s\n", "page",
-	       "bytes", "entries", "s2d min", "s2d med", "GB/s", "d2s min",
-	       "d2s med", "GB/s", "memcpy");
-	printf("%-4s %10s %7s | %9s %9s %7s | %9s %9s %7s | %7s\n", "", "",
-	       "", "ms", "ms", "med", "ms", "ms", "med", "GB/s");
+	printf("engines:");
+	for (e = 0; e < eng.n; e++)
+		printf(" %s", eng.name[e]);
+	printf("; %d rounds, engines interleaved; times in ms (min/median), ratio = rust/c of the medians\n",
+	       rounds);
+	printf("%-4s %10s %7s | %-6s %8s %8s %7s | %8s %8s %7s | %7s",
+	       "page", "bytes", "entries", "engine", "s2d min", "s2d med",
+	       "GB/s", "d2s min", "d2s med", "GB/s", "memcpy");
+	if (ir >= 0)
+		for (c = 0; c < NR_COUNTERS; c++)
+			printf(" %6s", counter_short[c]);
+	printf("\n");
 	for (k = 0; k < 2; k++) {
 		for (i = 0; i < nsizes; i++) {
 			static struct figure f;
-			double s2d_min, s2d_med, d2s_min, d2s_med, cp_med;
+			double cp_med, per2m = (double)sizes[i] / PMD_BYTES * rounds;
 
-			if (run(fd, kinds[k].name, kinds[k].advice, sizes[i],
-				rounds, &f))
+			if (run(fd, &eng, kinds[k].name, kinds[k].advice,
+				sizes[i], rounds, &f))
 				return 1;
-			s2d_med = median(f.s2d, rounds);
-			s2d_min = f.s2d[0];
-			d2s_med = median(f.d2s, rounds);
-			d2s_min = f.d2s[0];
 			cp_med = median(f.copy, rounds);
-			printf("%-4s %10zu %7llu | %9.3f %9.3f %7.2f | %9.3f %9.3f %7.2f | %7.2f\n",
-			       kinds[k].name, sizes[i], f.entries, s2d_min, s2d_med,
-			       gbps(sizes[i], s2d_med), d2s_min, d2s_med,
-			       gbps(sizes[i], d2s_med), gbps(sizes[i], cp_med));
-			printf("@json {\"page\":\"%s\",\"bytes\":%zu,\"entries\":%llu,\"rounds\":%d,"
-			       "\"s2d_ms_min\":%.4f,\"s2d_ms_median\":%.4f,"
-			       "\"d2s_ms_min\":%.4f,\"d2s_ms_median\":%.4f,"
-			       "\"memcpy_ms_median\":%.4f}\n",
-			       kinds[k].name, sizes[i], f.entries, rounds, s2d_min,
-			       s2d_med, d2s_min, d2s_med, cp_med);
+			for (e = 0; e < eng.n; e++) {
+				double s2d_min, s2d_med, d2s_min, d2s_med;
+				int rust = !strcmp(eng.name[e], "rust");
+
+				s2d_med = median(f.s2d[e], rounds);
+				s2d_min = f.s2d[e][0];
+				d2s_med = median(f.d2s[e], rounds);
+				d2s_min = f.d2s[e][0];
+				printf("%-4s %10zu %7llu | %-6s %8.3f %8.3f %7.2f | %8.3f %8.3f %7.2f | %7.2f",
+				       kinds[k].name, sizes[i], f.entries[e],
+				       eng.name[e], s2d_min, s2d_med,
+				       gbps(sizes[i], s2d_med), d2s_min, d2s_med,
+				       gbps(sizes[i], d2s_med), gbps(sizes[i], cp_med));
+				if (rust)
+					for (c = 0; c < NR_COUNTERS; c++)
+						printf(" %6.1f", f.counters[c] / per2m);
+				printf("\n");
+				printf("@json {\"engine\":\"%s\",\"page\":\"%s\",\"bytes\":%zu,\"entries\":%llu,\"rounds\":%d,"
+				       "\"s2d_ms_min\":%.4f,\"s2d_ms_median\":%.4f,"
+				       "\"d2s_ms_min\":%.4f,\"d2s_ms_median\":%.4f,"
+				       "\"memcpy_ms_median\":%.4f",
+				       eng.name[e], kinds[k].name, sizes[i], f.entries[e],
+				       rounds, s2d_min, s2d_med, d2s_min, d2s_med, cp_med);
+				if (rust) {
+					printf(",\"counters_per_2m\":{");
+					for (c = 0; c < NR_COUNTERS; c++)
+						printf("%s\"%s\":%.2f", c ? "," : "",
+						       counter_names[c], f.counters[c] / per2m);
+					printf("}");
+				}
+				printf("}\n");
+			}
+			if (ic >= 0 && ir >= 0 && ic != ir)
+				printf("%-4s %10zu %7s | %-6s %8s %8.3f %7s | %8s %8.3f %7s |\n",
+				       kinds[k].name, sizes[i], "", "rust/c", "",
+				       ratio(median(f.s2d[ir], rounds), median(f.s2d[ic], rounds)), "",
+				       "", ratio(median(f.d2s[ir], rounds), median(f.d2s[ic], rounds)), "");
 		}
 	}
 	close(fd);

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `cargo xtask bench`: the bench kernel flavour booted to run the
 //! benchmark programs: upstream hmm-tests' `benchmark_thp_migration`, then
-//! each program of `benchmarks/`. Outputs are printed and saved under
-//! `target/bench/`, with the `@json` lines of our programs as JSON lines.
+//! each program of `benchmarks/`, every figure under both migrate_device
+//! engines. Outputs are printed and saved under `target/bench/`, with the
+//! `@json` lines of our programs as JSON lines and a PNG plot of the
+//! throughput drawn from them.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use crate::util::{repo_root, stage, target_dir, Result};
 use crate::{apply, bail, tree, vm};
 
 const BENCH: &str = "hmm.hmm_device_private.benchmark_thp_migration";
+const ENGINE: &str = "/sys/kernel/debug/migrate_device/engine";
 
 /// Runs the benchmarks; `quick` skips upstream's table and passes
 /// `--quick` to our programs, for a run of a few minutes.
@@ -28,11 +31,15 @@ pub fn bench(quick: bool) -> Result<()> {
     let payload = build::guest_programs(&tree, &out, &repo)?;
     let mut steps = Vec::new();
     if !quick {
-        steps.push(Step {
-            name: "benchmark_thp_migration".into(),
-            command: format!("hmm-tests -r {BENCH}"),
-            timeout_secs: 1200,
-        });
+        // Upstream's table, once per engine (the engine switch exists when
+        // the series is applied; its absence fails the step).
+        for engine in ["c", "rust"] {
+            steps.push(Step {
+                name: format!("benchmark_thp_migration:{engine}"),
+                command: format!("echo {engine} > {ENGINE} && hmm-tests -r {BENCH}"),
+                timeout_secs: 1200,
+            });
+        }
     }
     for src in build::program_sources(&repo, "benchmarks", "c")? {
         if let Some(name) = src.file_stem() {
@@ -76,6 +83,12 @@ pub fn bench(quick: bool) -> Result<()> {
         }
         if run.status != Some(0) {
             failed.push(format!("{} failed (status {:?})", step.name, run.status));
+        }
+    }
+    if dir.join("migrate_throughput.jsonl").is_file() {
+        match stage("plot", || crate::plot::throughput_png(&dir)) {
+            Ok(png) => println!("plot: {}", png.display()),
+            Err(e) => failed.push(format!("plot: {e}")),
         }
     }
     crate::util::print_stage_times();

@@ -11,6 +11,7 @@ mod bench;
 mod build;
 mod export;
 mod initramfs;
+mod plot;
 mod results;
 mod series;
 mod setup;

@@ -10,7 +10,8 @@ use std::process::Command;
 use crate::bail;
 use crate::util::{output, run, succeeds, Context, Result};
 
-/// Debian packages the kernel build, the initramfs and the VM need.
+/// Debian packages the kernel build, the initramfs, the VM and the bench
+/// plot need.
 const PACKAGES: &[&str] = &[
     "clang-19",
     "lld-19",
@@ -29,6 +30,7 @@ const PACKAGES: &[&str] = &[
     "gcc",
     "libc6-dev",
     "python3",
+    "gnuplot-nox",
 ];
 
 /// QEMU comes from the host release's backports: the machine's qemu-utils

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Choosing the migrate_device engine (debugfs migrate_device/engine) and
+ * reading the Rust engine's counters, for the benchmarks' A/B runs.
+ */
+#ifndef BENCH_ENGINE_H
+#define BENCH_ENGINE_H
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ENGINE_FILE "/sys/kernel/debug/migrate_device/engine"
+#define COUNTERS_FILE "/sys/kernel/debug/migrate_device/counters"
+#define MAX_ENGINES 2
+
+/* The engines a run compares, in the order of its first round. */
+struct engines {
+	const char *name[MAX_ENGINES];
+	int n;
+};
+
+static inline int engine_switch_built(void)
+{
+	return access(ENGINE_FILE, W_OK) == 0;
+}
+
+/*
+ * Parses "c", "rust" or "c,rust"; without the switch only the kernel's one
+ * engine, C, exists. Exits with 2 on a name that is not an engine of this
+ * kernel.
+ */
+static inline void engines_parse(struct engines *e, const char *arg)
+{
+	char *dup = strdup(arg), *tok, *save = NULL;
+
+	e->n = 0;
+	for (tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		const char *name;
+
+		if (!strcmp(tok, "c"))
+			name = "c";
+		else if (!strcmp(tok, "rust"))
+			name = "rust";
+		else {
+			fprintf(stderr, "unknown engine `%s`: use c, rust or c,rust\n", tok);
+			exit(2);
+		}
+		if (!strcmp(name, "rust") && !engine_switch_built()) {
+			fprintf(stderr,
+				"engine rust is not built in this kernel (no %s; CONFIG_MIGRATE_DEVICE_RUST=n?)\n",
+				ENGINE_FILE);
+			exit(2);
+		}
+		if (e->n == MAX_ENGINES) {
+			fprintf(stderr, "at most %d engines\n", MAX_ENGINES);
+			exit(2);
+		}
+		e->name[e->n++] = name;
+	}
+	free(dup);
+	if (!e->n) {
+		fprintf(stderr, "no engine given\n");
+		exit(2);
+	}
+}
+
+/* Both engines when the kernel has the switch, else C alone. */
+static inline void engines_default(struct engines *e)
+{
+	engines_parse(e, engine_switch_built() ? "c,rust" : "c");
+}
+
+/* The engine that runs round @round at position @i: the order alternates
+ * from round to round so neither engine always runs first. */
+static inline const char *engine_at(const struct engines *e, int round, int i)
+{
+	return e->name[round % 2 ? e->n - 1 - i : i];
+}
+
+static inline int engine_select(const char *name)
+{
+	int fd, ok;
+
+	if (!engine_switch_built())
+		return strcmp(name, "c") ? -1 : 0;
+	fd = open(ENGINE_FILE, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	ok = write(fd, name, strlen(name)) == (ssize_t)strlen(name);
+	close(fd);
+	if (!ok)
+		fprintf(stderr, "cannot select engine %s\n", name);
+	return ok ? 0 : -1;
+}
+
+static inline int engine_index(const struct engines *e, const char *name)
+{
+	for (int i = 0; i < e->n; i++)
+		if (!strcmp(e->name[i], name))
+			return i;
+	return 0;
+}
+
+/* The Rust engine's counters the benchmarks report, per 2 MiB migrated. */
+#define NR_COUNTERS 6
+static const char *const counter_names[NR_COUNTERS] __attribute__((unused)) = {
+	"folios", "pte_migration_entries", "pmd_migration_entries",
+	"tlb_flushes", "notifier_ranges", "rmap_unmaps",
+};
+static const char *const counter_short[NR_COUNTERS] __attribute__((unused)) = {
+	"folios", "ptes", "pmds", "tlbfl", "notif", "rmap",
+};
+
+static inline void counters_reset(void)
+{
+	int fd = open(COUNTERS_FILE, O_WRONLY);
+
+	if (fd >= 0) {
+		if (write(fd, "0", 1) != 1)
+			perror(COUNTERS_FILE);
+		close(fd);
+	}
+}
+
+/* Adds the counters to @sum; "folios" sums the folios of every order. */
+static inline int counters_add(double sum[NR_COUNTERS])
+{
+	FILE *f = fopen(COUNTERS_FILE, "r");
+	char name[64];
+	unsigned long v;
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %lu", name, &v) == 2) {
+		if (!strncmp(name, "folios_order_", 13))
+			sum[0] += v;
+		for (int i = 1; i < NR_COUNTERS; i++)
+			if (!strcmp(name, counter_names[i]))
+				sum[i] += v;
+	}
+	fclose(f);
+	return 0;
+}
+
+#endif /* BENCH_ENGINE_H */
