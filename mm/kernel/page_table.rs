@@ -108,7 +108,7 @@ fn device_private_leaf(pfn: usize, write: bool) -> bindings::softleaf_t {
 enum Leaf {
     Migration { pfn: usize, write: bool },
     DevicePrivate { pfn: usize, write: bool },
-    DeviceExclusive { pfn: usize },
+    DeviceExclusive,
     Other,
 }
 
@@ -128,7 +128,7 @@ fn decode_leaf(leaf: bindings::softleaf_t) -> Leaf {
                 write: bindings::softleaf_is_device_private_write(leaf),
             }
         } else if bindings::softleaf_is_device_exclusive(leaf) {
-            Leaf::DeviceExclusive { pfn }
+            Leaf::DeviceExclusive
         } else {
             Leaf::Other
         }
@@ -164,28 +164,13 @@ impl RawPte {
     /// value, present or a device-private entry, carrying its young, dirty,
     /// soft-dirty and uffd-wp bits as `migrate_vma_collect_pmd()` does.
     pub fn to_migration_entry(self, pfn: usize, kind: MigrationKind) -> RawPte {
-        // SAFETY: These only encode values.
-        unsafe {
-            let present = bindings::pte_present(self.0);
-            let young = present && bindings::pte_young(self.0);
-            let dirty = present && bindings::pte_dirty(self.0);
-            let mut pte = bindings::softleaf_to_pte(kind.leaf(pfn, young, dirty));
-            let (soft_dirty, uffd) = if present {
-                (bindings::pte_soft_dirty(self.0), bindings::pte_uffd(self.0))
-            } else {
-                (
-                    bindings::pte_swp_soft_dirty(self.0),
-                    bindings::pte_swp_uffd(self.0),
-                )
-            };
-            if soft_dirty {
-                pte = bindings::pte_swp_mksoft_dirty(pte);
-            }
-            if uffd {
-                pte = bindings::pte_swp_mkuffd(pte);
-            }
-            RawPte(pte)
-        }
+        let kind = match kind {
+            MigrationKind::Readable => 0,
+            MigrationKind::ReadableExclusive => 1,
+            MigrationKind::Writable => 2,
+        };
+        // SAFETY: This only encodes a value.
+        RawPte(unsafe { bindings::folio_migrate_migration_pte(self.0, pfn, kind) })
     }
 }
 
@@ -600,6 +585,31 @@ impl<'a> PteRun<'a> {
             .filter_map(move |a| self.entry(a).map(|e| (a, e)))
     }
 
+    /// Reads the entry that maps `addr`, raw and decoded; `None` outside the
+    /// run.
+    pub fn read(&self, addr: usize) -> Option<(RawPte, PteEntry)> {
+        if addr < self.start || addr >= self.end {
+            return None;
+        }
+        // SAFETY: `addr` is in the run, so the slot is inside the mapped
+        // table, and it is stable under the lock we hold.
+        let raw =
+            RawPte(unsafe { bindings::ptep_get(self.ptep.add((addr - self.start) / PAGE_SIZE)) });
+        Some((raw, raw.entry()))
+    }
+
+    /// The page `raw`, the present PTE [`PteRun::read`] returned for
+    /// `addr`, maps (`vm_normal_page()`), or null for the zero page and
+    /// special mappings.
+    pub fn normal_page_of(&self, addr: usize, raw: RawPte) -> *mut bindings::page {
+        if addr < self.start || addr >= self.end || !raw.is_present() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `addr` is in the run, the VMA is the one the table belongs
+        // to, and `raw` is present.
+        unsafe { bindings::vm_normal_page(self.vma.as_ptr(), addr, raw.0) }
+    }
+
     /// The page a present, normal PTE at `addr` maps (`vm_normal_page()`),
     /// or null for the zero page, special mappings and non-present entries.
     /// The page stays valid while the lock is held.
@@ -798,37 +808,49 @@ fn decode_pmd(pmd: bindings::pmd_t) -> PmdEntry {
             Leaf::Migration { pfn, write } => PmdEntry::Migration { pfn, write },
             Leaf::DevicePrivate { pfn, write } => PmdEntry::DevicePrivate { pfn, write },
             // Device-exclusive entries exist at PTE level only.
-            Leaf::DeviceExclusive { .. } | Leaf::Other => PmdEntry::Other,
+            Leaf::DeviceExclusive | Leaf::Other => PmdEntry::Other,
         }
     }
 }
 
-/// Decodes a PTE value.
+// The bits of `folio_migrate_pte_decode()` (rust/helpers/folio_migrate.c).
+const PTE_NONE: u32 = 1 << 0;
+const PTE_PRESENT: u32 = 1 << 1;
+const PTE_ZERO: u32 = 1 << 2;
+const PTE_WRITE: u32 = 1 << 3;
+const PTE_SOFT_DIRTY: u32 = 1 << 4;
+const PTE_UFFD: u32 = 1 << 5;
+const PTE_MIGRATION: u32 = 1 << 6;
+const PTE_DEVICE_PRIVATE: u32 = 1 << 7;
+const PTE_DEVICE_EXCLUSIVE: u32 = 1 << 8;
+
+/// Decodes a PTE value, in one helper call: collection decodes every PTE
+/// of the range, and the helpers are not inlined into Rust.
 fn decode_pte(pte: bindings::pte_t) -> PteEntry {
-    // SAFETY: The predicates only look at the value.
-    unsafe {
-        if bindings::pte_none(pte) {
-            return PteEntry::None;
+    let mut pfn = 0;
+    // SAFETY: This only looks at the value and writes `pfn`.
+    let bits = unsafe { bindings::folio_migrate_pte_decode(pte, &mut pfn) };
+    let write = bits & PTE_WRITE != 0;
+    if bits & PTE_NONE != 0 {
+        PteEntry::None
+    } else if bits & PTE_ZERO != 0 {
+        PteEntry::Zero
+    } else if bits & PTE_PRESENT != 0 {
+        PteEntry::Present {
+            pfn,
+            bits: EntryBits {
+                write,
+                soft_dirty: bits & PTE_SOFT_DIRTY != 0,
+                uffd_wp: bits & PTE_UFFD != 0,
+            },
         }
-        if bindings::pte_present(pte) {
-            let pfn = bindings::pte_pfn(pte);
-            if bindings::is_zero_pfn(pfn) {
-                return PteEntry::Zero;
-            }
-            return PteEntry::Present {
-                pfn,
-                bits: EntryBits {
-                    write: bindings::pte_write(pte),
-                    soft_dirty: bindings::pte_soft_dirty(pte),
-                    uffd_wp: bindings::pte_uffd(pte),
-                },
-            };
-        }
-        match decode_leaf(bindings::softleaf_from_pte(pte)) {
-            Leaf::Migration { pfn, write } => PteEntry::Migration { pfn, write },
-            Leaf::DevicePrivate { pfn, write } => PteEntry::DevicePrivate { pfn, write },
-            Leaf::DeviceExclusive { pfn } => PteEntry::DeviceExclusive { pfn },
-            Leaf::Other => PteEntry::Other,
-        }
+    } else if bits & PTE_MIGRATION != 0 {
+        PteEntry::Migration { pfn, write }
+    } else if bits & PTE_DEVICE_PRIVATE != 0 {
+        PteEntry::DevicePrivate { pfn, write }
+    } else if bits & PTE_DEVICE_EXCLUSIVE != 0 {
+        PteEntry::DeviceExclusive { pfn }
+    } else {
+        PteEntry::Other
     }
 }

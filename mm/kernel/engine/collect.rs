@@ -48,6 +48,20 @@ enum PmdStep {
     WalkPtes,
 }
 
+/// A page the rules chose to collect from a PTE.
+struct PteSource {
+    /// The page, mapped or named by the PTE.
+    page: *mut bindings::page,
+    /// Its PFN.
+    pfn: usize,
+    /// Whether the PTE is present (else a device-private entry).
+    present: bool,
+    /// Whether the mapping was writable.
+    write: bool,
+    /// How to lock its folio.
+    lock: LockAction,
+}
+
 /// Lazy MMU mode for a batch of PTE updates, left on drop.
 struct LazyMmu;
 
@@ -284,25 +298,30 @@ impl Collector<'_> {
     }
 
     /// Reduces the PTE at `addr` to what the rules decide on; also returns
-    /// the page it names, or null.
-    fn classify(&self, run: &PteRun<'_>, addr: usize) -> (rules::PteEntry, *mut bindings::page) {
-        let info = |page: *mut bindings::page, pfn: usize| page_info(page, pfn, self.fault_folio);
-        match run.entry(addr) {
-            None | Some(PteEntry::None) => (rules::PteEntry::None, core::ptr::null_mut()),
-            Some(PteEntry::Zero) => (rules::PteEntry::Zero, core::ptr::null_mut()),
-            Some(PteEntry::Present { pfn, bits }) => {
-                let page = run.normal_page(addr);
+    /// the page it names (or null) and that page's PFN.
+    fn classify(
+        &self,
+        run: &PteRun<'_>,
+        addr: usize,
+    ) -> (rules::PteEntry, *mut bindings::page, usize) {
+        let null = core::ptr::null_mut();
+        let Some((raw, entry)) = run.read(addr) else {
+            return (rules::PteEntry::None, null, 0);
+        };
+        match entry {
+            PteEntry::None => (rules::PteEntry::None, null, 0),
+            PteEntry::Zero => (rules::PteEntry::Zero, null, 0),
+            PteEntry::Present { pfn, bits } => {
+                let page = run.normal_page_of(addr, raw);
                 if page.is_null() {
-                    return (rules::PteEntry::Special, page);
+                    return (rules::PteEntry::Special, page, 0);
                 }
-                let page_info = info(page, pfn);
-                // SAFETY: As in `page_info()`.
+                // SAFETY: `page` is mapped by a PTE whose lock we hold, so
+                // its folio is alive and cannot be split under us.
                 let folio = unsafe { Folio::from_page(page) };
-                // SAFETY: The folio is valid, as above.
-                let coherent = unsafe { bindings::folio_is_device_coherent(folio.as_raw()) };
                 let kind = if !folio.is_zone_device() {
                     PageKind::System
-                } else if coherent {
+                } else if is_device_coherent(folio) {
                     PageKind::DeviceCoherent {
                         owner_matches: folio.pgmap_owner() == Some(self.owner),
                     }
@@ -311,31 +330,33 @@ impl Collector<'_> {
                 };
                 (
                     rules::PteEntry::Present {
-                        page: page_info,
+                        page: page_info(page, folio, pfn, self.fault_folio),
                         kind,
                         write: bits.write,
                     },
                     page,
+                    pfn,
                 )
             }
-            Some(PteEntry::DevicePrivate { pfn, write }) => {
+            PteEntry::DevicePrivate { pfn, write } => {
                 // SAFETY: A device-private entry names a page with a memmap
                 // entry.
                 let page = unsafe { bindings::pfn_to_page(pfn) };
-                let page_info = info(page, pfn);
-                // SAFETY: As in `page_info()`.
+                // SAFETY: The entry holds a reference to the device folio,
+                // stable under the PTE lock.
                 let folio = unsafe { Folio::from_page(page) };
                 (
                     rules::PteEntry::DevicePrivate {
-                        page: page_info,
+                        page: page_info(page, folio, pfn, self.fault_folio),
                         owner_matches: folio.pgmap_owner() == Some(self.owner),
                         write,
                     },
                     page,
+                    pfn,
                 )
             }
-            Some(PteEntry::Migration { .. }) => (rules::PteEntry::Migration, core::ptr::null_mut()),
-            Some(_) => (rules::PteEntry::Swap, core::ptr::null_mut()),
+            PteEntry::Migration { .. } => (rules::PteEntry::Migration, null, 0),
+            _ => (rules::PteEntry::Swap, null, 0),
         }
     }
 
@@ -355,7 +376,7 @@ impl Collector<'_> {
         let mut addr = from;
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
-            let (seen, page) = self.classify(&run, addr);
+            let (seen, page, pfn) = self.classify(&run, addr);
             let decision =
                 rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64)
                     .unwrap_or(Decision::Skip { slots: 1 });
@@ -364,9 +385,14 @@ impl Collector<'_> {
                     source: Source::Page { write, lock },
                     ..
                 } => {
-                    if self.unmap_pte(&mut run, addr, page, write, lock, unmapped) {
-                        // SAFETY: `page` is the valid page just collected.
-                        let pfn = unsafe { bindings::page_to_pfn(page) };
+                    let src = PteSource {
+                        page,
+                        pfn,
+                        present: matches!(seen, rules::PteEntry::Present { .. }),
+                        write,
+                        lock,
+                    };
+                    if self.unmap_pte(&mut run, addr, src, unmapped) {
                         self.record(&decision, pfn);
                         self.cpages += 1;
                         self.stats.folio(0);
@@ -427,11 +453,16 @@ impl Collector<'_> {
         &mut self,
         run: &mut PteRun<'_>,
         addr: usize,
-        page: *mut bindings::page,
-        write: bool,
-        lock: LockAction,
+        src: PteSource,
         unmapped: &mut usize,
     ) -> bool {
+        let PteSource {
+            page,
+            pfn,
+            present,
+            write,
+            lock,
+        } = src;
         // SAFETY: `page` is mapped at `addr` under the PTE lock we hold.
         let folio = unsafe { Folio::from_page(page) };
         let raw = folio.as_raw();
@@ -445,9 +476,6 @@ impl Collector<'_> {
             self.stats.inc(Counter::FailTrylock);
             return false;
         }
-        // SAFETY: `page` is valid.
-        let pfn = unsafe { bindings::page_to_pfn(page) };
-        let present = matches!(run.entry(addr), Some(PteEntry::Present { .. }));
         if present {
             // SAFETY: The page is mapped at `addr` in the VMA.
             unsafe { bindings::flush_cache_page(self.vma.as_ptr(), addr, pfn) };
@@ -515,19 +543,27 @@ impl Collector<'_> {
     }
 }
 
-/// What the rules need to know of `page`, page `pfn` of its folio.
-fn page_info(page: *mut bindings::page, pfn: usize, fault_folio: *mut bindings::folio) -> PageInfo {
-    // SAFETY: `page` is mapped by a PTE whose lock the caller holds, so its
-    // folio is alive and cannot be split under us.
-    let folio = unsafe { Folio::from_page(page) };
+/// What the rules need to know of `page`, page `pfn` of `folio`.
+fn page_info(
+    page: *mut bindings::page,
+    folio: &Folio,
+    pfn: usize,
+    fault_folio: *mut bindings::folio,
+) -> PageInfo {
     PageInfo {
         order: folio.order(),
         index: pfn - folio.pfn(),
         fault_folio: folio.as_raw() == fault_folio,
-        // SAFETY: `page` is valid, as above.
+        // SAFETY: `page` is mapped under a lock the caller holds.
         has_mapping: unsafe { bindings::page_has_mapping(page) },
         // Only the PMD order is collected whole: a PTE-mapped large folio is
         // split first, as 7.3 does.
         mapped_whole: false,
     }
+}
+
+/// `folio_is_device_coherent()`.
+fn is_device_coherent(folio: &Folio) -> bool {
+    // SAFETY: The folio is valid while borrowed.
+    unsafe { bindings::folio_is_device_coherent(folio.as_raw()) }
 }
