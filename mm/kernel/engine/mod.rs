@@ -13,19 +13,18 @@
 //! - [`collect`] walks the range (the decisions are
 //!   [`migrate_core::collect`](crate::migrate_core::collect)'s);
 //! - [`unmap`] isolates, unmaps through the rmap and checks for pins;
-//! - [`pages`] moves metadata to the destinations and populates holes;
+//! - [`pages`] moves metadata to the destinations, and [`insert`] maps
+//!   destinations into holes;
 //! - [`finalize`] removes the migration entries and releases everything;
 //! - [`device`] collects device folios by PFN for eviction;
 //! - [`split`] splits a large source when it cannot be taken whole;
 //! - [`counters`] counts the work for debugfs `migrate_device/counters`.
-//!
-//! Populating a hole (`migrate_vma_insert_page()`) is still C, shared by
-//! both engines.
 
 mod collect;
 pub mod counters;
 mod device;
 mod finalize;
+mod insert;
 mod pages;
 mod slots;
 mod split;
@@ -185,7 +184,7 @@ pub unsafe extern "C" fn rust_migrate_vma_pages(migrate: *mut bindings::migrate_
     // SAFETY: The caller holds the mmap lock.
     let vma = unsafe { VmaRef::from_raw(m.vma) };
     let vm = VmaMigration {
-        raw: migrate,
+        owner: m.pgmap_owner,
         vma,
         start: m.start,
         end: m.end,

@@ -5,6 +5,7 @@
 //! splits a large source whose destination is a single page.
 
 use super::counters::{Counter, Stats};
+use super::insert::insert_page;
 use super::slots;
 use super::split::split_unmapped;
 use crate::migrate_core::pfn::PMD_NR;
@@ -15,7 +16,7 @@ use kernel::{bindings, mm::virt::VmaRef};
 /// The `struct migrate_vma` of a `migrate_vma_pages()` call; absent for
 /// `migrate_device_pages()`.
 pub(crate) struct VmaMigration<'a> {
-    pub(crate) raw: *mut bindings::migrate_vma,
+    pub(crate) owner: *mut core::ffi::c_void,
     pub(crate) vma: &'a VmaRef,
     pub(crate) start: usize,
     pub(crate) end: usize,
@@ -34,7 +35,7 @@ fn is_hole_to_fill(src: u64, dst: u64) -> bool {
 ///
 /// `src` holds what setup (or `migrate_device_range()`) collected and `dst`
 /// the locked destination folios the driver allocated; for a `migrate`, the
-/// mmap lock is held and `raw` is the caller's `struct migrate_vma`.
+/// mmap lock is held.
 pub(crate) unsafe fn migrate_pages(
     src: &mut [u64],
     dst: &mut [u64],
@@ -48,13 +49,11 @@ pub(crate) unsafe fn migrate_pages(
     let mut range = match (migrate, first_hole) {
         (Some(m), Some(i)) => {
             stats.inc(Counter::NotifierRanges);
-            // SAFETY: `raw` is valid for the call.
-            let owner = unsafe { (*m.raw).pgmap_owner };
             Some(MmuNotifierRange::migrate(
                 m.vma.mm(),
                 m.start + i * PAGE_SIZE,
                 m.end,
-                owner,
+                m.owner,
             ))
         }
         _ => None,
@@ -93,14 +92,15 @@ pub(crate) unsafe fn migrate_pages(
             let addr = m.start + i * PAGE_SIZE;
             for j in 0..nr.min(npages - i) {
                 src[i + j] |= slots::MIGRATE;
-                // SAFETY: The mmap lock is held; the slots are the
-                // caller's arrays, which `raw` points to as well.
+                // SAFETY: The mmap lock is held and `dst` names the
+                // driver's locked destination; `src` continues with the
+                // rest of the PMD for a compound destination.
                 unsafe {
-                    bindings::migrate_vma_insert_page(
-                        m.raw,
+                    insert_page(
+                        m.vma,
                         addr + j * PAGE_SIZE,
-                        (&raw mut dst[i + j]).cast(),
-                        (&raw mut src[i + j]).cast(),
+                        &mut dst[i + j],
+                        &mut src[i + j..],
                     )
                 };
                 if src[i + j] & slots::MIGRATE != 0 {
