@@ -4,8 +4,8 @@
 # engine_counters ENGINE: after a run under debugfs migrate_device/engine =
 # ENGINE, check in TAP that the Rust engine's counters show who did the
 # work. Under "rust" it must have collected 2 MiB folios whole with PMD
-# migration entries, and 4 KiB pages with PTE migration entries; under "c"
-# it must have done nothing. The counters are printed as diagnostics.
+# migration entries and 4 KiB pages with PTE migration entries, and
+# handled device-private CPU faults; under "c" it must have done nothing. The counters are printed as diagnostics.
 
 dir=/sys/kernel/debug/migrate_device
 engine=$1
@@ -36,7 +36,7 @@ check() {
 echo "TAP version 13"
 sed 's/^/# /' "$dir/counters"
 if [ "$engine" = rust ]; then
-	echo "1..4"
+	echo "1..5"
 	check "$(test "$(get folios_order_9)" -gt 0 && echo y)" \
 		"2 MiB folios collected whole: $(get folios_order_9)"
 	check "$(test "$(get pmd_migration_entries)" -gt 0 && echo y)" \
@@ -45,6 +45,8 @@ if [ "$engine" = rust ]; then
 		"4 KiB folios collected: $(get folios_order_0)"
 	check "$(test "$(get pte_migration_entries)" -gt 0 && echo y)" \
 		"PTE migration entries: $(get pte_migration_entries)"
+	check "$(test "$(get migrate_to_ram)" -gt 0 && echo y)" \
+		"device-private faults: $(get faults), migrate_to_ram calls: $(get migrate_to_ram), waits: $(get fault_waits)"
 else
 	echo "1..1"
 	total=$(awk '{ s += $2 } END { print s + 0 }' "$dir/counters")

@@ -155,7 +155,7 @@ const COUNTERS: &str = "/sys/kernel/debug/migrate_device/counters";
 
 /// The userspace suites: the upstream hmm-tests, unmodified, under each
 /// engine with the Rust engine's counters checked after each run, then the
-/// differential test of the two engines.
+/// differential test of the two engines and the fault livelock test.
 pub fn vm_steps() -> Vec<Step> {
     let mut steps = Vec::new();
     for engine in ["c", "rust"] {
@@ -173,6 +173,11 @@ pub fn vm_steps() -> Vec<Step> {
     steps.push(Step {
         name: "differential".into(),
         command: "differential".into(),
+        timeout_secs: 600,
+    });
+    steps.push(Step {
+        name: "fault-livelock".into(),
+        command: "fault_livelock".into(),
         timeout_secs: 600,
     });
     steps

@@ -60,6 +60,16 @@ pub(crate) enum Counter {
     FailSplitUnmapped,
     /// Failure: a call was refused for its arguments.
     FailArgs,
+    /// Device-private CPU faults handled (PTE and PMD).
+    Faults,
+    /// `migrate_to_ram()` calls made by those faults.
+    MigrateToRam,
+    /// Faults that found the fault folio locked and slept until it was not.
+    FaultWaits,
+    /// Faults under the per-VMA lock, retried under the mmap lock.
+    FaultRetries,
+    /// The longest such sleep, in nanoseconds (a maximum, not a sum).
+    FaultWaitMaxNs,
     /// Folios collected whole, by order: order 0 is this counter, order `n`
     /// is `FolioOrder0 + n`.
     FolioOrder0,
@@ -94,6 +104,11 @@ const NAMES: [&CStr; NR_COUNTERS] = [
     c_str!("fail_destination"),
     c_str!("fail_split_unmapped"),
     c_str!("fail_args"),
+    c_str!("faults"),
+    c_str!("migrate_to_ram"),
+    c_str!("fault_waits"),
+    c_str!("fault_retries"),
+    c_str!("fault_wait_max_ns"),
     c_str!("folios_order_0"),
     c_str!("folios_order_1"),
     c_str!("folios_order_2"),
@@ -130,6 +145,13 @@ impl Stats {
         self.add(counter, 1);
     }
 
+    /// Raises the maximum `counter` to `v`.
+    #[inline]
+    pub(crate) fn max(&mut self, counter: Counter, v: usize) {
+        let c = &mut self.0[counter as usize];
+        *c = (*c).max(v);
+    }
+
     /// Counts a folio of `order` collected whole.
     #[inline]
     pub(crate) fn folio(&mut self, order: u32) {
@@ -140,8 +162,13 @@ impl Stats {
 
 impl Drop for Stats {
     fn drop(&mut self) {
-        for (global, &n) in COUNTERS.iter().zip(self.0.iter()) {
-            if n != 0 {
+        for (i, (global, &n)) in COUNTERS.iter().zip(self.0.iter()).enumerate() {
+            if n == 0 {
+                continue;
+            }
+            if i == Counter::FaultWaitMaxNs as usize {
+                global.fetch_max(n, Ordering::Relaxed);
+            } else {
                 global.fetch_add(n, Ordering::Relaxed);
             }
         }

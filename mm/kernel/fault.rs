@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The device-private CPU fault: the device-private branch of
+//! `do_swap_page()` (a PTE) and `do_huge_pmd_device_private()` (a PMD).
+//!
+//! Under the page-table lock the entry is checked unchanged and the fault
+//! folio trylocked and referenced; the lock is dropped and the driver's
+//! `migrate_to_ram()` runs with the folio locked, which `migrate_vma_setup()`
+//! accepts as its `fault_page`. When the trylock fails the fault sleeps
+//! until the folio is unlocked and then returns to refault, at both levels:
+//! 7.3 returns at once at PMD level, so N threads faulting one device THP
+//! spin on it. Under the per-VMA lock the fault is retried under the mmap
+//! lock, as 7.3 does: `migrate_to_ram()` implementations are not ready to
+//! run under it.
+
+use crate::engine::counters::{Counter, Stats};
+use kernel::bindings;
+
+/// `VM_FAULT_RETRY`.
+const VM_FAULT_RETRY: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_RETRY;
+
+/// Runs `migrate_to_ram()` for the fault folio of `vmf->page`, locked and
+/// referenced by the caller.
+///
+/// # Safety
+///
+/// `vmf` is the fault; no page-table lock is held.
+unsafe fn migrate_to_ram(vmf: *mut bindings::vm_fault, stats: &mut Stats) -> bindings::vm_fault_t {
+    stats.inc(Counter::MigrateToRam);
+    // SAFETY: The caller guarantees the fault and the folio lock.
+    unsafe { bindings::folio_migrate_call_migrate_to_ram(vmf) }
+}
+
+/// Sleeps until the folio of `entry` is unlocked; releases `ptl`.
+///
+/// # Safety
+///
+/// `ptl` is held and protects the entry that names the folio.
+unsafe fn wait_unlocked(
+    entry: bindings::softleaf_t,
+    ptl: *mut bindings::spinlock_t,
+    stats: &mut Stats,
+) {
+    // SAFETY: Reading the clock is always allowed.
+    let t0 = unsafe { bindings::ktime_get() };
+    // SAFETY: The caller holds `ptl`, which keeps the folio alive until
+    // the waiter is queued; the call releases it.
+    unsafe { bindings::softleaf_entry_wait_on_locked(entry, ptl) };
+    // SAFETY: As above.
+    let waited = unsafe { bindings::ktime_get() } - t0;
+    stats.inc(Counter::FaultWaits);
+    stats.max(Counter::FaultWaitMaxNs, waited.max(0) as usize);
+}
+
+/// Answers a fault taken under the per-VMA lock: retry under the mmap lock.
+///
+/// # Safety
+///
+/// `vmf` is a fault taken under the VMA lock, which this releases.
+unsafe fn retry_locked(
+    vmf: *mut bindings::vm_fault,
+    stats: &mut Stats,
+) -> Option<bindings::vm_fault_t> {
+    // SAFETY: The caller passes a valid fault.
+    let (flags, vma) = unsafe { ((*vmf).flags, (*vmf).__bindgen_anon_1.vma) };
+    if flags & bindings::fault_flag_FAULT_FLAG_VMA_LOCK == 0 {
+        return None;
+    }
+    // SAFETY: The fault holds the VMA read lock.
+    unsafe { bindings::vma_end_read(vma) };
+    stats.inc(Counter::FaultRetries);
+    Some(VM_FAULT_RETRY)
+}
+
+/// The device-private branch of `do_swap_page()`.
+///
+/// # Safety
+///
+/// As for `do_swap_page()`: `vmf` is a fault on a device-private PTE
+/// (`vmf->orig_pte`), the PTE is unmapped, and the mmap or VMA lock is held.
+#[no_mangle]
+pub unsafe extern "C" fn rust_do_device_private_fault(
+    vmf: *mut bindings::vm_fault,
+) -> bindings::vm_fault_t {
+    let mut stats = Stats::new();
+    stats.inc(Counter::Faults);
+    // SAFETY: The caller passes a valid fault.
+    if let Some(ret) = unsafe { retry_locked(vmf, &mut stats) } {
+        return ret;
+    }
+    // SAFETY: The caller passes a valid fault on a device-private PTE whose
+    // PMD stays allocated under the mmap lock.
+    unsafe {
+        let f = &mut *vmf;
+        let vma = f.__bindgen_anon_1.vma;
+        let orig = f.__bindgen_anon_2.orig_pte;
+        let entry = bindings::softleaf_from_pte(orig);
+        f.page = bindings::pfn_to_page(bindings::softleaf_to_pfn(entry));
+        f.pte = bindings::pte_offset_map_lock(
+            (*vma).vm_mm,
+            f.pmd,
+            f.__bindgen_anon_1.address,
+            &mut f.ptl,
+        );
+        if f.pte.is_null() {
+            return 0;
+        }
+        if !bindings::pte_same(bindings::ptep_get(f.pte), orig) {
+            bindings::pte_unmap_unlock(f.pte, f.ptl);
+            return 0;
+        }
+        let page = f.page;
+        let folio = bindings::page_folio(page);
+        if bindings::folio_trylock(folio) {
+            // The reference keeps the folio while the PTL is dropped.
+            bindings::folio_get(folio);
+            bindings::pte_unmap_unlock(f.pte, f.ptl);
+            let ret = migrate_to_ram(vmf, &mut stats);
+            // The driver may have split the folio: the lock and the
+            // reference moved with the fault page (migrate_vma_setup()'s
+            // rule), so release them on the folio that holds it now.
+            let folio = bindings::page_folio(page);
+            bindings::folio_unlock(folio);
+            bindings::folio_put(folio);
+            ret
+        } else {
+            bindings::pte_unmap(f.pte);
+            wait_unlocked(entry, f.ptl, &mut stats);
+            0
+        }
+    }
+}
+
+/// `do_huge_pmd_device_private()`, which waits on a contended fault folio
+/// instead of returning to refault at once.
+///
+/// # Safety
+///
+/// As for `do_huge_pmd_device_private()`: `vmf` is a fault on a
+/// device-private PMD entry (`vmf->orig_pmd`), and the mmap or VMA lock is
+/// held.
+#[no_mangle]
+pub unsafe extern "C" fn rust_do_huge_pmd_device_private(
+    vmf: *mut bindings::vm_fault,
+) -> bindings::vm_fault_t {
+    let mut stats = Stats::new();
+    stats.inc(Counter::Faults);
+    // SAFETY: The caller passes a valid fault.
+    if let Some(ret) = unsafe { retry_locked(vmf, &mut stats) } {
+        return ret;
+    }
+    // SAFETY: The caller passes a valid fault on a device-private PMD.
+    unsafe {
+        let f = &mut *vmf;
+        let vma = f.__bindgen_anon_1.vma;
+        let ptl = bindings::pmd_lock((*vma).vm_mm, f.pmd);
+        let orig = f.__bindgen_anon_2.orig_pmd;
+        if !bindings::pmd_same(bindings::pmdp_get(f.pmd), orig) {
+            bindings::spin_unlock(ptl);
+            return 0;
+        }
+        let entry = bindings::softleaf_from_pmd(orig);
+        f.page = bindings::pfn_to_page(bindings::softleaf_to_pfn(entry));
+        f.pte = core::ptr::null_mut();
+        let page = f.page;
+        let folio = bindings::page_folio(page);
+        if bindings::folio_trylock(folio) {
+            bindings::folio_get(folio);
+            bindings::spin_unlock(ptl);
+            let ret = migrate_to_ram(vmf, &mut stats);
+            // The driver may have split the folio: the lock and the
+            // reference moved with the fault page (migrate_vma_setup()'s
+            // rule), so release them on the folio that holds it now.
+            let folio = bindings::page_folio(page);
+            bindings::folio_unlock(folio);
+            bindings::folio_put(folio);
+            ret
+        } else {
+            wait_unlocked(entry, ptl, &mut stats);
+            0
+        }
+    }
+}

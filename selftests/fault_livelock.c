@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fault_livelock: the seed 003 scenario. Memory is migrated to the device,
+ * then for each page (512 pages of 4 KiB, then 16 THPs) 8 threads released
+ * together read it, so that 8 CPU faults race on one device-private fault
+ * folio. Run under each migrate_device engine; every read must return the
+ * data, and the run must finish. Under the Rust engine its counters give
+ * the migrate_to_ram() calls per page, how many faults slept on the
+ * contended folio, and the longest sleep. TAP output.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test_hmm_uapi.h"
+
+#define PMD_BYTES (2UL << 20)
+#define THREADS 8
+#define ENGINE "/sys/kernel/debug/migrate_device/engine"
+#define COUNTERS "/sys/kernel/debug/migrate_device/counters"
+
+struct reader {
+	pthread_t thread;
+	pthread_barrier_t *go;
+	volatile char *addr;
+	char want;
+	double us;
+	int bad;
+};
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void *read_once(void *arg)
+{
+	struct reader *r = arg;
+	double t0;
+
+	pthread_barrier_wait(r->go);
+	t0 = now_us();
+	r->bad = *r->addr != r->want;
+	r->us = now_us() - t0;
+	return NULL;
+}
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY), ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+static unsigned long counter(const char *name)
+{
+	FILE *f = fopen(COUNTERS, "r");
+	char n[64];
+	unsigned long v, out = 0;
+
+	if (!f)
+		return 0;
+	while (fscanf(f, "%63s %lu", n, &v) == 2)
+		if (!strcmp(n, name))
+			out = v;
+	fclose(f);
+	return out;
+}
+
+/* One run; returns 0 and fills @worst_us, or -1 with @why set. */
+static int run(int fd, int thp, int units, double *worst_us, const char **why)
+{
+	size_t unit = thp ? PMD_BYTES : 4096, size = unit * units;
+	char *map = mmap(NULL, size + PMD_BYTES, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *mirror = malloc(size);
+	struct hmm_dmirror_cmd cmd;
+	struct reader r[THREADS];
+	pthread_barrier_t go;
+	char *buf;
+	int i, t, ret = -1;
+
+	*worst_us = 0;
+	*why = "cannot map buffers";
+	if (map == MAP_FAILED || !mirror)
+		goto out;
+	buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
+	madvise(buf, size, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	for (i = 0; i < units; i++)
+		memset(buf + i * unit, 'a' + i % 26, unit);
+	cmd = (struct hmm_dmirror_cmd){ .addr = (uintptr_t)buf,
+					.ptr = (uintptr_t)mirror,
+					.npages = size / 4096 };
+	*why = "migration to the device failed";
+	if (ioctl(fd, HMM_DMIRROR_MIGRATE_TO_DEV, &cmd))
+		goto out;
+	for (i = 0; i < units; i++) {
+		pthread_barrier_init(&go, NULL, THREADS);
+		for (t = 0; t < THREADS; t++) {
+			r[t] = (struct reader){ .go = &go, .addr = buf + i * unit,
+						.want = 'a' + i % 26 };
+			if (t && pthread_create(&r[t].thread, NULL, read_once, &r[t])) {
+				*why = "pthread_create failed";
+				goto out;
+			}
+		}
+		read_once(&r[0]);
+		for (t = 1; t < THREADS; t++)
+			pthread_join(r[t].thread, NULL);
+		pthread_barrier_destroy(&go);
+		for (t = 0; t < THREADS; t++) {
+			if (r[t].bad) {
+				*why = "a read returned other data";
+				goto out;
+			}
+			if (r[t].us > *worst_us)
+				*worst_us = r[t].us;
+		}
+	}
+	ret = 0;
+out:
+	free(mirror);
+	if (map != MAP_FAILED)
+		munmap(map, size + PMD_BYTES);
+	return ret;
+}
+
+int main(void)
+{
+	static const char *const engines[] = { "c", "rust" };
+	static const struct { const char *name; int thp, units; } kinds[] = {
+		{ "4k", 0, 512 },
+		{ "thp", 1, 16 },
+	};
+	int fd, e, k, n = 0, bad = 0;
+
+	printf("TAP version 13\n");
+	if (access(ENGINE, W_OK)) {
+		printf("1..0 # SKIP no %s (CONFIG_MIGRATE_DEVICE_RUST=n)\n", ENGINE);
+		return 0;
+	}
+	fd = open("/dev/hmm_dmirror0", O_RDWR);
+	if (fd < 0) {
+		printf("1..0 # SKIP no /dev/hmm_dmirror0\n");
+		return 0;
+	}
+	printf("1..4\n");
+	for (e = 0; e < 2; e++) {
+		for (k = 0; k < 2; k++) {
+			const char *why = "";
+			double worst;
+			int rust = e == 1, ok;
+
+			if (write_file(ENGINE, engines[e])) {
+				printf("Bail out! cannot select engine %s\n", engines[e]);
+				return 1;
+			}
+			if (rust)
+				write_file(COUNTERS, "0");
+			ok = !run(fd, kinds[k].thp, kinds[k].units, &worst, &why);
+			n++;
+			if (!ok) {
+				printf("not ok %d %s %s: %s\n", n, engines[e], kinds[k].name, why);
+				bad++;
+			} else if (rust) {
+				unsigned long calls = counter("migrate_to_ram");
+
+				/* Every page needs at least one migrate_to_ram(). */
+				ok = calls >= (unsigned long)kinds[k].units;
+				printf("%s %d rust %s: %d pages x %d threads, worst read %.0f us; faults %lu, migrate_to_ram %lu (%.2f per page, %.3f per fault), waits %lu, longest wait %.0f us\n",
+				       ok ? "ok" : "not ok", n, kinds[k].name,
+				       kinds[k].units, THREADS, worst, counter("faults"),
+				       calls, (double)calls / kinds[k].units,
+				       counter("faults") ? (double)calls / counter("faults") : 0,
+				       counter("fault_waits"),
+				       counter("fault_wait_max_ns") / 1e3);
+				bad += !ok;
+			} else {
+				printf("ok %d c %s: %d pages x %d threads, worst read %.0f us\n",
+				       n, kinds[k].name, kinds[k].units, THREADS, worst);
+			}
+		}
+	}
+	write_file(ENGINE, "rust");
+	close(fd);
+	return bad ? 1 : 0;
+}
