@@ -126,7 +126,7 @@ pub(crate) unsafe fn migrate_pages(
                     // SAFETY: The source was collected whole and unmapped
                     // at `addr`; the mmap lock is held.
                     Some(m) => unsafe {
-                        split_unmapped(m.vma, src, i, m.start + i * PAGE_SIZE, folio)
+                        split_unmapped(m.vma, src, i, m.start + i * PAGE_SIZE, folio, m.fault_page)
                     },
                     None => Err(kernel::error::code::EINVAL),
                 };

@@ -73,16 +73,28 @@ pub(crate) unsafe fn split_for_migrate(
 /// PMD-sized `folio` of slot `idx`, mapped at `addr` in `vma`, into pages,
 /// and rewrites its slots one per page.
 ///
+/// Unlike 7.3 this also splits the fault folio: `folio_split_unmapped()`
+/// allows the caller one reference, and the fault path holds a second one
+/// across `migrate_to_ram()`, so a 2 MiB device-private fault whose driver
+/// found no 2 MiB page to migrate to could not fall back to 4 KiB pages. The
+/// fault path's reference is set aside for the split, the migration's own
+/// keeping the folio, and taken again on the folio of `fault_page`, which
+/// is the head page (a fault on a PMD names its head page), so it stays
+/// with the lock the fault path will release.
+///
 /// # Safety
 ///
 /// `folio` is the locked source folio of `src[idx]`, collected whole and
-/// unmapped by a PMD migration entry at `addr`; the mmap lock is held.
+/// unmapped by a PMD migration entry at `addr`; the mmap lock is held. A
+/// non-null `fault_page` is the migration's fault page, whose folio the
+/// fault path holds locked and referenced.
 pub(crate) unsafe fn split_unmapped(
     vma: &VmaRef,
     src: &mut [u64],
     idx: usize,
     addr: usize,
     folio: *mut bindings::folio,
+    fault_page: *mut bindings::page,
 ) -> Result {
     let pfn = slots::pfn(src[idx]).ok_or(EINVAL)?;
     if src.len() < idx + PMD_NR {
@@ -94,8 +106,22 @@ pub(crate) unsafe fn split_unmapped(
         bindings::folio_get(folio);
         bindings::split_huge_pmd_address(vma.as_ptr(), addr, true);
     }
+    let fault_ref = !fault_page.is_null()
+        // SAFETY: The caller guarantees a non-null `fault_page`.
+        && unsafe {
+            bindings::page_folio(fault_page) == folio && bindings::folio_page(folio, 0) == fault_page
+        };
+    if fault_ref {
+        // SAFETY: The migration holds its own reference to the folio.
+        unsafe { bindings::folio_put(folio) };
+    }
     // SAFETY: The folio is locked, unmapped and referenced.
     let ret = unsafe { bindings::folio_split_unmapped(folio, 0) };
+    if fault_ref {
+        // SAFETY: `fault_page` heads the folio it now belongs to, which
+        // the migration holds.
+        unsafe { bindings::folio_get(bindings::page_folio(fault_page)) };
+    }
     if ret != 0 {
         return Err(Error::from_errno(ret));
     }
