@@ -14,7 +14,7 @@
 
 #define ENGINE_FILE "/sys/kernel/debug/migrate_device/engine"
 #define COUNTERS_FILE "/sys/kernel/debug/migrate_device/counters"
-#define MAX_ENGINES 2
+#define MAX_ENGINES 3
 
 /* The engines a run compares, in the order of its first round. */
 struct engines {
@@ -28,9 +28,10 @@ static inline int engine_switch_built(void)
 }
 
 /*
- * Parses "c", "rust" or "c,rust"; without the switch only the kernel's one
- * engine, C, exists. Exits with 2 on a name that is not an engine of this
- * kernel.
+ * Parses a comma-separated list of "c", "rust" and "rust-entry" (the Rust
+ * engine whose fault path installs the migration entry itself); without
+ * the switch only the kernel's one engine, C, exists. Exits with 2 on a
+ * name that is not an engine of this kernel.
  */
 static inline void engines_parse(struct engines *e, const char *arg)
 {
@@ -44,14 +45,18 @@ static inline void engines_parse(struct engines *e, const char *arg)
 			name = "c";
 		else if (!strcmp(tok, "rust"))
 			name = "rust";
+		else if (!strcmp(tok, "rust-entry"))
+			name = "rust-entry";
 		else {
-			fprintf(stderr, "unknown engine `%s`: use c, rust or c,rust\n", tok);
+			fprintf(stderr,
+				"unknown engine `%s`: use c, rust, rust-entry or a list such as c,rust\n",
+				tok);
 			exit(2);
 		}
-		if (!strcmp(name, "rust") && !engine_switch_built()) {
+		if (strcmp(name, "c") && !engine_switch_built()) {
 			fprintf(stderr,
-				"engine rust is not built in this kernel (no %s; CONFIG_MIGRATE_DEVICE_RUST=n?)\n",
-				ENGINE_FILE);
+				"engine %s is not built in this kernel (no %s; CONFIG_MIGRATE_DEVICE_RUST=n?)\n",
+				name, ENGINE_FILE);
 			exit(2);
 		}
 		if (e->n == MAX_ENGINES) {
@@ -67,10 +72,17 @@ static inline void engines_parse(struct engines *e, const char *arg)
 	}
 }
 
-/* Both engines when the kernel has the switch, else C alone. */
-static inline void engines_default(struct engines *e)
+/*
+ * C and Rust when the kernel has the switch, else C alone; with
+ * @fault_entry also rust-entry, which differs from rust only in the fault
+ * path.
+ */
+static inline void engines_default(struct engines *e, int fault_entry)
 {
-	engines_parse(e, engine_switch_built() ? "c,rust" : "c");
+	if (!engine_switch_built())
+		engines_parse(e, "c");
+	else
+		engines_parse(e, fault_entry ? "c,rust,rust-entry" : "c,rust");
 }
 
 /* The engine that runs round @round at position @i: the order alternates

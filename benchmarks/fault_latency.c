@@ -10,7 +10,9 @@
  *
  * For 4 KiB pages every page is one fault; for 2 MiB THPs the first byte
  * of each THP is. p50, p99 and max of the read latency are printed, in
- * microseconds, with one "@json" line per figure.
+ * microseconds, with one "@json" line per figure, under each engine (by
+ * default c, rust and rust-entry, whose fault path installs the migration
+ * entry itself), with the ratio of each to the first.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -191,12 +193,12 @@ int main(int argc, char **argv)
 			rounds = 2;
 		} else {
 			fprintf(stderr,
-				"usage: fault_latency [--threads N] [--rounds N] [--engines c|rust|c,rust] [--quick]\n");
+				"usage: fault_latency [--threads N] [--rounds N] [--engines c|rust|rust-entry|LIST] [--quick]\n");
 			return 2;
 		}
 	}
 	if (!eng.n)
-		engines_default(&eng);
+		engines_default(&eng, 1);
 	fd = open("/dev/hmm_dmirror0", O_RDWR);
 	if (fd < 0) {
 		perror("/dev/hmm_dmirror0");
@@ -204,7 +206,7 @@ int main(int argc, char **argv)
 	}
 	printf("%d rounds per figure, engines interleaved; per round p50/p99/max, then min and median over rounds\n",
 	       rounds);
-	printf("%-4s %7s %7s | %-6s | %8s %8s | %8s %8s | %9s\n", "page",
+	printf("%-4s %7s %7s | %-12s | %8s %8s | %8s %8s | %9s\n", "page",
 	       "threads", "faults", "engine", "p50 min", "p50 med", "p99 min",
 	       "p99 med", "max us");
 	for (c = 0; c < ncounts; c++) {
@@ -243,7 +245,7 @@ int main(int argc, char **argv)
 					max = pct[e][2][r] > max ? pct[e][2][r] : max;
 				med[e][0] = median_of(pct[e][0], rounds);
 				med[e][1] = median_of(pct[e][1], rounds);
-				printf("%-4s %7d %7d | %-6s | %8.1f %8.1f | %8.1f %8.1f | %9.1f\n",
+				printf("%-4s %7d %7d | %-12s | %8.1f %8.1f | %8.1f %8.1f | %9.1f\n",
 				       kinds[k].name, threads, n, eng.name[e],
 				       pct[e][0][0], med[e][0], pct[e][1][0], med[e][1], max);
 				printf("@json {\"engine\":\"%s\",\"page\":\"%s\",\"threads\":%d,"
@@ -252,10 +254,15 @@ int main(int argc, char **argv)
 				       eng.name[e], kinds[k].name, threads, n, rounds,
 				       pct[e][0][0], med[e][0], pct[e][1][0], med[e][1], max);
 			}
-			if (eng.n == 2 && !strcmp(eng.name[0], "c") && med[0][0] > 0 && med[0][1] > 0)
-				printf("%-4s %7d %7d | %-6s | %8s %8.3f | %8s %8.3f |\n",
-				       kinds[k].name, threads, n, "rust/c", "",
-				       med[1][0] / med[0][0], "", med[1][1] / med[0][1]);
+			/* Each other engine over the first, C by default. */
+			for (e = 1; e < eng.n && med[0][0] > 0 && med[0][1] > 0; e++) {
+				char ratio[32];
+
+				snprintf(ratio, sizeof(ratio), "%s/%s", eng.name[e], eng.name[0]);
+				printf("%-4s %7d %7d | %-12s | %8s %8.3f | %8s %8.3f |\n",
+				       kinds[k].name, threads, n, ratio, "",
+				       med[e][0] / med[0][0], "", med[e][1] / med[0][1]);
+			}
 			free(lat);
 		}
 	}

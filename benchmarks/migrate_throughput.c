@@ -263,7 +263,7 @@ int main(int argc, char **argv)
 		nsizes = sizeof(all) / sizeof(all[0]);
 	}
 	if (!eng.n)
-		engines_default(&eng);
+		engines_default(&eng, 0);
 	ic = engine_index(&eng, "c");
 	ir = engine_index(&eng, "rust");
 	if (strcmp(eng.name[ic], "c") || strcmp(eng.name[ir], "rust"))

@@ -25,7 +25,10 @@ const VM_FAULT_RETRY: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_
 /// # Safety
 ///
 /// `vmf` is the fault; no page-table lock is held.
-unsafe fn migrate_to_ram(vmf: *mut bindings::vm_fault, stats: &mut Stats) -> bindings::vm_fault_t {
+pub(crate) unsafe fn migrate_to_ram(
+    vmf: *mut bindings::vm_fault,
+    stats: &mut Stats,
+) -> bindings::vm_fault_t {
     stats.inc(Counter::MigrateToRam);
     // SAFETY: The caller guarantees the fault and the folio lock.
     unsafe { bindings::folio_migrate_call_migrate_to_ram(vmf) }
@@ -36,7 +39,7 @@ unsafe fn migrate_to_ram(vmf: *mut bindings::vm_fault, stats: &mut Stats) -> bin
 /// # Safety
 ///
 /// `ptl` is held and protects the entry that names the folio.
-unsafe fn wait_unlocked(
+pub(crate) unsafe fn wait_unlocked(
     entry: bindings::softleaf_t,
     ptl: *mut bindings::spinlock_t,
     stats: &mut Stats,
@@ -57,7 +60,7 @@ unsafe fn wait_unlocked(
 /// # Safety
 ///
 /// `vmf` is a fault taken under the VMA lock, which this releases.
-unsafe fn retry_locked(
+pub(crate) unsafe fn retry_locked(
     vmf: *mut bindings::vm_fault,
     stats: &mut Stats,
 ) -> Option<bindings::vm_fault_t> {
@@ -88,6 +91,20 @@ pub unsafe extern "C" fn rust_do_device_private_fault(
     if let Some(ret) = unsafe { retry_locked(vmf, &mut stats) } {
         return ret;
     }
+    // SAFETY: As above, and not under the VMA lock.
+    unsafe { device_private_fault(vmf, &mut stats) }
+}
+
+/// [`rust_do_device_private_fault`] once the fault is known to hold the
+/// mmap lock.
+///
+/// # Safety
+///
+/// As for [`rust_do_device_private_fault`], under the mmap lock.
+pub(crate) unsafe fn device_private_fault(
+    vmf: *mut bindings::vm_fault,
+    stats: &mut Stats,
+) -> bindings::vm_fault_t {
     // SAFETY: The caller passes a valid fault on a device-private PTE whose
     // PMD stays allocated under the mmap lock.
     unsafe {
@@ -115,7 +132,7 @@ pub unsafe extern "C" fn rust_do_device_private_fault(
             // The reference keeps the folio while the PTL is dropped.
             bindings::folio_get(folio);
             bindings::pte_unmap_unlock(f.pte, f.ptl);
-            let ret = migrate_to_ram(vmf, &mut stats);
+            let ret = migrate_to_ram(vmf, stats);
             // The driver may have split the folio: the lock and the
             // reference moved with the fault page (migrate_vma_setup()'s
             // rule), so release them on the folio that holds it now.
@@ -125,7 +142,7 @@ pub unsafe extern "C" fn rust_do_device_private_fault(
             ret
         } else {
             bindings::pte_unmap(f.pte);
-            wait_unlocked(entry, f.ptl, &mut stats);
+            wait_unlocked(entry, f.ptl, stats);
             0
         }
     }
@@ -149,6 +166,20 @@ pub unsafe extern "C" fn rust_do_huge_pmd_device_private(
     if let Some(ret) = unsafe { retry_locked(vmf, &mut stats) } {
         return ret;
     }
+    // SAFETY: As above, and not under the VMA lock.
+    unsafe { huge_pmd_device_private(vmf, &mut stats) }
+}
+
+/// [`rust_do_huge_pmd_device_private`] once the fault is known to hold the
+/// mmap lock.
+///
+/// # Safety
+///
+/// As for [`rust_do_huge_pmd_device_private`], under the mmap lock.
+pub(crate) unsafe fn huge_pmd_device_private(
+    vmf: *mut bindings::vm_fault,
+    stats: &mut Stats,
+) -> bindings::vm_fault_t {
     // SAFETY: The caller passes a valid fault on a device-private PMD.
     unsafe {
         let f = &mut *vmf;
@@ -167,7 +198,7 @@ pub unsafe extern "C" fn rust_do_huge_pmd_device_private(
         if bindings::folio_trylock(folio) {
             bindings::folio_get(folio);
             bindings::spin_unlock(ptl);
-            let ret = migrate_to_ram(vmf, &mut stats);
+            let ret = migrate_to_ram(vmf, stats);
             // The driver may have split the folio: the lock and the
             // reference moved with the fault page (migrate_vma_setup()'s
             // rule), so release them on the folio that holds it now.
@@ -176,7 +207,7 @@ pub unsafe extern "C" fn rust_do_huge_pmd_device_private(
             bindings::folio_put(folio);
             ret
         } else {
-            wait_unlocked(entry, ptl, &mut stats);
+            wait_unlocked(entry, ptl, stats);
             0
         }
     }

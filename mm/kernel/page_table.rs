@@ -140,6 +140,19 @@ fn decode_leaf(leaf: bindings::softleaf_t) -> Leaf {
 pub struct RawPte(bindings::pte_t);
 
 impl RawPte {
+    /// Wraps a PTE value read elsewhere, such as `vmf->orig_pte`.
+    #[inline]
+    pub fn from_raw(pte: bindings::pte_t) -> Self {
+        RawPte(pte)
+    }
+
+    /// Whether both values are the same entry (`pte_same()`).
+    #[inline]
+    pub fn same(&self, other: RawPte) -> bool {
+        // SAFETY: This only compares values.
+        unsafe { bindings::pte_same(self.0, other.0) }
+    }
+
     /// Decodes the value.
     #[inline]
     pub fn entry(&self) -> PteEntry {

@@ -49,17 +49,17 @@ enum PmdStep {
 }
 
 /// A page the rules chose to collect from a PTE.
-struct PteSource {
+pub(crate) struct PteSource {
     /// The page, mapped or named by the PTE.
-    page: *mut bindings::page,
+    pub(crate) page: *mut bindings::page,
     /// Its PFN.
-    pfn: usize,
+    pub(crate) pfn: usize,
     /// Whether the PTE is present (else a device-private entry).
-    present: bool,
+    pub(crate) present: bool,
     /// Whether the mapping was writable.
-    write: bool,
+    pub(crate) write: bool,
     /// How to lock its folio.
-    lock: LockAction,
+    pub(crate) lock: LockAction,
 }
 
 /// Lazy MMU mode for a batch of PTE updates, left on drop.
@@ -201,7 +201,24 @@ impl Collector<'_> {
                     pfn,
                 )
             }
+            PmdEntry::Migration { pfn, write } if self.is_fault_entry(pfn, true) => {
+                // SAFETY: The fault path holds the fault folio.
+                let folio = unsafe { Folio::from_raw(fault_folio) };
+                // Seen as the device-private entry it replaced.
+                (
+                    rules::PmdEntry::DevicePrivate {
+                        owner_matches: folio.pgmap_owner() == Some(self.owner),
+                        write,
+                        fault_folio: true,
+                    },
+                    pfn,
+                )
+            }
             PmdEntry::Migration { .. } | PmdEntry::Other => (rules::PmdEntry::Migration, 0),
+        };
+        let fault_entry = match pmd.entry() {
+            PmdEntry::Migration { pfn, .. } => self.is_fault_entry(pfn, true),
+            _ => false,
         };
         let decision =
             match rules::migrate_vma_collect_huge_pmd(&self.rules, &seen, start as u64, end as u64)
@@ -213,6 +230,24 @@ impl Collector<'_> {
                     return PmdStep::Done;
                 }
             };
+        if fault_entry {
+            drop(pmd);
+            if matches!(decision, Decision::CollectWhole { .. }) {
+                self.adopt_fault_entry(&decision, PMD_ORDER);
+                return PmdStep::Done;
+            }
+            if matches!(decision, Decision::SplitFirst { .. }) {
+                // The driver wants pages, not the THP: put the device
+                // entry back and split as for any fault folio.
+                // SAFETY: The fault path holds the folio locked; the
+                // entry is the only one for it.
+                unsafe { bindings::remove_migration_ptes(fault_folio, fault_folio, 0) };
+                self.stats.inc(Counter::FaultEntriesRestored);
+                return PmdStep::WalkPtes;
+            }
+            self.record(&decision, 0);
+            return PmdStep::Done;
+        }
         let (lock, whole) = match decision {
             Decision::Retry | Decision::WalkPtes => return PmdStep::WalkPtes,
             Decision::CollectWhole {
@@ -297,9 +332,71 @@ impl Collector<'_> {
         PmdStep::WalkPtes
     }
 
+    /// Whether a migration entry for `pfn` is the one the fault path put
+    /// in place of the fault folio's device-private entry (engine
+    /// "rust-entry", `crate::fault_entry`), for a PMD if `pmd`. The fault
+    /// path holds that folio's lock from before it installs the entry until
+    /// `migrate_to_ram()` returns, and a migration leaves no entry behind
+    /// when it unlocks a folio, so any migration entry for it is that one.
+    fn is_fault_entry(&self, pfn: usize, pmd: bool) -> bool {
+        if self.fault_folio.is_null() {
+            return false;
+        }
+        // SAFETY: The fault path holds the fault folio locked and
+        // referenced while the driver migrates it.
+        let folio = unsafe { Folio::from_raw(self.fault_folio) };
+        // The fault path installs one only for a small folio under a PTE
+        // and a PMD-order one under a PMD.
+        pfn == folio.pfn() && folio.order() == if pmd { PMD_ORDER } else { 0 }
+    }
+
+    /// Takes the fault path's migration entry for the fault folio as the
+    /// page already unmapped: the slot gets its own reference; the lock is
+    /// the fault path's.
+    fn adopt_fault_entry(&mut self, decision: &Decision, order: u32) {
+        // SAFETY: The fault path holds the fault folio locked and
+        // referenced.
+        let folio = unsafe { Folio::from_raw(self.fault_folio) };
+        // SAFETY: As above; finalize drops this reference.
+        unsafe { bindings::folio_get(folio.as_raw()) };
+        self.record(decision, folio.pfn());
+        self.cpages += 1;
+        self.stats.folio(order);
+        self.stats.inc(Counter::FaultEntriesCollected);
+    }
+
     /// Reduces the PTE at `addr` to what the rules decide on; also returns
-    /// the page it names (or null) and that page's PFN.
+    /// the page it names (or null), that page's PFN, and whether the PTE is
+    /// the fault path's migration entry for it.
     fn classify(
+        &self,
+        run: &PteRun<'_>,
+        addr: usize,
+    ) -> (rules::PteEntry, *mut bindings::page, usize, bool) {
+        let (seen, page, pfn) = self.classify_entry(run, addr);
+        if let (rules::PteEntry::Migration, Some((_, PteEntry::Migration { pfn, write }))) =
+            (seen, run.read(addr))
+        {
+            if self.is_fault_entry(pfn, false) {
+                // SAFETY: The fault folio, held by the fault path, has a
+                // memmap entry for `pfn`.
+                let page = unsafe { bindings::pfn_to_page(pfn) };
+                // SAFETY: As above.
+                let folio = unsafe { Folio::from_raw(self.fault_folio) };
+                // Seen as the device-private entry it replaced.
+                let seen = rules::PteEntry::DevicePrivate {
+                    page: page_info(page, folio, pfn, self.fault_folio),
+                    owner_matches: folio.pgmap_owner() == Some(self.owner),
+                    write,
+                };
+                return (seen, page, pfn, true);
+            }
+        }
+        (seen, page, pfn, false)
+    }
+
+    /// [`Collector::classify`] for any entry but the fault path's.
+    fn classify_entry(
         &self,
         run: &PteRun<'_>,
         addr: usize,
@@ -376,11 +473,15 @@ impl Collector<'_> {
         let mut addr = from;
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
-            let (seen, page, pfn) = self.classify(&run, addr);
+            let (seen, page, pfn, fault_entry) = self.classify(&run, addr);
             let decision =
                 rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64)
                     .unwrap_or(Decision::Skip { slots: 1 });
             match decision {
+                Decision::CollectSmall {
+                    source: Source::Page { .. },
+                    ..
+                } if fault_entry => self.adopt_fault_entry(&decision, 0),
                 Decision::CollectSmall {
                     source: Source::Page { write, lock },
                     ..
@@ -445,10 +546,9 @@ impl Collector<'_> {
         Ok(())
     }
 
-    /// Locks the folio of `page`, mapped at `addr`, and replaces its PTE by
-    /// a migration entry, moving the mapping's reference to the migration;
-    /// false, with everything as it was, when the folio is contended or
-    /// pinned.
+    /// Locks the folio of `src.page`, mapped at `addr`, and replaces its
+    /// PTE by a migration entry (see [`unmap_pte`]); counts a present PTE in
+    /// `unmapped`.
     fn unmap_pte(
         &mut self,
         run: &mut PteRun<'_>,
@@ -456,91 +556,109 @@ impl Collector<'_> {
         src: PteSource,
         unmapped: &mut usize,
     ) -> bool {
-        let PteSource {
-            page,
-            pfn,
-            present,
-            write,
-            lock,
-        } = src;
-        // SAFETY: `page` is mapped at `addr` under the PTE lock we hold.
-        let folio = unsafe { Folio::from_page(page) };
-        let raw = folio.as_raw();
-        // SAFETY: Pins the folio, which "freezes" the PTE for the rmap.
-        unsafe { bindings::folio_get(raw) };
-        let held = lock == LockAction::Held;
-        // SAFETY: A trylock does not sleep.
-        if !held && !unsafe { bindings::folio_trylock(raw) } {
-            // SAFETY: Drops the reference taken above.
-            unsafe { bindings::folio_put(raw) };
-            self.stats.inc(Counter::FailTrylock);
-            return false;
-        }
-        if present {
-            // SAFETY: The page is mapped at `addr` in the VMA.
-            unsafe { bindings::flush_cache_page(self.vma.as_ptr(), addr, pfn) };
-        }
-        // SAFETY: The folio is locked and `page` is one of its pages.
-        let anon_exclusive = folio.is_anon() && unsafe { bindings::PageAnonExclusive(page) };
-        let old = if anon_exclusive {
-            let Ok(old) = run.clear_flush(addr) else {
-                return self.undo_lock(raw, held);
-            };
-            self.stats.inc(Counter::TlbFlushes);
-            // SAFETY: The folio is locked and its PTE is cleared and
-            // flushed, as sharing an anon-exclusive page requires.
-            if unsafe { bindings::folio_try_share_anon_rmap_pte(raw, page) } != 0 {
-                // Pinned: put the entry back and leave the page alone.
-                let _ = run.set(addr, old);
-                self.stats.inc(Counter::FailAnonShare);
-                return self.undo_lock(raw, held);
+        match unmap_pte(self.vma, run, addr, src, self.stats) {
+            Some(present) => {
+                *unmapped += usize::from(present);
+                true
             }
-            old
-        } else {
-            match run.get_and_clear(addr) {
-                Ok(old) => old,
-                Err(_) => return self.undo_lock(raw, held),
-            }
-        };
-        if old.is_dirty() {
-            // SAFETY: The folio is locked and referenced.
-            unsafe { bindings::folio_mark_dirty(raw) };
+            None => false,
         }
-        let kind = if write {
-            MigrationKind::Writable
-        } else if anon_exclusive {
-            MigrationKind::ReadableExclusive
-        } else {
-            MigrationKind::Readable
-        };
-        // The slot was just cleared; storing into it cannot fail.
-        let _ = run.set(addr, old.to_migration_entry(pfn, kind));
-        // SAFETY: The PTE no longer maps the page: drop its rmap and the
-        // reference taken above; the mapping's reference now belongs to
-        // the migration.
-        unsafe {
-            bindings::folio_remove_rmap_pte(raw, page, self.vma.as_ptr());
-            bindings::folio_put(raw);
-        }
-        self.stats.inc(Counter::PteMigrationEntries);
-        if old.is_present() {
-            *unmapped += 1;
-        }
-        true
     }
+}
 
-    /// Releases the lock (unless `held` by the fault path) and the
-    /// reference `unmap_pte` took; returns false.
-    fn undo_lock(&mut self, folio: *mut bindings::folio, held: bool) -> bool {
-        // SAFETY: `unmap_pte` took the lock unless `held`, and a reference.
-        unsafe {
-            if !held {
-                bindings::folio_unlock(folio);
-            }
-            bindings::folio_put(folio);
-        }
-        false
+/// Locks the folio of `src.page`, mapped or named at `addr`, and replaces
+/// its PTE by a migration entry, moving the mapping's reference to the
+/// migration, as `migrate_vma_collect_pmd()` does. Returns whether the PTE
+/// was present (its TLB entry is left to the caller to flush), or `None`,
+/// with everything as it was, when the folio is contended or pinned.
+pub(crate) fn unmap_pte(
+    vma: &VmaRef,
+    run: &mut PteRun<'_>,
+    addr: usize,
+    src: PteSource,
+    stats: &mut Stats,
+) -> Option<bool> {
+    let PteSource {
+        page,
+        pfn,
+        present,
+        write,
+        lock,
+    } = src;
+    // SAFETY: `page` is mapped at `addr` under the PTE lock we hold.
+    let folio = unsafe { Folio::from_page(page) };
+    let raw = folio.as_raw();
+    // SAFETY: Pins the folio, which "freezes" the PTE for the rmap.
+    unsafe { bindings::folio_get(raw) };
+    let held = lock == LockAction::Held;
+    // SAFETY: A trylock does not sleep.
+    if !held && !unsafe { bindings::folio_trylock(raw) } {
+        // SAFETY: Drops the reference taken above.
+        unsafe { bindings::folio_put(raw) };
+        stats.inc(Counter::FailTrylock);
+        return None;
     }
+    if present {
+        // SAFETY: The page is mapped at `addr` in the VMA.
+        unsafe { bindings::flush_cache_page(vma.as_ptr(), addr, pfn) };
+    }
+    // SAFETY: The folio is locked and `page` is one of its pages.
+    let anon_exclusive = folio.is_anon() && unsafe { bindings::PageAnonExclusive(page) };
+    let old = if anon_exclusive {
+        let Ok(old) = run.clear_flush(addr) else {
+            return undo_lock(raw, held);
+        };
+        stats.inc(Counter::TlbFlushes);
+        // SAFETY: The folio is locked and its PTE is cleared and flushed,
+        // as sharing an anon-exclusive page requires.
+        if unsafe { bindings::folio_try_share_anon_rmap_pte(raw, page) } != 0 {
+            // Pinned: put the entry back and leave the page alone.
+            let _ = run.set(addr, old);
+            stats.inc(Counter::FailAnonShare);
+            return undo_lock(raw, held);
+        }
+        old
+    } else {
+        match run.get_and_clear(addr) {
+            Ok(old) => old,
+            Err(_) => return undo_lock(raw, held),
+        }
+    };
+    if old.is_dirty() {
+        // SAFETY: The folio is locked and referenced.
+        unsafe { bindings::folio_mark_dirty(raw) };
+    }
+    let kind = if write {
+        MigrationKind::Writable
+    } else if anon_exclusive {
+        MigrationKind::ReadableExclusive
+    } else {
+        MigrationKind::Readable
+    };
+    // The slot was just cleared; storing into it cannot fail.
+    let _ = run.set(addr, old.to_migration_entry(pfn, kind));
+    // SAFETY: The PTE no longer maps the page: drop its rmap and the
+    // reference taken above; the mapping's reference now belongs to the
+    // migration.
+    unsafe {
+        bindings::folio_remove_rmap_pte(raw, page, vma.as_ptr());
+        bindings::folio_put(raw);
+    }
+    stats.inc(Counter::PteMigrationEntries);
+    Some(old.is_present())
+}
+
+/// Releases the lock (unless `held` by the fault path) and the reference
+/// [`unmap_pte`] took; returns `None`.
+fn undo_lock(folio: *mut bindings::folio, held: bool) -> Option<bool> {
+    // SAFETY: `unmap_pte` took the lock unless `held`, and a reference.
+    unsafe {
+        if !held {
+            bindings::folio_unlock(folio);
+        }
+        bindings::folio_put(folio);
+    }
+    None
 }
 
 /// What the rules need to know of `page`, page `pfn` of `folio`.

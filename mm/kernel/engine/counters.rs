@@ -70,6 +70,12 @@ pub(crate) enum Counter {
     FaultRetries,
     /// The longest such sleep, in nanoseconds (a maximum, not a sum).
     FaultWaitMaxNs,
+    /// Migration entries the fault path installed (engine "rust-entry").
+    FaultEntries,
+    /// Those that collection took as already unmapped.
+    FaultEntriesCollected,
+    /// Those the fault path put back after `migrate_to_ram()`.
+    FaultEntriesRestored,
     /// Folios collected whole, by order: order 0 is this counter, order `n`
     /// is `FolioOrder0 + n`.
     FolioOrder0,
@@ -109,6 +115,9 @@ const NAMES: [&CStr; NR_COUNTERS] = [
     c_str!("fault_waits"),
     c_str!("fault_retries"),
     c_str!("fault_wait_max_ns"),
+    c_str!("fault_entries"),
+    c_str!("fault_entries_collected"),
+    c_str!("fault_entries_restored"),
     c_str!("folios_order_0"),
     c_str!("folios_order_1"),
     c_str!("folios_order_2"),

@@ -20,7 +20,7 @@
 //! - [`split`] splits a large source when it cannot be taken whole;
 //! - [`counters`] counts the work for debugfs `migrate_device/counters`.
 
-mod collect;
+pub(crate) mod collect;
 pub mod counters;
 mod device;
 mod finalize;
