@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * differential: run the same sequences of migrations, CPU faults, partial
- * munmap, mremap, fork and mprotect under debugfs migrate_device/engine "c"
- * and "rust", and check in TAP that both give the same data and the same
- * page-table shape.
+ * munmap, mremap, fork, mprotect, MADV_FREE and driver eviction under
+ * debugfs migrate_device/engine "c", "rust" and "rust-entry", and check in
+ * TAP that each Rust engine gives the same data and the same page-table
+ * shape as the C one.
  *
  * The shape of a page is what the test_hmm snapshot sees (mapped, write,
  * PMD, zero page, device-private) plus /proc/self/pagemap's present and
@@ -24,12 +25,12 @@
 #include <unistd.h>
 
 #include "test_hmm_uapi.h"
+#include "util.h"
 
 #define PMD_BYTES (2UL << 20)
 #define PAGE_BYTES 4096UL
 #define PMD_PAGES (PMD_BYTES / PAGE_BYTES)
 #define MAX_REC (16 * 2 * PMD_PAGES)
-#define ENGINE "/sys/kernel/debug/migrate_device/engine"
 
 /* What one run of a sequence saw. */
 struct record {
@@ -58,18 +59,6 @@ static void note_long(struct record *r, unsigned long v)
 {
 	for (int i = 0; i < 4; i++)
 		note(r, v >> (8 * i));
-}
-
-static int set_engine(const char *name)
-{
-	int fd = open(ENGINE, O_WRONLY);
-	int ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, name, strlen(name)) == (ssize_t)strlen(name);
-	close(fd);
-	return ok ? 0 : -1;
 }
 
 /* A PMD-aligned anonymous region of @size, THP or not. */
@@ -302,6 +291,53 @@ static void seq_mprotect(struct record *r)
 	munmap(p, PMD_BYTES);
 }
 
+/* MADV_FREE of a device-private THP, then CPU access. The device copy is
+ * not freed (MADV_FREE skips non-present entries), so each page reads
+ * either its data or, had it been freed, zeroes; never anything else. */
+static void seq_madv_free(struct record *r)
+{
+	char *p = region(PMD_BYTES, 1);
+
+	fill(p, PMD_BYTES, 12);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	if (madvise(p, PMD_BYTES, MADV_FREE))
+		fail(r, "MADV_FREE failed", errno);
+	shape(r, p, PMD_BYTES);
+	for (size_t off = 0; off < PMD_BYTES; off += PAGE_BYTES) {
+		struct record page = { 0 };
+
+		check(&page, p + off, PAGE_BYTES, (unsigned int)(off * 2654435761u + 12));
+		note(r, page.failed);
+		if (page.failed) {
+			page.failed = 0;
+			check_zero(&page, p + off, PAGE_BYTES);
+			if (page.failed)
+				fail(r, "page neither kept nor zeroed", off);
+		}
+	}
+	shape(r, p, PMD_BYTES);
+	fill(p, PMD_BYTES, 13);
+	check(r, p, PMD_BYTES, 13);
+	munmap(p, PMD_BYTES);
+}
+
+/* A device-private THP evicted by the driver (migrate_device_range() over
+ * its whole chunk, test_hmm's HMM_DMIRROR_RELEASE), then read. */
+static void seq_evict(struct record *r)
+{
+	char *p = region(PMD_BYTES, 1);
+	struct hmm_dmirror_cmd cmd = { .addr = (uintptr_t)p, .npages = 1 };
+
+	fill(p, PMD_BYTES, 14);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	if (ioctl(dev_fd, HMM_DMIRROR_RELEASE, &cmd))
+		fail(r, "eviction failed", errno);
+	shape(r, p, PMD_BYTES);
+	check(r, p, PMD_BYTES, 14);
+	shape(r, p, PMD_BYTES);
+	munmap(p, PMD_BYTES);
+}
+
 /* A THP next to a half-populated run of 4 KiB pages, there and back. */
 static void seq_mixed(struct record *r)
 {
@@ -335,12 +371,15 @@ static const struct {
 	{ "device THP, fork", seq_fork },
 	{ "device THP, mprotect", seq_mprotect },
 	{ "THP and 4k pages, there and back", seq_mixed },
+	{ "device THP, MADV_FREE", seq_madv_free },
+	{ "device THP, evicted by the driver", seq_evict },
 };
 
 int main(void)
 {
-	static struct record rec[2];
-	static const char *const engines[2] = { "c", "rust" };
+	static const char *const engines[] = { "c", "rust", "rust-entry" };
+	enum { NENGINES = sizeof(engines) / sizeof(engines[0]) };
+	static struct record rec[NENGINES];
 	int nseq = sizeof(seqs) / sizeof(seqs[0]), bad = 0;
 
 	printf("TAP version 13\n");
@@ -355,36 +394,41 @@ int main(void)
 		printf("1..0 # SKIP needs /dev/hmm_dmirror0, pagemap and kpageflags\n");
 		return 0;
 	}
-	printf("1..%d\n", nseq);
+	printf("1..%d\n", nseq * (NENGINES - 1));
 	for (int s = 0; s < nseq; s++) {
-		for (int e = 0; e < 2; e++) {
+		for (int e = 0; e < NENGINES; e++) {
 			memset(&rec[e], 0, sizeof(rec[e]));
-			if (set_engine(engines[e])) {
+			if (write_file(ENGINE, engines[e])) {
 				printf("Bail out! cannot select engine %s\n", engines[e]);
 				return 1;
 			}
 			seqs[s].run(&rec[e]);
 		}
-		if (rec[0].failed || rec[1].failed) {
-			printf("not ok %d %s # c: %s; rust: %s\n", s + 1, seqs[s].name,
-			       rec[0].failed ? rec[0].why : "ok",
-			       rec[1].failed ? rec[1].why : "ok");
-			bad++;
-		} else if (rec[0].len != rec[1].len ||
-			   memcmp(rec[0].shape, rec[1].shape, rec[0].len)) {
-			size_t i = 0;
+		/* Each Rust engine against the C one. */
+		for (int e = 1; e < NENGINES; e++) {
+			int n = s * (NENGINES - 1) + e;
 
-			while (i < rec[0].len && i < rec[1].len &&
-			       rec[0].shape[i] == rec[1].shape[i])
-				i++;
-			printf("not ok %d %s # shapes differ at byte %zu of %zu/%zu\n",
-			       s + 1, seqs[s].name, i, rec[0].len, rec[1].len);
-			bad++;
-		} else {
-			printf("ok %d %s # %zu shape bytes equal\n", s + 1, seqs[s].name,
-			       rec[0].len);
+			if (rec[0].failed || rec[e].failed) {
+				printf("not ok %d %s, c vs %s # c: %s; %s: %s\n", n, seqs[s].name,
+				       engines[e], rec[0].failed ? rec[0].why : "ok", engines[e],
+				       rec[e].failed ? rec[e].why : "ok");
+				bad++;
+			} else if (rec[0].len != rec[e].len ||
+				   memcmp(rec[0].shape, rec[e].shape, rec[0].len)) {
+				size_t i = 0;
+
+				while (i < rec[0].len && i < rec[e].len &&
+				       rec[0].shape[i] == rec[e].shape[i])
+					i++;
+				printf("not ok %d %s, c vs %s # shapes differ at byte %zu of %zu/%zu\n",
+				       n, seqs[s].name, engines[e], i, rec[0].len, rec[e].len);
+				bad++;
+			} else {
+				printf("ok %d %s, c vs %s # %zu shape bytes equal\n", n,
+				       seqs[s].name, engines[e], rec[0].len);
+			}
 		}
 	}
-	set_engine("rust");
+	write_file(ENGINE, "rust");
 	return bad ? 1 : 0;
 }

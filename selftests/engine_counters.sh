@@ -5,7 +5,9 @@
 # ENGINE, check in TAP that the Rust engine's counters show who did the
 # work. Under "rust" it must have collected 2 MiB folios whole with PMD
 # migration entries and 4 KiB pages with PTE migration entries, and
-# handled device-private CPU faults; under "c" it must have done nothing. The counters are printed as diagnostics.
+# handled device-private CPU faults; under "rust-entry" also collected
+# migration entries its fault path installed; under "c" it must have done
+# nothing. The counters are printed as diagnostics.
 
 dir=/sys/kernel/debug/migrate_device
 engine=$1
@@ -15,8 +17,8 @@ if [ ! -r "$dir/counters" ]; then
 	exit 0
 fi
 case $engine in
-rust|c) ;;
-*) echo "usage: $0 rust|c" >&2; exit 2 ;;
+rust|rust-entry|c) ;;
+*) echo "usage: $0 rust|rust-entry|c" >&2; exit 2 ;;
 esac
 
 get() {
@@ -35,8 +37,12 @@ check() {
 
 echo "TAP version 13"
 sed 's/^/# /' "$dir/counters"
-if [ "$engine" = rust ]; then
-	echo "1..5"
+if [ "$engine" != c ]; then
+	if [ "$engine" = rust-entry ]; then
+		echo "1..6"
+	else
+		echo "1..5"
+	fi
 	check "$(test "$(get folios_order_9)" -gt 0 && echo y)" \
 		"2 MiB folios collected whole: $(get folios_order_9)"
 	check "$(test "$(get pmd_migration_entries)" -gt 0 && echo y)" \
@@ -47,6 +53,10 @@ if [ "$engine" = rust ]; then
 		"PTE migration entries: $(get pte_migration_entries)"
 	check "$(test "$(get migrate_to_ram)" -gt 0 && echo y)" \
 		"device-private faults: $(get faults), migrate_to_ram calls: $(get migrate_to_ram), waits: $(get fault_waits)"
+	if [ "$engine" = rust-entry ]; then
+		check "$(test "$(get fault_entries_collected)" -gt 0 && echo y)" \
+			"fault path migration entries: $(get fault_entries), collected: $(get fault_entries_collected), put back: $(get fault_entries_restored)"
+	fi
 else
 	echo "1..1"
 	total=$(awk '{ s += $2 } END { print s + 0 }' "$dir/counters")

@@ -8,7 +8,9 @@
  * read must return the data, and the run must finish. Reported per engine:
  * migrate_to_ram() calls per page (counted by the driver), the CPU time the
  * readers burnt per page (a fault path that refaults instead of sleeping
- * burns it), the worst read, and under the Rust engine its fault counters.
+ * burns it), the CPU faults the readers took (getrusage(RUSAGE_THREAD),
+ * the same measure for both engines) and so migrate_to_ram() calls per
+ * fault, the worst read, and under the Rust engine its fault counters.
  * TAP output.
  */
 #define _GNU_SOURCE
@@ -25,13 +27,10 @@
 #include <unistd.h>
 
 #include "test_hmm_uapi.h"
+#include "util.h"
 
 #define PMD_BYTES (2UL << 20)
 #define THREADS 8
-#define ENGINE "/sys/kernel/debug/migrate_device/engine"
-#define COUNTERS "/sys/kernel/debug/migrate_device/counters"
-#define HOLD "/sys/module/test_hmm/parameters/fault_hold_us"
-#define CALLS "/sys/module/test_hmm/parameters/fault_calls"
 #define HOLD_US "1000"
 
 struct reader {
@@ -40,51 +39,33 @@ struct reader {
 	volatile char *addr;
 	char want;
 	double us;
+	long faults;
 	int bad;
 };
 
-static double now_us(void)
+/* Completed CPU faults of the calling thread. A fault that returns to
+ * refault counts again; one retried under the mmap lock counts once. */
+static long thread_faults(void)
 {
-	struct timespec ts;
+	struct rusage ru;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+	getrusage(RUSAGE_THREAD, &ru);
+	return ru.ru_minflt + ru.ru_majflt;
 }
 
 static void *read_once(void *arg)
 {
 	struct reader *r = arg;
 	double t0;
+	long f0;
 
 	pthread_barrier_wait(r->go);
+	f0 = thread_faults();
 	t0 = now_us();
 	r->bad = *r->addr != r->want;
 	r->us = now_us() - t0;
+	r->faults = thread_faults() - f0;
 	return NULL;
-}
-
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
-static unsigned long read_ulong(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	unsigned long v = 0;
-
-	if (f) {
-		if (fscanf(f, "%lu", &v) != 1)
-			v = 0;
-		fclose(f);
-	}
-	return v;
 }
 
 static double cpu_ms(void)
@@ -96,24 +77,10 @@ static double cpu_ms(void)
 	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
-static unsigned long counter(const char *name)
-{
-	FILE *f = fopen(COUNTERS, "r");
-	char n[64];
-	unsigned long v, out = 0;
-
-	if (!f)
-		return 0;
-	while (fscanf(f, "%63s %lu", n, &v) == 2)
-		if (!strcmp(n, name))
-			out = v;
-	fclose(f);
-	return out;
-}
-
-/* One run; returns 0 and fills @worst_us, or -1 with @why set. */
+/* One run; returns 0 and fills @worst_us, @cpu and @faults, or -1 with
+ * @why set. */
 static int run(int fd, int thp, int units, double *worst_us, double *cpu,
-	       const char **why)
+	       long *faults, const char **why)
 {
 	size_t unit = thp ? PMD_BYTES : 4096, size = unit * units;
 	char *map = mmap(NULL, size + PMD_BYTES, PROT_READ | PROT_WRITE,
@@ -126,6 +93,7 @@ static int run(int fd, int thp, int units, double *worst_us, double *cpu,
 	int i, t, ret = -1;
 
 	*worst_us = 0;
+	*faults = 0;
 	*why = "cannot map buffers";
 	if (map == MAP_FAILED || !mirror)
 		goto out;
@@ -161,6 +129,7 @@ static int run(int fd, int thp, int units, double *worst_us, double *cpu,
 			}
 			if (r[t].us > *worst_us)
 				*worst_us = r[t].us;
+			*faults += r[t].faults;
 		}
 	}
 	*cpu = cpu_ms() - *cpu;
@@ -174,11 +143,12 @@ out:
 
 int main(void)
 {
-	static const char *const engines[] = { "c", "rust" };
+	static const char *const engines[] = { "c", "rust", "rust-entry" };
 	static const struct { const char *name; int thp, units; } kinds[] = {
 		{ "4k", 0, 512 },
 		{ "thp", 1, 16 },
 	};
+	const int nengines = sizeof(engines) / sizeof(engines[0]);
 	int fd, e, k, n = 0, bad = 0;
 
 	printf("TAP version 13\n");
@@ -191,15 +161,16 @@ int main(void)
 		printf("1..0 # SKIP no /dev/hmm_dmirror0\n");
 		return 0;
 	}
-	if (write_file(HOLD, HOLD_US))
-		printf("# no %s: the driver holds no lock\n", HOLD);
-	printf("1..4\n");
-	for (e = 0; e < 2; e++) {
+	if (write_file(FAULT_HOLD, HOLD_US))
+		printf("# no %s: the driver holds no lock\n", FAULT_HOLD);
+	printf("1..%d\n", 2 * nengines);
+	for (e = 0; e < nengines; e++) {
 		for (k = 0; k < 2; k++) {
 			const char *why = "";
 			double worst, cpu;
-			int rust = e == 1, ok;
+			int rust = strcmp(engines[e], "c") != 0, ok;
 			unsigned long calls;
+			long faults;
 
 			if (write_file(ENGINE, engines[e])) {
 				printf("Bail out! cannot select engine %s\n", engines[e]);
@@ -207,9 +178,10 @@ int main(void)
 			}
 			if (rust)
 				write_file(COUNTERS, "0");
-			write_file(CALLS, "0");
-			ok = !run(fd, kinds[k].thp, kinds[k].units, &worst, &cpu, &why);
-			calls = read_ulong(CALLS);
+			write_file(FAULT_CALLS, "0");
+			ok = !run(fd, kinds[k].thp, kinds[k].units, &worst, &cpu, &faults,
+				  &why);
+			calls = read_ulong(FAULT_CALLS);
 			n++;
 			if (!ok) {
 				printf("not ok %d %s %s: %s\n", n, engines[e], kinds[k].name, why);
@@ -217,13 +189,15 @@ int main(void)
 			} else {
 				/* Every page needs at least one migrate_to_ram(). */
 				ok = calls >= (unsigned long)kinds[k].units;
-				printf("%s %d %s %s: %d pages x %d threads, migrate_to_ram %.2f per page, reader CPU %.2f ms per page, worst read %.0f us",
+				printf("%s %d %s %s: %d pages x %d threads, migrate_to_ram %.2f per page, CPU faults %.2f per page, migrate_to_ram %.3f per fault, reader CPU %.2f ms per page, worst read %.0f us",
 				       ok ? "ok" : "not ok", n, engines[e], kinds[k].name,
 				       kinds[k].units, THREADS,
 				       (double)calls / kinds[k].units,
+				       (double)faults / kinds[k].units,
+				       faults ? (double)calls / faults : 0.0,
 				       cpu / kinds[k].units, worst);
 				if (rust)
-					printf("; faults %.2f per page, waits %lu, longest wait %.0f us",
+					printf("; engine faults %.2f per page, waits %lu, longest wait %.0f us",
 					       (double)counter("faults") / kinds[k].units,
 					       counter("fault_waits"),
 					       counter("fault_wait_max_ns") / 1e3);
@@ -232,7 +206,7 @@ int main(void)
 			}
 		}
 	}
-	write_file(HOLD, "0");
+	write_file(FAULT_HOLD, "0");
 	write_file(ENGINE, "rust");
 	close(fd);
 	return bad ? 1 : 0;

@@ -155,10 +155,12 @@ const COUNTERS: &str = "/sys/kernel/debug/migrate_device/counters";
 
 /// The userspace suites: the upstream hmm-tests, unmodified, under each
 /// engine with the Rust engine's counters checked after each run, then the
-/// differential test of the two engines and the fault livelock test.
+/// differential test of the two engines, the fault livelock test, the 2 MiB
+/// fault with and without a free 2 MiB page, and faults racing with an
+/// eviction.
 pub fn vm_steps() -> Vec<Step> {
     let mut steps = Vec::new();
-    for engine in ["c", "rust"] {
+    for engine in ["c", "rust", "rust-entry"] {
         steps.push(Step {
             name: format!("hmm-tests:{engine}"),
             command: format!("echo {engine} > {ENGINE} && echo 0 > {COUNTERS} && hmm-tests"),
@@ -178,6 +180,16 @@ pub fn vm_steps() -> Vec<Step> {
     steps.push(Step {
         name: "fault-livelock".into(),
         command: "fault_livelock".into(),
+        timeout_secs: 600,
+    });
+    steps.push(Step {
+        name: "thp-fault".into(),
+        command: "thp_fault".into(),
+        timeout_secs: 300,
+    });
+    steps.push(Step {
+        name: "evict-race".into(),
+        command: "evict_race".into(),
         timeout_secs: 600,
     });
     steps
