@@ -117,13 +117,13 @@ static inline int engine_index(const struct engines *e, const char *name)
 }
 
 /* The Rust engine's counters the benchmarks report, per 2 MiB migrated. */
-#define NR_COUNTERS 6
+#define NR_COUNTERS 7
 static const char *const counter_names[NR_COUNTERS] __attribute__((unused)) = {
 	"folios", "pte_migration_entries", "pmd_migration_entries",
-	"tlb_flushes", "notifier_ranges", "rmap_unmaps",
+	"tlb_flushes", "notifier_ranges", "rmap_unmaps", "splits",
 };
 static const char *const counter_short[NR_COUNTERS] __attribute__((unused)) = {
-	"folios", "ptes", "pmds", "tlbfl", "notif", "rmap",
+	"folios", "ptes", "pmds", "tlbfl", "notif", "rmap", "splits",
 };
 
 static inline void counters_reset(void)

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Migration throughput through the test_hmm driver: system to device and
- * device to system, for 4 KiB pages (MADV_NOHUGEPAGE) and 2 MiB THPs
- * (MADV_HUGEPAGE), beside the memcpy bandwidth of the same buffer.
+ * device to system, for 4 KiB pages (MADV_NOHUGEPAGE), 2 MiB THPs
+ * (MADV_HUGEPAGE) and each mTHP size the kernel offers
+ * (/sys/kernel/mm/transparent_hugepage/hugepages-<N>kB, only that size
+ * enabled, MADV_HUGEPAGE), beside the memcpy bandwidth of the same buffer.
+ * The mTHP sizes run over fewer buffer sizes (those of --quick), and
+ * --quick runs 64 KiB alone.
  *
  * Each figure is measured under every engine given (debugfs
  * migrate_device/engine: "c" and "rust" by default when the kernel has
@@ -30,6 +34,114 @@
 #define PMD_BYTES (2UL << 20)
 #define MAX_ROUNDS 64
 #define MAX_SIZES 16
+#define MAX_KINDS 16
+#define THP_DIR "/sys/kernel/mm/transparent_hugepage"
+
+/* A page size to measure: 4 KiB, the PMD THP, or an mTHP size. */
+struct kind {
+	char name[16];
+	int advice;
+	/* mTHP size in KiB, 0 for 4 KiB pages and the PMD THP. */
+	int mthp_kb;
+};
+
+/* mTHP sizes the kernel offers, below the PMD size. */
+static int mthp_sizes(int *kb, int max)
+{
+	int n = 0;
+
+	for (int size = 8; size < (int)(PMD_BYTES >> 10) && n < max; size *= 2) {
+		char path[128];
+
+		snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/enabled", size);
+		if (!access(path, W_OK))
+			kb[n++] = size;
+	}
+	return n;
+}
+
+static int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY), ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/* The setting of every THP size, saved to be put back. */
+static char thp_saved[32][16];
+
+static int thp_size_path(int i, char *path, size_t len)
+{
+	int kb = 8 << i;
+
+	if (kb > (int)(PMD_BYTES >> 10))
+		return -1;
+	snprintf(path, len, THP_DIR "/hugepages-%dkB/enabled", kb);
+	return access(path, W_OK);
+}
+
+/*
+ * Enables the one THP size @kb for MADV_HUGEPAGE mappings, all others off;
+ * @kb 0 puts the saved settings back.
+ */
+static int thp_only(int kb)
+{
+	char path[128];
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		FILE *f;
+		char *sel;
+		char line[128];
+
+		if (thp_size_path(i, path, sizeof(path)))
+			continue;
+		if (!kb) {
+			if (thp_saved[i][0] && write_str(path, thp_saved[i]))
+				return -1;
+			continue;
+		}
+		if (!thp_saved[i][0]) {
+			/* "always [inherit] madvise never": keep the selected one. */
+			f = fopen(path, "r");
+			if (!f || !fgets(line, sizeof(line), f)) {
+				if (f)
+					fclose(f);
+				return -1;
+			}
+			fclose(f);
+			sel = strchr(line, '[');
+			if (!sel || !strchr(sel, ']'))
+				return -1;
+			*strchr(sel, ']') = 0;
+			snprintf(thp_saved[i], sizeof(thp_saved[i]), "%s", sel + 1);
+		}
+		if (write_str(path, (8 << i) == kb ? "madvise" : "never"))
+			return -1;
+	}
+	return 0;
+}
+
+/* Folios of @kb allocated at fault so far (the size's anon_fault_alloc). */
+static unsigned long mthp_allocated(int kb)
+{
+	char path[128];
+	unsigned long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/stats/anon_fault_alloc", kb);
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%lu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
 
 struct figure {
 	unsigned long long entries[MAX_ENGINES];
@@ -102,10 +214,11 @@ static int migrate(int fd, unsigned long request, void *buf, void *mirror,
  * to the device and back, and checks it. On success *@map_out keeps the
  * mapping for the caller's memcpy, else it is unmapped.
  */
-static int round_trip(int fd, const char *kind, int advice, size_t size,
+static int round_trip(int fd, const struct kind *kind, size_t size,
 		      int r, char *mirror, double *s2d, double *d2s,
 		      unsigned long long *entries, char **map_out)
 {
+	unsigned long mthp0 = kind->mthp_kb ? mthp_allocated(kind->mthp_kb) : 0;
 	size_t span = size + PMD_BYTES;
 	char *map = mmap(NULL, span, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -119,9 +232,16 @@ static int round_trip(int fd, const char *kind, int advice, size_t size,
 		return -1;
 	}
 	buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
-	ok = !madvise(buf, size, advice);
+	ok = !madvise(buf, size, kind->advice);
 	if (ok) {
 		memset(buf, 'a' + r % 26, size);
+		if (kind->mthp_kb && mthp_allocated(kind->mthp_kb) == mthp0) {
+			fprintf(stderr, "%s %zu: the kernel gave no %d KiB folio\n",
+				kind->name, size, kind->mthp_kb);
+			ok = 0;
+		}
+	}
+	if (ok) {
 		/*
 		 * test_hmm reports pages for the way to the device and
 		 * collected entries for the way back: keep the latter, where a
@@ -133,7 +253,7 @@ static int round_trip(int fd, const char *kind, int advice, size_t size,
 			      d2s, entries);
 	}
 	if (ok && (buf[0] != 'a' + r % 26 || buf[size - 1] != 'a' + r % 26)) {
-		fprintf(stderr, "%s %zu: data lost in round %d\n", kind, size, r);
+		fprintf(stderr, "%s %zu: data lost in round %d\n", kind->name, size, r);
 		ok = 0;
 	}
 	if (!ok) {
@@ -148,7 +268,7 @@ static int round_trip(int fd, const char *kind, int advice, size_t size,
  * One figure: each round runs every engine once, in alternating order, then
  * times a memcpy of the last buffer.
  */
-static int run(int fd, const struct engines *eng, const char *kind, int advice,
+static int run(int fd, const struct engines *eng, const struct kind *kind,
 	       size_t size, int rounds, struct figure *f)
 {
 	size_t span = size + PMD_BYTES;
@@ -176,7 +296,7 @@ static int run(int fd, const struct engines *eng, const char *kind, int advice,
 				goto out;
 			if (rust)
 				counters_reset();
-			if (round_trip(fd, kind, advice, size, r, mirror,
+			if (round_trip(fd, kind, size, r, mirror,
 				       &f->s2d[e][r], &f->d2s[e][r],
 				       &f->entries[e], &map))
 				goto out;
@@ -219,10 +339,11 @@ int main(int argc, char **argv)
 				      32UL << 20, 64UL << 20, 128UL << 20,
 				      256UL << 20 };
 	static const size_t quick[] = { 512UL << 10, 2UL << 20, 16UL << 20 };
-	static const struct { const char *name; int advice; } kinds[] = {
-		{ "4k", MADV_NOHUGEPAGE },
-		{ "thp", MADV_HUGEPAGE },
+	struct kind kinds[MAX_KINDS] = {
+		{ "4k", MADV_NOHUGEPAGE, 0 },
+		{ "thp", MADV_HUGEPAGE, 0 },
 	};
+	int mthp_kb[MAX_KINDS], nkinds = 2, nmthp, is_quick = 0, sized = 0;
 	size_t sizes[MAX_SIZES];
 	long page = sysconf(_SC_PAGESIZE);
 	int nsizes = 0, rounds = 5, fd, i, k, e, c, ic, ir;
@@ -232,6 +353,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--quick")) {
 			memcpy(sizes, quick, sizeof(quick));
 			nsizes = sizeof(quick) / sizeof(quick[0]);
+			is_quick = 1;
 		} else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
 			rounds = atoi(argv[++i]);
 			if (rounds < 1 || rounds > MAX_ROUNDS) {
@@ -252,6 +374,7 @@ int main(int argc, char **argv)
 			if (nsizes == MAX_SIZES)
 				usage();
 			sizes[nsizes++] = v;
+			sized = 1;
 		} else if (!strcmp(argv[i], "--engines") && i + 1 < argc) {
 			engines_parse(&eng, argv[++i]);
 		} else {
@@ -264,6 +387,15 @@ int main(int argc, char **argv)
 	}
 	if (!eng.n)
 		engines_default(&eng, 0);
+	nmthp = mthp_sizes(mthp_kb, MAX_KINDS - nkinds);
+	for (i = 0; i < nmthp; i++) {
+		if (is_quick && mthp_kb[i] != 64)
+			continue;
+		snprintf(kinds[nkinds].name, sizeof(kinds[nkinds].name), "%dk",
+			 mthp_kb[i]);
+		kinds[nkinds].advice = MADV_HUGEPAGE;
+		kinds[nkinds++].mthp_kb = mthp_kb[i];
+	}
 	ic = engine_index(&eng, "c");
 	ir = engine_index(&eng, "rust");
 	if (strcmp(eng.name[ic], "c") || strcmp(eng.name[ir], "rust"))
@@ -286,14 +418,25 @@ int main(int argc, char **argv)
 		for (c = 0; c < NR_COUNTERS; c++)
 			printf(" %6s", counter_short[c]);
 	printf("\n");
-	for (k = 0; k < 2; k++) {
+	for (k = 0; k < nkinds; k++) {
+		if (kinds[k].mthp_kb && thp_only(kinds[k].mthp_kb)) {
+			fprintf(stderr, "cannot enable the %d KiB mTHP size alone\n",
+				kinds[k].mthp_kb);
+			thp_only(0);
+			return 1;
+		}
 		for (i = 0; i < nsizes; i++) {
 			static struct figure f;
 			double cp_med, per2m = (double)sizes[i] / PMD_BYTES * rounds;
 
-			if (run(fd, &eng, kinds[k].name, kinds[k].advice,
-				sizes[i], rounds, &f))
+			/* mTHP sizes: the sizes of --quick, unless sizes were given. */
+			if (kinds[k].mthp_kb && !sized && !is_quick &&
+			    sizes[i] != quick[0] && sizes[i] != quick[1] && sizes[i] != quick[2])
+				continue;
+			if (run(fd, &eng, &kinds[k], sizes[i], rounds, &f)) {
+				thp_only(0);
 				return 1;
+			}
 			cp_med = median(f.copy, rounds);
 			for (e = 0; e < eng.n; e++) {
 				double s2d_min, s2d_med, d2s_min, d2s_med;
@@ -332,6 +475,10 @@ int main(int argc, char **argv)
 				       kinds[k].name, sizes[i], "", "rust/c", "",
 				       ratio(median(f.s2d[ir], rounds), median(f.s2d[ic], rounds)), "",
 				       "", ratio(median(f.d2s[ir], rounds), median(f.d2s[ic], rounds)), "");
+		}
+		if (kinds[k].mthp_kb && thp_only(0)) {
+			fprintf(stderr, "cannot restore the THP settings\n");
+			return 1;
 		}
 	}
 	close(fd);
