@@ -9,7 +9,10 @@
 //! and replaced by one PMD migration entry and fills one head slot; a 4 KiB
 //! page is locked and replaced by a PTE migration entry; anything else is a
 //! hole or skipped. The walk goes one PMD at a time, so a hole that spans
-//! several PMDs is collected as one head per PMD.
+//! several PMDs is collected as one head per PMD. A migration entry for
+//! the fault folio is the one the fault path installed (engine
+//! "rust-entry", `crate::fault_entry`): it is collected as a page already
+//! unmapped.
 
 use super::counters::{Counter, Stats};
 use super::split::split_for_migrate;
