@@ -581,14 +581,9 @@ impl<'a> PteRun<'a> {
     }
 
     /// Reads the entry that maps `addr`, or `None` outside the run.
+    #[inline]
     pub fn entry(&self, addr: usize) -> Option<PteEntry> {
-        if addr < self.start || addr >= self.end {
-            return None;
-        }
-        // SAFETY: `addr` is in the run, so the slot is inside the mapped
-        // table, and it is stable under the lock we hold.
-        let pte = unsafe { bindings::ptep_get(self.ptep.add((addr - self.start) / PAGE_SIZE)) };
-        Some(decode_pte(pte))
+        self.read(addr).map(|(_, e)| e)
     }
 
     /// Iterates over `(address, entry)` for every PTE of the run.
@@ -627,14 +622,9 @@ impl<'a> PteRun<'a> {
     /// or null for the zero page, special mappings and non-present entries.
     /// The page stays valid while the lock is held.
     pub fn normal_page(&self, addr: usize) -> *mut bindings::page {
-        if !matches!(self.entry(addr), Some(PteEntry::Present { .. })) {
-            return core::ptr::null_mut();
-        }
-        // SAFETY: `addr` is in the run and the VMA is the one the table
-        // belongs to; `vm_normal_page()` filters out special mappings.
-        unsafe {
-            let ptep = self.ptep.add((addr - self.start) / PAGE_SIZE);
-            bindings::vm_normal_page(self.vma.as_ptr(), addr, bindings::ptep_get(ptep))
+        match self.read(addr) {
+            Some((raw, PteEntry::Present { .. })) => self.normal_page_of(addr, raw),
+            _ => core::ptr::null_mut(),
         }
     }
 
@@ -714,19 +704,7 @@ impl PteRun<'_> {
             _ => return Err(EINVAL),
         };
         let old = self.clear_flush(addr)?;
-        // SAFETY: These only encode values.
-        let new = unsafe {
-            let e = kind.leaf(pfn, bindings::pte_young(old.0), bindings::pte_dirty(old.0));
-            let mut pte = bindings::softleaf_to_pte(e);
-            if bindings::pte_soft_dirty(old.0) {
-                pte = bindings::pte_swp_mksoft_dirty(pte);
-            }
-            if bindings::pte_uffd(old.0) {
-                pte = bindings::pte_swp_mkuffd(pte);
-            }
-            pte
-        };
-        self.set(addr, RawPte(new))?;
+        self.set(addr, old.to_migration_entry(pfn, kind))?;
         Ok(old)
     }
 
