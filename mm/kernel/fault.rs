@@ -55,6 +55,53 @@ pub(crate) unsafe fn wait_unlocked(
     stats.max(Counter::FaultWaitMaxNs, waited.max(0) as usize);
 }
 
+/// The common tail of both faults, entered with the checked entry `entry`
+/// of `vmf->page` under `ptl`, and for a PTE with `pte` mapped (null for a
+/// PMD): trylock and reference the fault folio, drop the lock, call
+/// `migrate_to_ram()` and release the folio; or, when the folio is
+/// locked, sleep until it is not and return to refault.
+///
+/// # Safety
+///
+/// `ptl` is held over `entry`, which names `vmf->page`; `pte` is null or
+/// the mapped PTE under `ptl`. Both are released.
+unsafe fn migrate_or_wait(
+    vmf: *mut bindings::vm_fault,
+    entry: bindings::softleaf_t,
+    pte: *mut bindings::pte_t,
+    ptl: *mut bindings::spinlock_t,
+    stats: &mut Stats,
+) -> bindings::vm_fault_t {
+    // SAFETY: The caller guarantees the fault, the entry and the locks.
+    unsafe {
+        let page = (*vmf).page;
+        let folio = bindings::page_folio(page);
+        if bindings::folio_trylock(folio) {
+            // The reference keeps the folio while the PTL is dropped.
+            bindings::folio_get(folio);
+            if pte.is_null() {
+                bindings::spin_unlock(ptl);
+            } else {
+                bindings::pte_unmap_unlock(pte, ptl);
+            }
+            let ret = migrate_to_ram(vmf, stats);
+            // The driver may have split the folio: the lock and the
+            // reference moved with the fault page (migrate_vma_setup()'s
+            // rule), so release them on the folio that holds it now.
+            let folio = bindings::page_folio(page);
+            bindings::folio_unlock(folio);
+            bindings::folio_put(folio);
+            ret
+        } else {
+            if !pte.is_null() {
+                bindings::pte_unmap(pte);
+            }
+            wait_unlocked(entry, ptl, stats);
+            0
+        }
+    }
+}
+
 /// Answers a fault taken under the per-VMA lock: retry under the mmap lock.
 ///
 /// # Safety
@@ -126,25 +173,7 @@ pub(crate) unsafe fn device_private_fault(
             bindings::pte_unmap_unlock(f.pte, f.ptl);
             return 0;
         }
-        let page = f.page;
-        let folio = bindings::page_folio(page);
-        if bindings::folio_trylock(folio) {
-            // The reference keeps the folio while the PTL is dropped.
-            bindings::folio_get(folio);
-            bindings::pte_unmap_unlock(f.pte, f.ptl);
-            let ret = migrate_to_ram(vmf, stats);
-            // The driver may have split the folio: the lock and the
-            // reference moved with the fault page (migrate_vma_setup()'s
-            // rule), so release them on the folio that holds it now.
-            let folio = bindings::page_folio(page);
-            bindings::folio_unlock(folio);
-            bindings::folio_put(folio);
-            ret
-        } else {
-            bindings::pte_unmap(f.pte);
-            wait_unlocked(entry, f.ptl, stats);
-            0
-        }
+        migrate_or_wait(vmf, entry, f.pte, f.ptl, stats)
     }
 }
 
@@ -193,22 +222,6 @@ pub(crate) unsafe fn huge_pmd_device_private(
         let entry = bindings::softleaf_from_pmd(orig);
         f.page = bindings::pfn_to_page(bindings::softleaf_to_pfn(entry));
         f.pte = core::ptr::null_mut();
-        let page = f.page;
-        let folio = bindings::page_folio(page);
-        if bindings::folio_trylock(folio) {
-            bindings::folio_get(folio);
-            bindings::spin_unlock(ptl);
-            let ret = migrate_to_ram(vmf, stats);
-            // The driver may have split the folio: the lock and the
-            // reference moved with the fault page (migrate_vma_setup()'s
-            // rule), so release them on the folio that holds it now.
-            let folio = bindings::page_folio(page);
-            bindings::folio_unlock(folio);
-            bindings::folio_put(folio);
-            ret
-        } else {
-            wait_unlocked(entry, ptl, stats);
-            0
-        }
+        migrate_or_wait(vmf, entry, core::ptr::null_mut(), ptl, stats)
     }
 }
