@@ -189,7 +189,7 @@ int main(void)
 			} else {
 				/* Every page needs at least one migrate_to_ram(). */
 				ok = calls >= (unsigned long)kinds[k].units;
-				printf("%s %d %s %s: %d pages x %d threads, migrate_to_ram %.2f per page, CPU faults %.2f per page, migrate_to_ram %.3f per fault, reader CPU %.2f ms per page, worst read %.0f us",
+				printf("%s %d %s %s: %d pages x %d threads, migrate_to_ram %.2f per page, CPU faults %.2f per page, migrate_to_ram %.4f per fault, reader CPU %.2f ms per page, worst read %.0f us",
 				       ok ? "ok" : "not ok", n, engines[e], kinds[k].name,
 				       kinds[k].units, THREADS,
 				       (double)calls / kinds[k].units,
