@@ -106,11 +106,10 @@ pub(crate) unsafe fn split_unmapped(
         bindings::folio_get(folio);
         bindings::split_huge_pmd_address(vma.as_ptr(), addr, true);
     }
+    // The fault path's reference is on `folio` if it heads it.
     let fault_ref = !fault_page.is_null()
         // SAFETY: The caller guarantees a non-null `fault_page`.
-        && unsafe {
-            bindings::page_folio(fault_page) == folio && bindings::folio_page(folio, 0) == fault_page
-        };
+        && unsafe { bindings::folio_page(folio, 0) } == fault_page;
     if fault_ref {
         // SAFETY: The migration holds its own reference to the folio.
         unsafe { bindings::folio_put(folio) };
