@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Choosing the migrate_device engine (debugfs migrate_device/engine) and
- * reading the Rust engine's counters, for the benchmarks' A/B runs.
+ * reading its counters (migrate_device/counters for the Rust engines,
+ * counters_c for C), for the benchmarks' A/B runs.
  */
 #ifndef BENCH_ENGINE_H
 #define BENCH_ENGINE_H
@@ -14,6 +15,7 @@
 
 #define ENGINE_FILE "/sys/kernel/debug/migrate_device/engine"
 #define COUNTERS_FILE "/sys/kernel/debug/migrate_device/counters"
+#define COUNTERS_C_FILE "/sys/kernel/debug/migrate_device/counters_c"
 #define MAX_ENGINES 3
 
 /* The engines a run compares, in the order of its first round. */
@@ -116,7 +118,7 @@ static inline int engine_index(const struct engines *e, const char *name)
 	return 0;
 }
 
-/* The Rust engine's counters the benchmarks report, per 2 MiB migrated. */
+/* The engine counters the benchmarks report, per 2 MiB migrated. */
 #define NR_COUNTERS 7
 static const char *const counter_names[NR_COUNTERS] __attribute__((unused)) = {
 	"folios", "pte_migration_entries", "pmd_migration_entries",
@@ -126,31 +128,40 @@ static const char *const counter_short[NR_COUNTERS] __attribute__((unused)) = {
 	"folios", "ptes", "pmds", "tlbfl", "notif", "rmap", "splits",
 };
 
-static inline void counters_reset(void)
+/* The counters of engine @name. */
+static inline const char *counters_file(const char *name)
 {
-	int fd = open(COUNTERS_FILE, O_WRONLY);
+	return strcmp(name, "c") ? COUNTERS_FILE : COUNTERS_C_FILE;
+}
+
+static inline void counters_reset(const char *name)
+{
+	int fd = open(counters_file(name), O_WRONLY);
 
 	if (fd >= 0) {
 		if (write(fd, "0", 1) != 1)
-			perror(COUNTERS_FILE);
+			perror(counters_file(name));
 		close(fd);
 	}
 }
 
-/* Adds the counters to @sum; "folios" sums the folios of every order. */
-static inline int counters_add(double sum[NR_COUNTERS])
+/*
+ * Adds the counters of engine @name to @sum; "folios" sums the folios of
+ * every order. Fails when the kernel does not count that engine's work.
+ */
+static inline int counters_add(const char *name, double sum[NR_COUNTERS])
 {
-	FILE *f = fopen(COUNTERS_FILE, "r");
-	char name[64];
+	FILE *f = fopen(counters_file(name), "r");
+	char key[64];
 	unsigned long v;
 
 	if (!f)
 		return -1;
-	while (fscanf(f, "%63s %lu", name, &v) == 2) {
-		if (!strncmp(name, "folios_order_", 13))
+	while (fscanf(f, "%63s %lu", key, &v) == 2) {
+		if (!strncmp(key, "folios_order_", 13))
 			sum[0] += v;
 		for (int i = 1; i < NR_COUNTERS; i++)
-			if (!strcmp(name, counter_names[i]))
+			if (!strcmp(key, counter_names[i]))
 				sum[i] += v;
 	}
 	fclose(f);

@@ -13,8 +13,8 @@
  * both), the engines interleaved within each round and their order
  * alternated from round to round. The minimum and the median are printed
  * with the ratio rust/c, as a table and as one "@json" line per engine and
- * figure for the host to collect; beside them, the Rust engine's counters
- * per 2 MiB migrated (there and back).
+ * figure for the host to collect; beside them, each engine's counters per
+ * 2 MiB migrated (there and back), when the kernel counts its work.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -148,8 +148,10 @@ struct figure {
 	double s2d[MAX_ENGINES][MAX_ROUNDS];
 	double d2s[MAX_ENGINES][MAX_ROUNDS];
 	double copy[MAX_ROUNDS];
-	/* Rust engine counters summed over the rounds. */
-	double counters[NR_COUNTERS];
+	/* Each engine's counters summed over the rounds. */
+	double counters[MAX_ENGINES][NR_COUNTERS];
+	/* Whether the kernel counts that engine's work. */
+	int counted[MAX_ENGINES];
 };
 
 static double now_ms(void)
@@ -276,6 +278,8 @@ static int run(int fd, const struct engines *eng, const struct kind *kind,
 	int r, i, ret = -1;
 
 	memset(f, 0, sizeof(*f));
+	for (i = 0; i < eng->n; i++)
+		f->counted[i] = 1;
 	if (!mirror || !copy) {
 		perror("malloc");
 		goto out;
@@ -288,20 +292,18 @@ static int run(int fd, const struct engines *eng, const struct kind *kind,
 		for (i = 0; i < eng->n; i++) {
 			const char *name = engine_at(eng, r, i);
 			int e = engine_index(eng, name);
-			int rust = !strcmp(name, "rust");
 
 			if (map)
 				munmap(map, span);
 			if (engine_select(name))
 				goto out;
-			if (rust)
-				counters_reset();
+			counters_reset(name);
 			if (round_trip(fd, kind, size, r, mirror,
 				       &f->s2d[e][r], &f->d2s[e][r],
 				       &f->entries[e], &map))
 				goto out;
-			if (rust)
-				counters_add(f->counters);
+			if (counters_add(name, f->counters[e]))
+				f->counted[e] = 0;
 		}
 		buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
 		t0 = now_ms();
@@ -414,7 +416,7 @@ int main(int argc, char **argv)
 	printf("%-4s %10s %7s | %-6s %8s %8s %7s | %8s %8s %7s | %7s",
 	       "page", "bytes", "entries", "engine", "s2d min", "s2d med",
 	       "GB/s", "d2s min", "d2s med", "GB/s", "memcpy");
-	if (ir >= 0)
+	if (engine_switch_built())
 		for (c = 0; c < NR_COUNTERS; c++)
 			printf(" %6s", counter_short[c]);
 	printf("\n");
@@ -440,7 +442,7 @@ int main(int argc, char **argv)
 			cp_med = median(f.copy, rounds);
 			for (e = 0; e < eng.n; e++) {
 				double s2d_min, s2d_med, d2s_min, d2s_med;
-				int rust = !strcmp(eng.name[e], "rust");
+				int counted = f.counted[e];
 
 				s2d_med = median(f.s2d[e], rounds);
 				s2d_min = f.s2d[e][0];
@@ -451,9 +453,9 @@ int main(int argc, char **argv)
 				       eng.name[e], s2d_min, s2d_med,
 				       gbps(sizes[i], s2d_med), d2s_min, d2s_med,
 				       gbps(sizes[i], d2s_med), gbps(sizes[i], cp_med));
-				if (rust)
+				if (counted)
 					for (c = 0; c < NR_COUNTERS; c++)
-						printf(" %6.1f", f.counters[c] / per2m);
+						printf(" %6.1f", f.counters[e][c] / per2m);
 				printf("\n");
 				printf("@json {\"engine\":\"%s\",\"page\":\"%s\",\"bytes\":%zu,\"entries\":%llu,\"rounds\":%d,"
 				       "\"s2d_ms_min\":%.4f,\"s2d_ms_median\":%.4f,"
@@ -461,11 +463,11 @@ int main(int argc, char **argv)
 				       "\"memcpy_ms_median\":%.4f",
 				       eng.name[e], kinds[k].name, sizes[i], f.entries[e],
 				       rounds, s2d_min, s2d_med, d2s_min, d2s_med, cp_med);
-				if (rust) {
+				if (counted) {
 					printf(",\"counters_per_2m\":{");
 					for (c = 0; c < NR_COUNTERS; c++)
 						printf("%s\"%s\":%.2f", c ? "," : "",
-						       counter_names[c], f.counters[c] / per2m);
+						       counter_names[c], f.counters[e][c] / per2m);
 					printf("}");
 				}
 				printf("}\n");

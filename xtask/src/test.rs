@@ -163,7 +163,9 @@ pub fn vm_steps() -> Vec<Step> {
     for engine in ["c", "rust", "rust-entry"] {
         steps.push(Step {
             name: format!("hmm-tests:{engine}"),
-            command: format!("echo {engine} > {ENGINE} && echo 0 > {COUNTERS} && hmm-tests"),
+            command: format!(
+                "echo {engine} > {ENGINE} && echo 0 > {COUNTERS} && echo 0 > {COUNTERS}_c && hmm-tests"
+            ),
             timeout_secs: 1500,
         });
         steps.push(Step {
