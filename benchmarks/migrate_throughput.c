@@ -431,9 +431,14 @@ int main(int argc, char **argv)
 			static struct figure f;
 			double cp_med, per2m = (double)sizes[i] / PMD_BYTES * rounds;
 
-			/* mTHP sizes: the sizes of --quick, unless sizes were given. */
+			/*
+			 * mTHP sizes: the sizes of --quick, unless sizes were
+			 * given, and only buffers that hold such a folio.
+			 */
 			if (kinds[k].mthp_kb && !sized && !is_quick &&
 			    sizes[i] != quick[0] && sizes[i] != quick[1] && sizes[i] != quick[2])
+				continue;
+			if (kinds[k].mthp_kb && sizes[i] < (size_t)kinds[k].mthp_kb << 10)
 				continue;
 			if (run(fd, &eng, &kinds[k], sizes[i], rounds, &f)) {
 				thp_only(0);
