@@ -127,6 +127,9 @@ static const char *const counter_names[NR_COUNTERS] __attribute__((unused)) = {
 static const char *const counter_short[NR_COUNTERS] __attribute__((unused)) = {
 	"folios", "ptes", "pmds", "tlbfl", "notif", "rmap", "splits",
 };
+/* After the counters, the folios of each order up to this one. */
+#define MAX_COUNTED_ORDER 9
+#define NR_SUMS (NR_COUNTERS + MAX_COUNTED_ORDER + 1)
 
 /* The counters of engine @name. */
 static inline const char *counters_file(const char *name)
@@ -147,9 +150,10 @@ static inline void counters_reset(const char *name)
 
 /*
  * Adds the counters of engine @name to @sum; "folios" sums the folios of
- * every order. Fails when the kernel does not count that engine's work.
+ * every order, and sum[NR_COUNTERS + order] has those of each order. Fails
+ * when the kernel does not count that engine's work.
  */
-static inline int counters_add(const char *name, double sum[NR_COUNTERS])
+static inline int counters_add(const char *name, double sum[NR_SUMS])
 {
 	FILE *f = fopen(counters_file(name), "r");
 	char key[64];
@@ -158,8 +162,13 @@ static inline int counters_add(const char *name, double sum[NR_COUNTERS])
 	if (!f)
 		return -1;
 	while (fscanf(f, "%63s %lu", key, &v) == 2) {
-		if (!strncmp(key, "folios_order_", 13))
+		if (!strncmp(key, "folios_order_", 13)) {
+			int order = atoi(key + 13);
+
 			sum[0] += v;
+			if (order >= 0 && order <= MAX_COUNTED_ORDER)
+				sum[NR_COUNTERS + order] += v;
+		}
 		for (int i = 1; i < NR_COUNTERS; i++)
 			if (!strcmp(key, counter_names[i]))
 				sum[i] += v;

@@ -149,7 +149,7 @@ struct figure {
 	double d2s[MAX_ENGINES][MAX_ROUNDS];
 	double copy[MAX_ROUNDS];
 	/* Each engine's counters summed over the rounds. */
-	double counters[MAX_ENGINES][NR_COUNTERS];
+	double counters[MAX_ENGINES][NR_SUMS];
 	/* Whether the kernel counts that engine's work. */
 	int counted[MAX_ENGINES];
 };
@@ -348,7 +348,7 @@ int main(int argc, char **argv)
 	int mthp_kb[MAX_KINDS], nkinds = 2, nmthp, is_quick = 0, sized = 0;
 	size_t sizes[MAX_SIZES];
 	long page = sysconf(_SC_PAGESIZE);
-	int nsizes = 0, rounds = 5, fd, i, k, e, c, ic, ir;
+	int nsizes = 0, rounds = 5, fd, i, k, e, c, o, ic, ir;
 	struct engines eng = { .n = 0 };
 
 	for (i = 1; i < argc; i++) {
@@ -473,6 +473,14 @@ int main(int argc, char **argv)
 					for (c = 0; c < NR_COUNTERS; c++)
 						printf("%s\"%s\":%.2f", c ? "," : "",
 						       counter_names[c], f.counters[e][c] / per2m);
+					printf("},\"folios_per_2m_by_order\":{");
+					for (c = 0, o = 0; o <= MAX_COUNTED_ORDER; o++) {
+						double v = f.counters[e][NR_COUNTERS + o];
+
+						if (v > 0)
+							printf("%s\"%d\":%.2f", c++ ? "," : "", o,
+							       v / per2m);
+					}
 					printf("}");
 				}
 				printf("}\n");
