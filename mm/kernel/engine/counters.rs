@@ -4,11 +4,13 @@
 //! debugfs `migrate_device/counters`, so that two runs can be compared by
 //! what they did and not only by how long it took.
 //!
-//! A call counts into a local [`Stats`] and adds it to the global counters
-//! once, when it returns, so the hot loops do no atomic operations.
+//! A call counts into a local [`Stats`] and adds it to the per-CPU counters
+//! of mm/folio_migrate/engine.h once, when it returns, so neither the hot
+//! loops nor a single-page fault do an atomic operation. The maximum wait is
+//! not a sum and stays one global atomic, raised only when a fault waited.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
-use kernel::{c_str, ffi::c_char, prelude::*, str::CStr};
+use kernel::{bindings, c_str, ffi::c_char, prelude::*, str::CStr};
 
 /// One engine counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,22 +132,43 @@ const NAMES: [&CStr; NR_COUNTERS] = [
     c_str!("folios_order_9"),
 ];
 
-static COUNTERS: [AtomicUsize; NR_COUNTERS] = [const { AtomicUsize::new(0) }; NR_COUNTERS];
+// The per-CPU counters have room for MIGRATE_DEVICE_RUST_COUNTERS (64), and
+// `Stats` marks the counters it touched in a `u64`.
+const _: () = assert!(NR_COUNTERS <= 64);
 
-/// The counts of one engine call, added to the global counters on drop.
-pub(crate) struct Stats([usize; NR_COUNTERS]);
+/// `Counter::FaultWaitMaxNs`, the one counter that is a maximum.
+static FAULT_WAIT_MAX_NS: AtomicUsize = AtomicUsize::new(0);
+
+/// The counts of one engine call, added to the counters on drop.
+///
+/// # Invariants
+///
+/// Bit `i` of `touched` is set when `counts[i]` may be non-zero.
+pub(crate) struct Stats {
+    counts: [usize; NR_COUNTERS],
+    touched: u64,
+}
 
 impl Stats {
     /// No counts yet.
     #[inline]
     pub(crate) const fn new() -> Self {
-        Self([0; NR_COUNTERS])
+        Self {
+            counts: [0; NR_COUNTERS],
+            touched: 0,
+        }
     }
 
     /// Adds `n` to `counter`.
     #[inline]
     pub(crate) fn add(&mut self, counter: Counter, n: usize) {
-        self.0[counter as usize] += n;
+        self.touch(counter as usize, n);
+    }
+
+    #[inline]
+    fn touch(&mut self, idx: usize, n: usize) {
+        self.counts[idx] += n;
+        self.touched |= 1 << idx;
     }
 
     /// Adds one to `counter`.
@@ -157,28 +180,34 @@ impl Stats {
     /// Raises the maximum `counter` to `v`.
     #[inline]
     pub(crate) fn max(&mut self, counter: Counter, v: usize) {
-        let c = &mut self.0[counter as usize];
+        let c = &mut self.counts[counter as usize];
         *c = (*c).max(v);
+        self.touched |= 1 << counter as usize;
     }
 
     /// Counts a folio of `order` collected whole.
     #[inline]
     pub(crate) fn folio(&mut self, order: u32) {
         let order = (order as usize).min(MAX_COUNTED_ORDER);
-        self.0[Counter::FolioOrder0 as usize + order] += 1;
+        self.touch(Counter::FolioOrder0 as usize + order, 1);
     }
 }
 
 impl Drop for Stats {
     fn drop(&mut self) {
-        for (i, (global, &n)) in COUNTERS.iter().zip(self.0.iter()).enumerate() {
+        let mut touched = self.touched;
+        while touched != 0 {
+            let i = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            let n = self.counts[i];
             if n == 0 {
                 continue;
             }
             if i == Counter::FaultWaitMaxNs as usize {
-                global.fetch_max(n, Ordering::Relaxed);
+                FAULT_WAIT_MAX_NS.fetch_max(n, Ordering::Relaxed);
             } else {
-                global.fetch_add(n, Ordering::Relaxed);
+                // SAFETY: `i` is below NR_COUNTERS, within the per-CPU array.
+                unsafe { bindings::migrate_device_counter_add(i as u32, n) };
             }
         }
     }
@@ -200,10 +229,16 @@ pub unsafe extern "C" fn rust_migrate_device_counter(
     if idx >= NR_COUNTERS {
         return false;
     }
+    let sum = if idx == Counter::FaultWaitMaxNs as usize {
+        FAULT_WAIT_MAX_NS.load(Ordering::Relaxed)
+    } else {
+        // SAFETY: `idx` is below NR_COUNTERS, within the per-CPU array.
+        unsafe { bindings::migrate_device_counter_sum(idx as u32) as usize }
+    };
     // SAFETY: The caller passes pointers valid for writes.
     unsafe {
         *name = NAMES[idx].as_char_ptr();
-        *value = COUNTERS[idx].load(Ordering::Relaxed);
+        *value = sum;
     }
     true
 }
@@ -211,7 +246,7 @@ pub unsafe extern "C" fn rust_migrate_device_counter(
 /// Resets every counter to 0.
 #[no_mangle]
 pub extern "C" fn rust_migrate_device_counters_reset() {
-    for c in COUNTERS.iter() {
-        c.store(0, Ordering::Relaxed);
-    }
+    // SAFETY: Clears plain per-CPU counters; a concurrent count may survive.
+    unsafe { bindings::migrate_device_counters_clear() };
+    FAULT_WAIT_MAX_NS.store(0, Ordering::Relaxed);
 }
