@@ -165,6 +165,7 @@ impl Stats {
         self.touch(counter as usize, n);
     }
 
+    /// Adds `n` to counter `idx` and marks it touched.
     #[inline]
     fn touch(&mut self, idx: usize, n: usize) {
         self.counts[idx] += n;
@@ -182,7 +183,7 @@ impl Stats {
     pub(crate) fn max(&mut self, counter: Counter, v: usize) {
         let c = &mut self.counts[counter as usize];
         *c = (*c).max(v);
-        self.touched |= 1 << counter as usize;
+        self.touch(counter as usize, 0);
     }
 
     /// Counts a folio of `order` collected whole.
