@@ -107,7 +107,7 @@ unsafe fn migrate_or_wait(
 /// # Safety
 ///
 /// `vmf` is a fault taken under the VMA lock, which this releases.
-pub(crate) unsafe fn retry_locked(
+unsafe fn retry_locked(
     vmf: *mut bindings::vm_fault,
     stats: &mut Stats,
 ) -> Option<bindings::vm_fault_t> {
@@ -122,6 +122,27 @@ pub(crate) unsafe fn retry_locked(
     Some(VM_FAULT_RETRY)
 }
 
+/// The start of every device-private fault entry point: counts the fault,
+/// answers one taken under the per-VMA lock with a retry, and runs `handle`
+/// on the others, which hold the mmap lock.
+///
+/// # Safety
+///
+/// `vmf` is a valid fault, under the mmap lock or the VMA lock.
+#[inline]
+pub(crate) unsafe fn under_mmap_lock(
+    vmf: *mut bindings::vm_fault,
+    handle: impl FnOnce(&mut Stats) -> bindings::vm_fault_t,
+) -> bindings::vm_fault_t {
+    let mut stats = Stats::new();
+    stats.inc(Counter::Faults);
+    // SAFETY: The caller passes a valid fault.
+    if let Some(ret) = unsafe { retry_locked(vmf, &mut stats) } {
+        return ret;
+    }
+    handle(&mut stats)
+}
+
 /// The device-private branch of `do_swap_page()`.
 ///
 /// # Safety
@@ -132,14 +153,9 @@ pub(crate) unsafe fn retry_locked(
 pub unsafe extern "C" fn rust_do_device_private_fault(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
-    let mut stats = Stats::new();
-    stats.inc(Counter::Faults);
-    // SAFETY: The caller passes a valid fault.
-    if let Some(ret) = unsafe { retry_locked(vmf, &mut stats) } {
-        return ret;
-    }
-    // SAFETY: As above, and not under the VMA lock.
-    unsafe { device_private_fault(vmf, &mut stats) }
+    // SAFETY: The caller passes a fault on a device-private PTE; `handle`
+    // runs under the mmap lock.
+    unsafe { under_mmap_lock(vmf, |stats| device_private_fault(vmf, stats)) }
 }
 
 /// [`rust_do_device_private_fault`] once the fault is known to hold the
@@ -189,14 +205,9 @@ pub(crate) unsafe fn device_private_fault(
 pub unsafe extern "C" fn rust_do_huge_pmd_device_private(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
-    let mut stats = Stats::new();
-    stats.inc(Counter::Faults);
-    // SAFETY: The caller passes a valid fault.
-    if let Some(ret) = unsafe { retry_locked(vmf, &mut stats) } {
-        return ret;
-    }
-    // SAFETY: As above, and not under the VMA lock.
-    unsafe { huge_pmd_device_private(vmf, &mut stats) }
+    // SAFETY: The caller passes a fault on a device-private PMD; `handle`
+    // runs under the mmap lock.
+    unsafe { under_mmap_lock(vmf, |stats| huge_pmd_device_private(vmf, stats)) }
 }
 
 /// [`rust_do_huge_pmd_device_private`] once the fault is known to hold the

@@ -19,7 +19,9 @@
 
 use crate::engine::collect::{unmap_pte, PteSource};
 use crate::engine::counters::{Counter, Stats};
-use crate::fault::{device_private_fault, huge_pmd_device_private, migrate_to_ram, retry_locked};
+use crate::fault::{
+    device_private_fault, huge_pmd_device_private, migrate_to_ram, under_mmap_lock,
+};
 use crate::folio::{Folio, LockedFolio};
 use crate::migrate_core::fault_lock::LockAction;
 use crate::page_table::{PmdEntry, PmdGuard, PteEntry, PteRun, RawPte, PAGE_SIZE, PMD_ORDER};
@@ -191,24 +193,9 @@ unsafe fn finish(
 pub unsafe extern "C" fn rust_do_device_private_fault_entry(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
-    let mut stats = Stats::new();
-    stats.inc(Counter::Faults);
-    // SAFETY: The caller passes a valid fault.
-    if let Some(ret) = unsafe { retry_locked(vmf, &mut stats) } {
-        return ret;
-    }
-    // SAFETY: A fault on a device-private PTE, under the mmap lock.
-    let Some(page) = (unsafe { install_pte_entry(vmf, &mut stats) }) else {
-        // Changed, large, contended or pinned: the usual path, which
-        // rechecks the entry and waits on a contended folio.
-        // SAFETY: As above.
-        return unsafe { device_private_fault(vmf, &mut stats) };
-    };
-    // SAFETY: The fault folio is locked and held; no page-table lock.
-    let ret = unsafe { migrate_to_ram(vmf, &mut stats) };
-    // SAFETY: The early entry is installed for `page`.
-    unsafe { finish(vmf, page, false, &mut stats) };
-    ret
+    // SAFETY: The caller passes a fault on a device-private PTE; `handle`
+    // runs under the mmap lock.
+    unsafe { under_mmap_lock(vmf, |stats| fault_with_entry(vmf, false, stats)) }
 }
 
 /// `do_huge_pmd_device_private()` under engine "rust-entry".
@@ -222,20 +209,46 @@ pub unsafe extern "C" fn rust_do_device_private_fault_entry(
 pub unsafe extern "C" fn rust_do_huge_pmd_device_private_entry(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
-    let mut stats = Stats::new();
-    stats.inc(Counter::Faults);
-    // SAFETY: The caller passes a valid fault.
-    if let Some(ret) = unsafe { retry_locked(vmf, &mut stats) } {
-        return ret;
-    }
-    // SAFETY: A fault on a device-private PMD, under the mmap lock.
-    let Some(page) = (unsafe { install_pmd_entry(vmf, &mut stats) }) else {
+    // SAFETY: The caller passes a fault on a device-private PMD; `handle`
+    // runs under the mmap lock.
+    unsafe { under_mmap_lock(vmf, |stats| fault_with_entry(vmf, true, stats)) }
+}
+
+/// A device-private fault, on a PMD when `pmd`, with the early entry: the
+/// fault path installs it and calls `migrate_to_ram()`. Falls back to the
+/// usual path when the entry changed, or the folio is large, contended or
+/// pinned; that path rechecks the entry and waits on a contended folio.
+///
+/// # Safety
+///
+/// `vmf` is a fault on a device-private PMD when `pmd`, else PTE, under the
+/// mmap lock.
+unsafe fn fault_with_entry(
+    vmf: *mut bindings::vm_fault,
+    pmd: bool,
+    stats: &mut Stats,
+) -> bindings::vm_fault_t {
+    // SAFETY: The caller passes such a fault.
+    let installed = unsafe {
+        if pmd {
+            install_pmd_entry(vmf, stats)
+        } else {
+            install_pte_entry(vmf, stats)
+        }
+    };
+    let Some(page) = installed else {
         // SAFETY: As above.
-        return unsafe { huge_pmd_device_private(vmf, &mut stats) };
+        return unsafe {
+            if pmd {
+                huge_pmd_device_private(vmf, stats)
+            } else {
+                device_private_fault(vmf, stats)
+            }
+        };
     };
     // SAFETY: The fault folio is locked and held; no page-table lock.
-    let ret = unsafe { migrate_to_ram(vmf, &mut stats) };
+    let ret = unsafe { migrate_to_ram(vmf, stats) };
     // SAFETY: The early entry is installed for `page`.
-    unsafe { finish(vmf, page, true, &mut stats) };
+    unsafe { finish(vmf, page, pmd, stats) };
     ret
 }
