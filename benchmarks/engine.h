@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ENGINE_FILE "/sys/kernel/debug/migrate_device/engine"
-#define COUNTERS_FILE "/sys/kernel/debug/migrate_device/counters"
+#include "../selftests/util.h"
+
 #define COUNTERS_C_FILE "/sys/kernel/debug/migrate_device/counters_c"
 #define MAX_ENGINES 3
 
@@ -26,7 +26,7 @@ struct engines {
 
 static inline int engine_switch_built(void)
 {
-	return access(ENGINE_FILE, W_OK) == 0;
+	return access(ENGINE, W_OK) == 0;
 }
 
 /*
@@ -58,7 +58,7 @@ static inline void engines_parse(struct engines *e, const char *arg)
 		if (strcmp(name, "c") && !engine_switch_built()) {
 			fprintf(stderr,
 				"engine %s is not built in this kernel (no %s; CONFIG_MIGRATE_DEVICE_RUST=n?)\n",
-				name, ENGINE_FILE);
+				name, ENGINE);
 			exit(2);
 		}
 		if (e->n == MAX_ENGINES) {
@@ -96,18 +96,13 @@ static inline const char *engine_at(const struct engines *e, int round, int i)
 
 static inline int engine_select(const char *name)
 {
-	int fd, ok;
-
 	if (!engine_switch_built())
 		return strcmp(name, "c") ? -1 : 0;
-	fd = open(ENGINE_FILE, O_WRONLY);
-	if (fd < 0)
-		return -1;
-	ok = write(fd, name, strlen(name)) == (ssize_t)strlen(name);
-	close(fd);
-	if (!ok)
+	if (write_file(ENGINE, name)) {
 		fprintf(stderr, "cannot select engine %s\n", name);
-	return ok ? 0 : -1;
+		return -1;
+	}
+	return 0;
 }
 
 static inline int engine_index(const struct engines *e, const char *name)
@@ -134,7 +129,7 @@ static const char *const counter_short[NR_COUNTERS] __attribute__((unused)) = {
 /* The counters of engine @name. */
 static inline const char *counters_file(const char *name)
 {
-	return strcmp(name, "c") ? COUNTERS_FILE : COUNTERS_C_FILE;
+	return strcmp(name, "c") ? COUNTERS : COUNTERS_C_FILE;
 }
 
 static inline void counters_reset(const char *name)

@@ -33,14 +33,6 @@
 #define MAX_THREADS 64
 #define MAX_ROUNDS 32
 
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -199,9 +191,9 @@ int main(int argc, char **argv)
 	}
 	if (!eng.n)
 		engines_default(&eng, 1);
-	fd = open("/dev/hmm_dmirror0", O_RDWR);
+	fd = open(DMIRROR, O_RDWR);
 	if (fd < 0) {
-		perror("/dev/hmm_dmirror0");
+		perror(DMIRROR);
 		return 1;
 	}
 	printf("%d rounds per figure, engines interleaved; per round p50/p99/max, then min and median over rounds\n",

@@ -60,17 +60,6 @@ static int mthp_sizes(int *kb, int max)
 	return n;
 }
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 /* The setting of every THP size, saved to be put back. */
 static char thp_saved[32][16];
 
@@ -101,7 +90,7 @@ static int thp_only(int kb)
 		if (thp_size_path(i, path, sizeof(path)))
 			continue;
 		if (!kb) {
-			if (thp_saved[i][0] && write_str(path, thp_saved[i]))
+			if (thp_saved[i][0] && write_file(path, thp_saved[i]))
 				return -1;
 			continue;
 		}
@@ -120,7 +109,7 @@ static int thp_only(int kb)
 			*strchr(sel, ']') = 0;
 			snprintf(thp_saved[i], sizeof(thp_saved[i]), "%s", sel + 1);
 		}
-		if (write_str(path, (8 << i) == kb ? "madvise" : "never"))
+		if (write_file(path, (8 << i) == kb ? "madvise" : "never"))
 			return -1;
 	}
 	return 0;
@@ -403,9 +392,9 @@ int main(int argc, char **argv)
 	if (strcmp(eng.name[ic], "c") || strcmp(eng.name[ir], "rust"))
 		ic = ir = -1;
 
-	fd = open("/dev/hmm_dmirror0", O_RDWR);
+	fd = open(DMIRROR, O_RDWR);
 	if (fd < 0) {
-		perror("/dev/hmm_dmirror0");
+		perror(DMIRROR);
 		return 1;
 	}
 	printf("engines:");

@@ -151,16 +151,8 @@ int main(void)
 	const int nengines = sizeof(engines) / sizeof(engines[0]);
 	int fd, e, k, n = 0, bad = 0;
 
-	printf("TAP version 13\n");
-	if (access(ENGINE, W_OK)) {
-		printf("1..0 # SKIP no %s (CONFIG_MIGRATE_DEVICE_RUST=n)\n", ENGINE);
+	if (tap_begin(&fd, NULL))
 		return 0;
-	}
-	fd = open("/dev/hmm_dmirror0", O_RDWR);
-	if (fd < 0) {
-		printf("1..0 # SKIP no /dev/hmm_dmirror0\n");
-		return 0;
-	}
 	if (write_file(FAULT_HOLD, HOLD_US))
 		printf("# no %s: the driver holds no lock\n", FAULT_HOLD);
 	printf("1..%d\n", 2 * nengines);

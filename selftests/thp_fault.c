@@ -117,18 +117,8 @@ int main(void)
 	const int nengines = sizeof(engines) / sizeof(engines[0]);
 	int e, n = 0, bad = 0;
 
-	printf("TAP version 13\n");
-	if (access(ENGINE, W_OK)) {
-		printf("1..0 # SKIP no %s (CONFIG_MIGRATE_DEVICE_RUST=n)\n", ENGINE);
+	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
 		return 0;
-	}
-	dev_fd = open("/dev/hmm_dmirror0", O_RDWR);
-	pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
-	kpageflags_fd = open("/proc/kpageflags", O_RDONLY);
-	if (dev_fd < 0 || pagemap_fd < 0 || kpageflags_fd < 0) {
-		printf("1..0 # SKIP needs /dev/hmm_dmirror0, pagemap and kpageflags\n");
-		return 0;
-	}
 	printf("1..%d\n", 2 * nengines);
 	for (e = 0; e < nengines; e++) {
 		int rust = strcmp(engines[e], "c") != 0;

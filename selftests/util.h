@@ -6,6 +6,7 @@
 #define SELFTESTS_UTIL_H
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,45 @@
 #define COUNTERS "/sys/kernel/debug/migrate_device/counters"
 #define FAULT_HOLD "/sys/module/test_hmm/parameters/fault_hold_us"
 #define FAULT_CALLS "/sys/module/test_hmm/parameters/fault_calls"
+#define DMIRROR "/dev/hmm_dmirror0"
+#define PAGEMAP "/proc/self/pagemap"
+#define KPAGEFLAGS "/proc/kpageflags"
+
+/*
+ * Starts the TAP output of a test that switches engines: opens test_hmm's
+ * device into *@dev, then each (path, int *fd) pair that follows, read-only,
+ * up to a NULL path. Prints the skip plan and returns -1 when the kernel has
+ * no engine switch or a file cannot be opened.
+ */
+static inline int tap_begin(int *dev, ...)
+{
+	const char *path;
+	va_list ap;
+	int ret = 0;
+
+	printf("TAP version 13\n");
+	if (access(ENGINE, W_OK)) {
+		printf("1..0 # SKIP no %s (CONFIG_MIGRATE_DEVICE_RUST=n)\n", ENGINE);
+		return -1;
+	}
+	*dev = open(DMIRROR, O_RDWR);
+	if (*dev < 0) {
+		printf("1..0 # SKIP cannot open %s\n", DMIRROR);
+		return -1;
+	}
+	va_start(ap, dev);
+	while (!ret && (path = va_arg(ap, const char *))) {
+		int *fd = va_arg(ap, int *);
+
+		*fd = open(path, O_RDONLY);
+		if (*fd < 0) {
+			printf("1..0 # SKIP cannot open %s\n", path);
+			ret = -1;
+		}
+	}
+	va_end(ap);
+	return ret;
+}
 
 static inline int write_file(const char *path, const char *s)
 {
