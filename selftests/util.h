@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Small helpers the selftests share: sysfs/debugfs files and the clock.
+ * Small helpers the selftests share, and the benchmarks through engine.h:
+ * sysfs/debugfs files, the start of a TAP run and the clock.
  */
 #ifndef SELFTESTS_UTIL_H
 #define SELFTESTS_UTIL_H
