@@ -46,11 +46,15 @@ pub fn build_dir(flavour: Flavour) -> PathBuf {
     cache_dir().join("build").join(flavour.name())
 }
 
+/// Clang and rustc on the same LLVM major (22), so that
+/// CONFIG_RUST_INLINE_HELPERS can inline the C helpers into Rust.
+pub const LLVM_SUFFIX: &str = "-22";
+
 fn make(tree: &Path, out: &Path) -> Command {
     let mut c = Command::new("make");
     c.current_dir(tree)
         .arg(format!("O={}", out.display()))
-        .arg("LLVM=-19");
+        .arg(format!("LLVM={LLVM_SUFFIX}"));
     if let Some(src) = crate::setup::rust_lib_src() {
         c.arg(format!("RUST_LIB_SRC={}", src.display()));
     }

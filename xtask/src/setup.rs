@@ -13,10 +13,10 @@ use crate::util::{output, run, succeeds, Context, Result};
 /// Debian packages the kernel build, the initramfs, the VM and the bench
 /// plot need.
 const PACKAGES: &[&str] = &[
-    "clang-19",
-    "lld-19",
-    "llvm-19",
-    "libclang-19-dev",
+    "clang-22",
+    "lld-22",
+    "llvm-22",
+    "libclang-22-dev",
     "flex",
     "bison",
     "bc",
@@ -38,7 +38,9 @@ const PACKAGES: &[&str] = &[
 /// qemu-system-x86 conflicts with.
 const QEMU_PACKAGE: &str = "qemu-system-x86";
 
-const BINDGEN_VERSION: &str = "0.71.1";
+/// 0.71.1 with libclang 22 emits opaque structs (rust-bindgen PR 3278):
+/// `make rustavailable` warns and the bindings lose their fields.
+const BINDGEN_VERSION: &str = "0.72.1";
 const SOURCES_FILE: &str = "/etc/apt/sources.list.d/folio-migrate-backports.sources";
 
 /// The suite that carries linux-source-7.3.
