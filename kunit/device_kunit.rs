@@ -8,7 +8,7 @@
 mod tests {
     use crate::folio::Folio;
     use crate::kunit_user_mm::UserMapping;
-    use crate::migrate_core::pfn::MIGRATE_PFN_COMPOUND;
+    use crate::migrate_core::pfn::{MigratePfn, PMD_ORDER};
     use crate::migrate_vma::{MigrateVma, Select};
     use crate::page_table::{PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_SIZE};
     use crate::pagemap::{DevicePrivateOps, DevicePrivatePagemap};
@@ -276,7 +276,8 @@ mod tests {
             // end of the test.
             let mut m = unsafe { MigrateVma::device_range(base, NR, &mut src, &mut dst) }?;
             assert_eq!(m.cpages(), 1);
-            assert!(m.src_entry(0) as u64 & MIGRATE_PFN_COMPOUND != 0);
+            let head = MigratePfn::from_raw(m.src_entry(0) as u64);
+            assert!(head.is_ok_and(|h| h.is_compound() && h.order() == PMD_ORDER));
             assert!((1..NR).all(|i| m.src_entry(i) == 0));
             let from = m.source(0).ok_or(EINVAL)?;
             assert!(from.is_device_private());

@@ -44,11 +44,11 @@ mod tests {
 
     #[test]
     fn pfn_pmd_order_is_compound() -> Result<(), Error> {
-        // mm/migrate_device.c:210-212: what 7.3 stores for a PMD folio.
+        // 7.3's bits for a PMD folio, and the order beside them.
         let m = MigratePfn::new(0x400, PMD_ORDER)?;
         assert_eq!(
             m.raw(),
-            (0x400 << 6) | MIGRATE_PFN_VALID | MIGRATE_PFN_COMPOUND
+            (0x400 << 6) | (9 << 56) | MIGRATE_PFN_VALID | MIGRATE_PFN_COMPOUND
         );
         // A raw COMPOUND slot without an order field is the PMD order.
         let raw = (0x200 << 6) | MIGRATE_PFN_VALID | MIGRATE_PFN_COMPOUND;

@@ -6,7 +6,7 @@
 mod tests {
     use crate::folio::Folio;
     use crate::kunit_user_mm::UserMapping;
-    use crate::migrate_core::pfn::MIGRATE_PFN_COMPOUND;
+    use crate::migrate_core::pfn::{MigratePfn, PMD_ORDER};
     use crate::migrate_vma::{MigrateVma, Select};
     use crate::page_table::{PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_SIZE};
     use kernel::{bindings, mm::virt::VmaRef, prelude::*, sync::aref::ARef, uapi};
@@ -160,7 +160,8 @@ mod tests {
             let mut m =
                 MigrateVma::setup(&mmap, map.start(), end, select, null, &mut src, &mut dst)?;
             // Only the head slot is filled; the tails stay 0.
-            assert!(m.src_entry(0) as u64 & MIGRATE_PFN_COMPOUND != 0);
+            let head = MigratePfn::from_raw(m.src_entry(0) as u64);
+            assert!(head.is_ok_and(|h| h.is_compound() && h.order() == PMD_ORDER));
             assert!((1..512).all(|i| m.src_entry(i) == 0));
             let head = m.source(0).ok_or(EINVAL)?;
             assert_eq!(head.order(), 9);

@@ -33,9 +33,7 @@
 //! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h)
 
 use crate::folio::Folio;
-use crate::migrate_core::pfn::{
-    MIGRATE_PFN_COMPOUND, MIGRATE_PFN_MIGRATE, MIGRATE_PFN_SHIFT, MIGRATE_PFN_VALID,
-};
+use crate::migrate_core::{folio_array::FolioArray, pfn::MigratePfn};
 use core::{ffi::c_void, marker::PhantomData};
 use kernel::{
     bindings,
@@ -47,6 +45,24 @@ use kernel::{
     page::PAGE_SIZE,
     sync::aref::ARef,
 };
+
+// The core restates the flags of `include/linux/migrate.h` so that it can
+// be tested on the host: keep the two in step.
+const _: () = {
+    use crate::migrate_core::pfn;
+    assert!(pfn::MIGRATE_PFN_VALID == bindings::MIGRATE_PFN_VALID as u64);
+    assert!(pfn::MIGRATE_PFN_MIGRATE == bindings::MIGRATE_PFN_MIGRATE as u64);
+    assert!(pfn::MIGRATE_PFN_WRITE == bindings::MIGRATE_PFN_WRITE as u64);
+    assert!(pfn::MIGRATE_PFN_COMPOUND == bindings::MIGRATE_PFN_COMPOUND as u64);
+    assert!(pfn::MIGRATE_PFN_SHIFT == bindings::MIGRATE_PFN_SHIFT);
+};
+
+/// Decodes a slot of the `src` or `dst` array; one that does not decode
+/// reads as empty.
+#[inline]
+fn slot(raw: usize) -> MigratePfn {
+    MigratePfn::from_raw(raw as u64).unwrap_or(MigratePfn::EMPTY)
+}
 
 /// Which pages `migrate_vma_setup()` collects (`enum migrate_vma_direction`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +135,7 @@ impl MigrateVma {
             inner: Inner {
                 args,
                 device: false,
+                base: (start / PAGE_SIZE) as u64,
                 moved: false,
                 done: false,
                 _arrays: PhantomData,
@@ -156,13 +173,14 @@ impl MigrateVma {
         // collected in its head slot, counts once.
         args.cpages = (0..npages)
             // SAFETY: `i` is below `npages`.
-            .filter(|&i| unsafe { *args.src.add(i) } as u64 & MIGRATE_PFN_MIGRATE != 0)
+            .filter(|&i| slot(unsafe { *args.src.add(i) }).is_migrate())
             .count();
         // INVARIANT: The collected folios are locked until finalize.
         Ok(Collected {
             inner: Inner {
                 args,
                 device: true,
+                base: start_pfn as u64,
                 moved: false,
                 done: false,
                 _arrays: PhantomData,
@@ -178,10 +196,12 @@ impl MigrateVma {
 /// `args` was passed to a successful `migrate_vma_setup()` (or, if
 /// `device`, its arrays to `migrate_device_range()`), its arrays live for
 /// `'a`, `migrate_*_pages()` has run iff `moved`, and
-/// `migrate_*_finalize()` has run iff `done`.
+/// `migrate_*_finalize()` has run iff `done`. Slot 0 stands for page
+/// `base`: the first virtual page, or the first PFN if `device`.
 struct Inner<'a> {
     args: bindings::migrate_vma,
     device: bool,
+    base: u64,
     moved: bool,
     done: bool,
     _arrays: PhantomData<&'a mut [usize]>,
@@ -198,6 +218,16 @@ impl Inner<'_> {
         }
         // SAFETY: `i` is below `npages`, inside the array by the invariant.
         unsafe { *self.args.src.add(i) }
+    }
+
+    /// The `src` array: the engine filled it as a folio array.
+    fn src_slots(&self) -> &[u64] {
+        if self.npages() == 0 {
+            return &[];
+        }
+        // SAFETY: The invariant keeps `npages` slots alive for `'a`; the
+        // driver does not write `src` after setup, and `usize` is `u64`.
+        unsafe { core::slice::from_raw_parts(self.args.src.cast::<u64>(), self.npages()) }
     }
 
     fn dst(&self, i: usize) -> usize {
@@ -227,12 +257,11 @@ impl Inner<'_> {
     /// that finalize restores every source where it was.
     fn abandon(&mut self) {
         for i in 0..self.npages() {
-            let d = self.dst(i);
-            if d & MIGRATE_PFN_VALID as usize != 0 {
+            if let Some(pfn) = slot(self.dst(i)).pfn() {
                 // SAFETY: Set by `set_destination()`, which handed us the
                 // lock and a reference of this folio; `i` is in range.
                 unsafe {
-                    let folio = bindings::pfn_folio(d >> MIGRATE_PFN_SHIFT);
+                    let folio = bindings::pfn_folio(pfn as usize);
                     bindings::folio_unlock(folio);
                     bindings::folio_put(folio);
                     *self.args.dst.add(i) = 0;
@@ -299,11 +328,11 @@ impl<'a> Collected<'a> {
     ///
     /// It is locked and referenced by the migration until finalize.
     pub fn source(&self, i: usize) -> Option<&Folio> {
-        let e = self.inner.src(i) as u64;
-        if e & MIGRATE_PFN_MIGRATE == 0 || e & MIGRATE_PFN_VALID == 0 {
+        let e = slot(self.inner.src(i));
+        if !e.is_migrate() {
             return None;
         }
-        let pfn = (e >> MIGRATE_PFN_SHIFT) as usize;
+        let pfn = e.pfn()? as usize;
         // SAFETY: A collected entry names a folio the migration holds a
         // reference to until finalize, which cannot run while `self` is
         // borrowed.
@@ -313,20 +342,18 @@ impl<'a> Collected<'a> {
     /// The collected folios as `(slot, folio)`, stepping over the tail
     /// slots of each large folio.
     pub fn sources(&self) -> impl Iterator<Item = (usize, &Folio)> + '_ {
-        let mut i = 0;
-        core::iter::from_fn(move || {
-            while i < self.npages() {
-                let slot = i;
-                match self.source(slot) {
-                    Some(folio) => {
-                        i += folio.nr_pages();
-                        return Some((slot, folio));
-                    }
-                    None => i += 1,
-                }
+        let folios = match FolioArray::with_base(self.inner.src_slots(), self.inner.base) {
+            Ok(array) => Some(array.iter()),
+            Err(_) => {
+                // Collection writes only well-formed arrays.
+                kernel::warn_on!(true);
+                None
             }
-            None
-        })
+        };
+        folios
+            .into_iter()
+            .flatten()
+            .filter_map(move |(i, _)| Some((i, self.source(i)?)))
     }
 
     /// Gives `folio` as the destination of slot `i`.
@@ -341,10 +368,9 @@ impl<'a> Collected<'a> {
             return Err(EINVAL);
         }
         let locked = folio.trylock().ok_or(EBUSY)?;
-        let mut entry = (locked.pfn() << MIGRATE_PFN_SHIFT) | MIGRATE_PFN_VALID as usize;
-        if locked.is_large() {
-            entry |= MIGRATE_PFN_COMPOUND as usize;
-        }
+        let entry = MigratePfn::new(locked.pfn() as u64, locked.order())
+            .map_err(|_| EINVAL)?
+            .raw() as usize;
         let _ = locked.into_raw_locked();
         // The reference now belongs to the dst array.
         let _ = ARef::into_raw(folio);
@@ -370,8 +396,7 @@ impl Migrated<'_> {
     /// Whether slot `i` was migrated.
     #[inline]
     pub fn is_migrated(&self, i: usize) -> bool {
-        let e = self.inner.src(i) as u64;
-        e & MIGRATE_PFN_MIGRATE != 0 && self.inner.dst(i) as u64 & MIGRATE_PFN_VALID != 0
+        slot(self.inner.src(i)).is_migrate() && slot(self.inner.dst(i)).is_valid()
     }
 
     /// Removes the migration entries, unlocks and releases every folio

@@ -862,7 +862,10 @@ mod tests {
         assert_eq!(d.collected(), 1);
         let mut out = [u64::MAX; 512];
         assert_eq!(d.fill(&mut out, 0), Ok(512));
-        assert_eq!(out[0], MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND);
+        assert_eq!(
+            out[0],
+            MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND | (9 << 56)
+        );
         assert!(out[1..].iter().all(|&s| s == 0));
     }
 
@@ -976,6 +979,7 @@ mod tests {
         assert_eq!(
             out[0],
             (0x4200 << 6)
+                | (9 << 56)
                 | MIGRATE_PFN_VALID
                 | MIGRATE_PFN_MIGRATE
                 | MIGRATE_PFN_WRITE

@@ -29,9 +29,9 @@ pub enum Error {
     /// or bits 61..=63).
     ReservedBits,
     /// A raw migrate PFN has `MIGRATE_PFN_COMPOUND` together with an order
-    /// field, or an order field equal to the PMD order without
-    /// `MIGRATE_PFN_COMPOUND`: the PMD order is encoded by the COMPOUND bit
-    /// alone, as in Linux 7.3.
+    /// other than the PMD order, or the PMD order without
+    /// `MIGRATE_PFN_COMPOUND`: a Linux 7.3 driver, which reads COMPOUND alone,
+    /// would take the folio for another size.
     CompoundOrder,
     /// A raw migrate PFN without `MIGRATE_PFN_VALID` carries a PFN or
     /// `MIGRATE_PFN_WRITE`.

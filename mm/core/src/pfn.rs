@@ -12,37 +12,35 @@
 //! | 1       | [`MIGRATE_PFN_MIGRATE`]                       | same         |
 //! | 2       | reserved, 0                                   | unused       |
 //! | 3       | [`MIGRATE_PFN_WRITE`]                         | same         |
-//! | 4       | [`MIGRATE_PFN_COMPOUND`]: the folio has the PMD order | same |
+//! | 4       | [`MIGRATE_PFN_COMPOUND`]: the order is the PMD order | same |
 //! | 5       | reserved, 0                                   | unused       |
 //! | 6..=55  | PFN ([`MIGRATE_PFN_SHIFT`])                   | PFN from bit 6 up |
-//! | 56..=60 | folio order ([`MIGRATE_PFN_ORDER_SHIFT`]), except the PMD order | PFN |
+//! | 56..=60 | folio order ([`MIGRATE_PFN_ORDER_SHIFT`])     | PFN          |
 //! | 61..=63 | reserved, 0                                   | PFN          |
 //!
-//! The flags and the PFN are where Linux 7.3 has them, so every value that 7.3
-//! can express (order 0, and the PMD order as `MIGRATE_PFN_COMPOUND`) has the
-//! same encoding here, bit for bit, and 7.3 drivers keep working. The order
-//! field, five bits at `BITS_PER_LONG - 8` in the spirit of `HMM_PFN_ORDER_SHIFT`
-//! in `include/linux/hmm.h`, carries the orders that 7.3 cannot express: 1 to 8
-//! (mTHP) and 10 to 18 (up to the PUD order). A PFN never reaches it:
-//! `MAX_PHYSMEM_BITS` is at most 52 on x86-64, so a PFN has at most 40 bits and
-//! ends at bit 45 once shifted.
+//! The flags and the PFN are where Linux 7.3 has them. The order field, five
+//! bits at `BITS_PER_LONG - 8` in the spirit of `HMM_PFN_ORDER_SHIFT` in
+//! `include/linux/hmm.h`, holds the order of the folio whose head slot this
+//! is, 0 to the PUD order. A PFN never reaches it: `MAX_PHYSMEM_BITS` is at
+//! most 52 on x86-64, so a PFN has at most 40 bits and ends at bit 45 once
+//! shifted.
 //!
-//! Each order has exactly one encoding:
+//! The one rule for COMPOUND and the order:
 //!
-//! - order 0: order field 0, `MIGRATE_PFN_COMPOUND` clear;
-//! - [`PMD_ORDER`]: order field 0, `MIGRATE_PFN_COMPOUND` set. This is what 7.3
-//!   means by COMPOUND (`migrate_vma_nr_pages()`, `mm/migrate_device.c:955`), so a
-//!   raw value from a 7.3 driver with COMPOUND and no order field decodes as the
-//!   PMD order;
-//! - any other order up to [`PUD_ORDER`]: the order in the order field,
-//!   `MIGRATE_PFN_COMPOUND` clear, so that a 7.3 driver that tests only
-//!   COMPOUND to allocate a 2 MiB destination never sees a 64 KiB folio as a
-//!   2 MiB one; it allocates a 4 KiB page and the engine splits the source.
+//! - what this crate writes: the order in the order field, and
+//!   `MIGRATE_PFN_COMPOUND` set exactly when the order is [`PMD_ORDER`]. A 7.3
+//!   driver tests COMPOUND and assumes the PMD order, and that stays true; it
+//!   never sees a 64 KiB folio as a 2 MiB one. An order-aware driver reads the
+//!   order field alone (`migrate_pfn_order()`);
+//! - what it reads besides: `MIGRATE_PFN_COMPOUND` with an empty order field,
+//!   what a 7.3 driver or 7.3's own collection writes, is the PMD order;
+//! - what it refuses: COMPOUND with any other order, or the PMD order without
+//!   COMPOUND, since a 7.3 reader would take either for the other size.
 //!
 //! Because the order field overlaps what 7.3 reads as the top of the PFN,
-//! `migrate_pfn_to_page()` (and `migrate_vma_split_unmapped_folio()`, which
-//! shifts the PFN out by hand) must mask the order field out before
-//! `pfn_to_page()`: a C patch of this series does that. Here
+//! `migrate_pfn_to_page()` must mask it out before `pfn_to_page()`: the C
+//! patch that adds the field does that, with `migrate_pfn_to_pfn()` and
+//! `migrate_pfn_order()` reading the field by the rule above. Here
 //! [`MigratePfn::pfn`] masks it.
 //!
 //! The order constants are those of x86-64 with 4 KiB pages.
@@ -68,7 +66,7 @@ pub const MIGRATE_PFN_VALID: u64 = 1 << 0;
 pub const MIGRATE_PFN_MIGRATE: u64 = 1 << 1;
 /// `MIGRATE_PFN_WRITE`: the page was mapped writable.
 pub const MIGRATE_PFN_WRITE: u64 = 1 << 3;
-/// `MIGRATE_PFN_COMPOUND`: the slot is the head of a PMD-order folio.
+/// `MIGRATE_PFN_COMPOUND`: the slot is the head of a folio of the PMD order.
 pub const MIGRATE_PFN_COMPOUND: u64 = 1 << 4;
 /// `MIGRATE_PFN_SHIFT`: the PFN starts at this bit.
 pub const MIGRATE_PFN_SHIFT: u32 = 6;
@@ -99,11 +97,14 @@ pub const MIGRATE_PFN_FLAGS: u64 =
 const fn order_bits(order: u32) -> Result<u64, Error> {
     if order > MIGRATE_PFN_ORDER_MAX {
         Err(Error::OrderTooLarge)
-    } else if order == PMD_ORDER {
-        Ok(MIGRATE_PFN_COMPOUND)
     } else {
         // Lossless widening; `u64::from` is not callable in a `const fn`.
-        Ok((order as u64) << MIGRATE_PFN_ORDER_SHIFT)
+        let field = (order as u64) << MIGRATE_PFN_ORDER_SHIFT;
+        if order == PMD_ORDER {
+            Ok(field | MIGRATE_PFN_COMPOUND)
+        } else {
+            Ok(field)
+        }
     }
 }
 
@@ -159,9 +160,10 @@ impl MigratePfn {
     /// A hole of `order`: [`MIGRATE_PFN_MIGRATE`] without a PFN, which the
     /// driver may populate with a new folio of that order.
     ///
-    /// This is what `migrate_vma_collect_hole()` stores for an unpopulated
-    /// page (`MIGRATE_PFN_MIGRATE`, `mm/migrate_device.c:66`) or PMD
-    /// (`MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND`, `mm/migrate_device.c:52`).
+    /// For order 0 and the PMD order this is what `migrate_vma_collect_hole()`
+    /// stores for an unpopulated page (`MIGRATE_PFN_MIGRATE`) or PMD
+    /// (`MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND`), with the order field
+    /// filled.
     pub const fn hole(order: u32) -> Result<Self, Error> {
         match order_bits(order) {
             // INVARIANT: no PFN, no WRITE, a valid order.
@@ -173,15 +175,15 @@ impl MigratePfn {
     /// Decodes a raw slot value, checking every rule of the encoding.
     ///
     /// 0 decodes as [`MigratePfn::EMPTY`]. A value with
-    /// [`MIGRATE_PFN_COMPOUND`] and no order field decodes as a folio of
-    /// [`PMD_ORDER`], as Linux 7.3 means it.
+    /// [`MIGRATE_PFN_COMPOUND`] and an empty order field decodes as a folio of
+    /// [`PMD_ORDER`], as Linux 7.3 means it; the value is kept as it is.
     pub const fn from_raw(raw: u64) -> Result<Self, Error> {
         if raw & MIGRATE_PFN_RESERVED != 0 {
             return Err(Error::ReservedBits);
         }
         let field = ((raw & MIGRATE_PFN_ORDER_MASK) >> MIGRATE_PFN_ORDER_SHIFT) as u32;
         let order = if raw & MIGRATE_PFN_COMPOUND != 0 {
-            if field != 0 {
+            if field != 0 && field != PMD_ORDER {
                 return Err(Error::CompoundOrder);
             }
             PMD_ORDER
@@ -268,6 +270,7 @@ impl MigratePfn {
     /// The order of the folio: 0 for a single page.
     #[inline]
     pub const fn order(self) -> u32 {
+        // The invariant leaves COMPOUND with the PMD order or an empty field.
         if self.is_compound() {
             PMD_ORDER
         } else {
@@ -314,6 +317,26 @@ impl MigratePfn {
     pub const fn without_write(self) -> Self {
         // INVARIANT: clearing a flag keeps every rule.
         Self(self.0 & !MIGRATE_PFN_WRITE)
+    }
+
+    /// The same slot as the head of a folio of `order`: flags and PFN kept,
+    /// the order field and [`MIGRATE_PFN_COMPOUND`] set by the one rule.
+    ///
+    /// Fails if `order` is above the PUD order or the PFN is not a multiple
+    /// of `1 << order`.
+    pub const fn with_order(self, order: u32) -> Result<Self, Error> {
+        let bits = match order_bits(order) {
+            Ok(bits) => bits,
+            Err(e) => return Err(e),
+        };
+        let pfn = (self.0 & MIGRATE_PFN_PFN_MASK) >> MIGRATE_PFN_SHIFT;
+        if pfn & (pages(order) - 1) != 0 {
+            return Err(Error::Misaligned);
+        }
+        // INVARIANT: the order's one encoding, an aligned PFN, flags kept.
+        Ok(Self(
+            (self.0 & !(MIGRATE_PFN_ORDER_MASK | MIGRATE_PFN_COMPOUND)) | bits,
+        ))
     }
 
     /// The order-0 slot for page `index` of this folio once it is split: the
@@ -396,7 +419,11 @@ mod tests {
         let m = MigratePfn::new(0x200, PMD_ORDER).unwrap().with_migrate();
         assert_eq!(
             m.raw(),
-            (0x200 << 6) | MIGRATE_PFN_VALID | MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND
+            (0x200 << 6)
+                | (9 << 56)
+                | MIGRATE_PFN_VALID
+                | MIGRATE_PFN_MIGRATE
+                | MIGRATE_PFN_COMPOUND
         );
         assert!(m.is_compound());
         assert_eq!(m.nr_pages(), PMD_NR);
@@ -404,11 +431,13 @@ mod tests {
 
     #[test]
     fn upstream_compound_without_order_decodes_as_pmd() {
-        // mm/migrate_device.c:955-966 (migrate_vma_nr_pages)
+        // What a 7.3 driver writes for a 2 MiB destination, and what 7.3's
+        // migrate_vma_nr_pages() reads as HPAGE_PMD_NR pages.
         let raw = (0x400 << 6) | MIGRATE_PFN_VALID | MIGRATE_PFN_COMPOUND;
         let m = MigratePfn::from_raw(raw).unwrap();
         assert_eq!(m.order(), PMD_ORDER);
         assert_eq!(m.pfn(), Some(0x400));
+        assert_eq!(m.raw(), raw);
     }
 
     #[test]
@@ -465,6 +494,9 @@ mod tests {
             MigratePfn::from_raw(MIGRATE_PFN_VALID | (9 << 56)),
             Err(Error::CompoundOrder)
         );
+        // The one encoding of the PMD order decodes to itself.
+        let pmd = MigratePfn::new(0x600, PMD_ORDER).unwrap();
+        assert_eq!(MigratePfn::from_raw(pmd.raw()), Ok(pmd));
         assert_eq!(
             MigratePfn::from_raw(MIGRATE_PFN_MIGRATE | (5 << 6)),
             Err(Error::PfnWithoutValid)
@@ -482,12 +514,12 @@ mod tests {
 
     #[test]
     fn holes_are_what_collect_hole_stores() {
-        // mm/migrate_device.c:66 (migrate_vma_collect_hole, one page)
+        // migrate_vma_collect_hole(), one page.
         assert_eq!(MigratePfn::hole(0).unwrap().raw(), MIGRATE_PFN_MIGRATE);
-        // mm/migrate_device.c:52-53 (migrate_vma_collect_hole, one PMD)
+        // migrate_vma_collect_hole(), one PMD: 7.3's bits plus the order.
         assert_eq!(
             MigratePfn::hole(PMD_ORDER).unwrap().raw(),
-            MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND
+            MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND | (9 << 56)
         );
         let h = MigratePfn::hole(3).unwrap();
         assert_eq!(h.pfn(), None);
@@ -507,6 +539,24 @@ mod tests {
         assert_eq!(w.without_migrate().without_write(), m);
         assert!(MigratePfn::EMPTY.is_empty());
         assert_eq!(MigratePfn::EMPTY.pfn(), None);
+    }
+
+    #[test]
+    fn with_order_reencodes_the_head() {
+        let m = MigratePfn::new(0x400, 0).unwrap().with_migrate();
+        let pmd = m.with_order(PMD_ORDER).unwrap();
+        assert_eq!(pmd, MigratePfn::new(0x400, PMD_ORDER).unwrap().with_migrate());
+        let mthp = pmd.with_order(4).unwrap();
+        assert!(!mthp.is_compound());
+        assert_eq!(mthp.order(), 4);
+        assert_eq!(mthp.with_order(0).unwrap(), m);
+        assert_eq!(
+            MigratePfn::new(0x410, 0).unwrap().with_order(PMD_ORDER),
+            Err(Error::Misaligned)
+        );
+        assert_eq!(m.with_order(PUD_ORDER + 1), Err(Error::OrderTooLarge));
+        let hole = MigratePfn::hole(0).unwrap().with_order(PMD_ORDER).unwrap();
+        assert_eq!(hole, MigratePfn::hole(PMD_ORDER).unwrap());
     }
 
     #[test]

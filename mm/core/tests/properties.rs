@@ -22,7 +22,8 @@ fn model_decode(raw: u64) -> Option<Fields> {
     }
     let field = ((raw >> 56) & 0x1f) as u32;
     let order = if bit(4) {
-        if field != 0 {
+        // COMPOUND: the PMD order, with the field filled or (7.3) empty.
+        if field != 0 && field != 9 {
             return None;
         }
         9
@@ -207,13 +208,16 @@ proptest! {
         prop_assert_eq!(fields(back), (true, migrate, write, pfn, order));
         prop_assert_eq!(back.nr_pages(), 1usize << order);
         prop_assert_eq!(back.is_compound(), order == PMD_ORDER);
-        // Bit-compatible with 7.3 where 7.3 has an encoding.
-        if order == 0 || order == PMD_ORDER {
-            let compound = if order == PMD_ORDER { MIGRATE_PFN_COMPOUND } else { 0 };
-            let flags = MIGRATE_PFN_VALID
-                | if migrate { MIGRATE_PFN_MIGRATE } else { 0 }
-                | if write { MIGRATE_PFN_WRITE } else { 0 };
-            prop_assert_eq!(m.raw(), (pfn << 6) | flags | compound);
+        // 7.3's bits where 7.3 has an encoding, and the order beside them.
+        let flags = MIGRATE_PFN_VALID
+            | if migrate { MIGRATE_PFN_MIGRATE } else { 0 }
+            | if write { MIGRATE_PFN_WRITE } else { 0 };
+        let compound = if order == PMD_ORDER { MIGRATE_PFN_COMPOUND } else { 0 };
+        prop_assert_eq!(m.raw(), (pfn << 6) | flags | compound | (u64::from(order) << 56));
+        // A 7.3 producer's PMD slot (no order field) reads the same.
+        if order == PMD_ORDER {
+            let legacy = MigratePfn::from_raw((pfn << 6) | flags | compound).unwrap();
+            prop_assert_eq!(fields(legacy), fields(m));
         }
     }
 

@@ -8,7 +8,6 @@
 use super::counters::{Counter, Stats};
 use super::slots;
 use super::unmap::unmap;
-use crate::migrate_core::pfn::MigratePfn;
 use kernel::bindings;
 
 /// `migrate_device_pfn_lock()`: takes a reference to the folio headed at
@@ -32,20 +31,7 @@ unsafe fn pfn_lock(pfn: usize, stats: &mut Stats) -> u64 {
         stats.inc(Counter::FailTrylock);
         return 0;
     }
-    slots::make(pfn, slots::MIGRATE)
-}
-
-/// The head slot of a folio of `order` collected at `pfn`: with the
-/// compound bit and the order.
-fn head_slot(slot: u64, order: u32) -> u64 {
-    let Some(pfn) = slots::pfn(slot) else {
-        return slot;
-    };
-    match MigratePfn::new(pfn as u64, order) {
-        Ok(m) => m.with_migrate().raw() | slots::flags(slot) | slots::COMPOUND,
-        // Beyond what the order field holds: the compound bit alone, as 7.3.
-        Err(_) => slot | slots::COMPOUND,
-    }
+    slots::collected(pfn)
 }
 
 /// Collects the device folios of `pfn_at(i)` for `i` in `0..src.len()`,
@@ -72,7 +58,7 @@ pub(crate) unsafe fn collect_pfns(
         let nr = 1usize << order;
         if nr > npages - i {
             // The folio runs past the range: leave it and the rest alone.
-            if src[i] & slots::MIGRATE != 0 {
+            if slots::is_migrate(src[i]) {
                 // SAFETY: Releases what `pfn_lock` took.
                 unsafe {
                     bindings::folio_unlock(folio);
@@ -83,12 +69,13 @@ pub(crate) unsafe fn collect_pfns(
             break;
         }
         if nr > 1 {
-            src[i] = head_slot(src[i], order);
+            // A folio's head PFN is aligned to its order.
+            src[i] = slots::with_order(src[i], order).unwrap_or(src[i]);
             src[i + 1..i + nr].fill(0);
-            if src[i] & slots::MIGRATE != 0 {
+            if slots::is_migrate(src[i]) {
                 stats.folio(order);
             }
-        } else if src[i] & slots::MIGRATE != 0 {
+        } else if slots::is_migrate(src[i]) {
             stats.folio(0);
         }
         i += nr;

@@ -53,7 +53,7 @@ pub(crate) unsafe fn finalize(
             continue;
         }
         let mut new = dst_folio;
-        if s & slots::MIGRATE == 0 || new.is_null() {
+        if !slots::is_migrate(s) || new.is_null() {
             if !new.is_null() {
                 // SAFETY: The driver's destination, unused.
                 unsafe { release(new, fault_folio) };

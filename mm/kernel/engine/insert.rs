@@ -68,7 +68,7 @@ pub(crate) unsafe fn insert_page(vma: &VmaRef, addr: usize, dst: &mut u64, src: 
             let pmdp = bindings::folio_migrate_pmd_alloc(mm, addr);
             if pmdp.is_null() {
                 false
-            } else if bindings::thp_migration_supported() && *dst & slots::COMPOUND != 0 {
+            } else if bindings::thp_migration_supported() && slots::is_compound(*dst) {
                 return insert_huge_pmd(vma, addr, folio, src, pmdp);
             } else {
                 insert_pte(vma, addr, folio, page, pmdp)
@@ -76,9 +76,11 @@ pub(crate) unsafe fn insert_page(vma: &VmaRef, addr: usize, dst: &mut u64, src: 
         }
     };
     if ok {
-        src[0] = slots::MIGRATE;
+        // A hole that is now mapped: order 0, MIGRATE_PFN_MIGRATE.
+        src[0] = 0;
+        slots::set_migrate(&mut src[0]);
     } else {
-        src[0] &= !slots::MIGRATE;
+        slots::clear_migrate(&mut src[0]);
     }
 }
 
@@ -168,7 +170,7 @@ unsafe fn insert_huge_pmd(
     let mm = vma.mm().as_raw();
     let abort = |src: &mut [u64]| {
         for s in src.iter_mut().take(PMD_NR) {
-            *s &= !slots::MIGRATE;
+            slots::clear_migrate(s);
         }
     };
     // SAFETY: The caller holds the mmap lock; `folio` is the locked

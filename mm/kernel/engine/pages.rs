@@ -26,7 +26,7 @@ pub(crate) struct VmaMigration<'a> {
 /// Whether slot `i` is a hole to populate with a destination.
 #[inline]
 fn is_hole_to_fill(src: u64, dst: u64) -> bool {
-    slots::pfn(dst).is_some() && slots::pfn(src).is_none() && src & slots::MIGRATE != 0
+    slots::pfn(dst).is_some() && slots::pfn(src).is_none() && slots::is_migrate(src)
 }
 
 /// Migrates the metadata of every slot that has a destination.
@@ -68,30 +68,30 @@ pub(crate) unsafe fn migrate_pages(
         let newpage = slots::page(dst[i]);
         let page = slots::page(src[i]);
         if newpage.is_null() {
-            src[i] &= !slots::MIGRATE;
+            slots::clear_migrate(&mut src[i]);
             i += nr;
             continue;
         }
         if page.is_null() {
-            if src[i] & slots::MIGRATE == 0 {
+            if !slots::is_migrate(src[i]) {
                 i += nr;
                 continue;
             }
             // Only `migrate_device_coherent_folio()` comes without a VMA,
             // and it never has holes.
             let Some(m) = migrate else {
-                src[i] &= !slots::MIGRATE;
+                slots::clear_migrate(&mut src[i]);
                 i += nr;
                 continue;
             };
-            if src[i] & slots::COMPOUND != 0 && dst[i] & slots::COMPOUND == 0 {
+            if slots::is_compound(src[i]) && !slots::is_compound(dst[i]) {
                 // A 2 MiB hole the driver fills with small pages.
                 nr = PMD_NR;
-                src[i] = slots::without_compound(src[i]);
+                src[i] = slots::subpage(src[i], 0);
             }
             let addr = m.start + i * PAGE_SIZE;
             for j in 0..nr.min(npages - i) {
-                src[i + j] |= slots::MIGRATE;
+                slots::set_migrate(&mut src[i + j]);
                 // SAFETY: The mmap lock is held and `dst` names the
                 // driver's locked destination; `src` continues with the
                 // rest of the PMD for a compound destination.
@@ -103,7 +103,7 @@ pub(crate) unsafe fn migrate_pages(
                         &mut src[i + j..],
                     )
                 };
-                if src[i + j] & slots::MIGRATE != 0 {
+                if slots::is_migrate(src[i + j]) {
                     stats.inc(Counter::Inserted);
                 }
             }
@@ -117,9 +117,9 @@ pub(crate) unsafe fn migrate_pages(
             unsafe { (bindings::page_folio(page), bindings::page_folio(newpage)) };
 
         if thp_migration {
-            let migrating = src[i] & slots::MIGRATE != 0;
-            let src_large = src[i] & slots::COMPOUND != 0;
-            let dst_large = dst[i] & slots::COMPOUND != 0;
+            let migrating = slots::is_migrate(src[i]);
+            let src_large = slots::is_compound(src[i]);
+            let dst_large = slots::is_compound(dst[i]);
             if migrating && src_large && !dst_large {
                 // The destination is a single page: split the source.
                 let split = match migrate {
@@ -131,7 +131,9 @@ pub(crate) unsafe fn migrate_pages(
                     None => Err(kernel::error::code::EINVAL),
                 };
                 if split.is_err() {
-                    src[i] &= !(slots::MIGRATE | slots::COMPOUND | slots::ORDER_MASK);
+                    // The head alone, not migrated, as 7.3 leaves it.
+                    src[i] = slots::subpage(src[i], 0);
+                    slots::clear_migrate(&mut src[i]);
                     stats.inc(Counter::FailSplitUnmapped);
                     i += nr;
                     continue;
@@ -140,7 +142,7 @@ pub(crate) unsafe fn migrate_pages(
                 // SAFETY: The head page is now a folio of its own.
                 folio = unsafe { bindings::page_folio(page) };
             } else if migrating && dst_large && !src_large {
-                src[i] &= !slots::MIGRATE;
+                slots::clear_migrate(&mut src[i]);
             }
         }
 
@@ -155,13 +157,13 @@ pub(crate) unsafe fn migrate_pages(
                 if !mapping.is_null()
                     && (!bindings::folio_test_anon(folio) || !bindings::folio_free_swap(folio))
                 {
-                    src[i] &= !slots::MIGRATE;
+                    slots::clear_migrate(&mut src[i]);
                     stats.inc(Counter::FailMapping);
                     i += nr;
                     continue;
                 }
             } else if bindings::folio_is_zone_device(newfolio) {
-                src[i] &= !slots::MIGRATE;
+                slots::clear_migrate(&mut src[i]);
                 stats.inc(Counter::FailDestination);
                 i += nr;
                 continue;
@@ -187,7 +189,7 @@ pub(crate) unsafe fn migrate_pages(
                 r
             };
             if r != 0 {
-                src[i + j] &= !slots::MIGRATE;
+                slots::clear_migrate(&mut src[i + j]);
                 stats.inc(Counter::FailMigrateMapping);
             } else {
                 stats.inc(Counter::Migrated);

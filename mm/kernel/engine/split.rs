@@ -124,9 +124,9 @@ pub(crate) unsafe fn split_unmapped(
     if ret != 0 {
         return Err(Error::from_errno(ret));
     }
-    let flags = slots::flags(slots::without_compound(src[idx]));
+    let head = src[idx];
     for (i, slot) in src[idx..idx + PMD_NR].iter_mut().enumerate() {
-        *slot = slots::make(pfn + i, flags);
+        *slot = slots::subpage(head, i);
     }
     Ok(())
 }

@@ -62,7 +62,7 @@ pub(crate) unsafe fn unmap(
     while i < src.len() {
         let page = slots::page(src[i]);
         if page.is_null() {
-            if src[i] & slots::MIGRATE != 0 {
+            if slots::is_migrate(src[i]) {
                 unmapped += 1;
             }
             i += 1;
@@ -74,7 +74,13 @@ pub(crate) unsafe fn unmap(
         let order = unsafe { bindings::folio_order(folio) };
         let nr = 1usize << order;
         if nr > 1 {
-            src[i] |= slots::COMPOUND;
+            // The head carries the folio's order.
+            match slots::with_order(src[i], order) {
+                Some(head) => src[i] = head,
+                None => {
+                    kernel::warn_on!(true);
+                }
+            }
         }
         // SAFETY: As above; ZONE_DEVICE folios are not on the LRU.
         let zone_device = unsafe { bindings::folio_is_zone_device(folio) };
@@ -88,7 +94,7 @@ pub(crate) unsafe fn unmap(
             }
             // SAFETY: We hold a reference, as isolation needs.
             if !unsafe { bindings::folio_isolate_lru(folio) } {
-                src[i] &= !slots::MIGRATE;
+                slots::clear_migrate(&mut src[i]);
                 restore += 1;
                 stats.inc(Counter::FailIsolate);
                 i += nr;
@@ -116,7 +122,7 @@ pub(crate) unsafe fn unmap(
                     bindings::folio_putback_lru(folio);
                 }
             }
-            src[i] &= !slots::MIGRATE;
+            slots::clear_migrate(&mut src[i]);
             restore += 1;
             stats.inc(Counter::FailPinned);
             i += nr;
@@ -131,7 +137,7 @@ pub(crate) unsafe fn unmap(
             break;
         }
         let page = slots::page(*slot);
-        if page.is_null() || *slot & slots::MIGRATE != 0 {
+        if page.is_null() || slots::is_migrate(*slot) {
             continue;
         }
         // SAFETY: The slot names a folio we hold locked and referenced.
