@@ -47,6 +47,15 @@ pub const PMD_SIZE: usize = bindings::PMD_SIZE;
 /// Order of a PMD-mapped folio.
 pub const PMD_ORDER: u32 = (PMD_SIZE / PAGE_SIZE).trailing_zeros();
 
+// The core restates the page and PMD sizes so that it can be tested on the
+// host: keep the two in step.
+const _: () = {
+    use crate::migrate_core::pfn;
+    assert!(pfn::PAGE_SIZE == PAGE_SIZE as u64);
+    assert!(pfn::PMD_SIZE == PMD_SIZE as u64);
+    assert!(pfn::PMD_ORDER == PMD_ORDER);
+};
+
 /// The bits of a present or swap-like entry that migration carries over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct EntryBits {

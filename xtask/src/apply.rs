@@ -10,12 +10,18 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use crate::bail;
+use crate::crate_root::{self, CRATE_ROOT};
 use crate::series::{self, Entry};
 use crate::tree::PRISTINE;
 use crate::util::{output, run, Context, Result};
 
 /// Applies the whole series to any 7.3 tree (`cargo xtask apply --tree`).
 pub fn apply_to(tree: &Path, repo: &Path) -> Result<usize> {
+    apply_prefix(tree, repo, usize::MAX)
+}
+
+/// Applies the first `count` patches of the series to a 7.3 tree.
+pub fn apply_prefix(tree: &Path, repo: &Path, count: usize) -> Result<usize> {
     if !tree.join("mm/migrate_device.c").exists() {
         bail!(
             "{} is not a Linux tree (no mm/migrate_device.c)",
@@ -33,14 +39,18 @@ pub fn apply_to(tree: &Path, repo: &Path) -> Result<usize> {
     for f in series::unlisted_sources(repo, &entries) {
         eprintln!("    note: {f} is introduced by no patch in patches/series; not applied");
     }
-    for e in &entries {
+    let count = count.min(entries.len());
+    for e in &entries[..count] {
         apply_entry(tree, repo, e)?;
     }
-    Ok(entries.len())
+    Ok(count)
 }
 
 /// Applies one series entry.
 pub fn apply_entry(tree: &Path, repo: &Path, e: &Entry) -> Result<()> {
+    let root_dir = tree.join(series::tree_path(CRATE_ROOT)?);
+    let root_dir = root_dir.parent().unwrap_or(tree);
+    let mut root_added = root_dir.join("folio_migrate.rs").exists();
     for add in &e.adds {
         let src = repo.join(add);
         if !src.exists() {
@@ -49,7 +59,15 @@ pub fn apply_entry(tree: &Path, repo: &Path, e: &Entry) -> Result<()> {
                 e.patch
             );
         }
+        if add == CRATE_ROOT {
+            root_added = true;
+            continue;
+        }
         copy_tree(&src, &tree.join(series::tree_path(add)?))?;
+    }
+    // The crate root declares the modules added so far.
+    if root_added {
+        crate_root::render(repo, root_dir)?;
     }
     let patch = repo.join("patches").join(&e.patch);
     let mail =
@@ -94,6 +112,11 @@ type Stamp = (u64, SystemTime);
 /// the series, keeping the modification time of every file whose content
 /// ends up unchanged so that incremental kernel builds stay incremental.
 pub fn reapply(tree: &Path, repo: &Path) -> Result<usize> {
+    reapply_prefix(tree, repo, usize::MAX)
+}
+
+/// [`reapply`] for the first `count` patches of the series.
+pub fn reapply_prefix(tree: &Path, repo: &Path, count: usize) -> Result<usize> {
     let before = dirty_files(tree)?;
     run(Command::new("git")
         .arg("-C")
@@ -103,7 +126,7 @@ pub fn reapply(tree: &Path, repo: &Path) -> Result<usize> {
         .arg("-C")
         .arg(tree)
         .args(["clean", "-q", "-f", "-d", "-x"]))?;
-    let n = apply_to(tree, repo)?;
+    let n = apply_prefix(tree, repo, count)?;
     for (path, (hash, mtime)) in before {
         let full = tree.join(&path);
         if let Ok(data) = std::fs::read(&full) {

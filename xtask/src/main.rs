@@ -9,11 +9,13 @@
 mod apply;
 mod bench;
 mod build;
+mod crate_root;
 mod export;
 mod initramfs;
 mod plot;
 mod results;
 mod series;
+mod series_build;
 mod setup;
 mod test;
 mod tree;
@@ -40,6 +42,8 @@ commands:
                           boot the test kernel and run CMD in it
   bench [--quick]         run the benchmarks in the bench kernel
   export --out DIR        the series as git format-patch files
+  series-build [--from K] [--to K]
+                          build every prefix of the series (1..=K), incrementally
 
 Every command but setup runs setup first. The cache (kernel source, trees,
 builds) is FOLIO_MIGRATE_CACHE, else $XDG_CACHE_HOME/folio-migrate, else
@@ -194,6 +198,22 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
             setup()?;
             let n = stage("export", || export::export(&PathBuf::from(&out)))?;
             println!("{n} patches in {out}");
+        }
+        "series-build" => {
+            let prefix = |v: Option<String>| -> Result<Option<usize>> {
+                v.map(|v| {
+                    v.parse::<usize>()
+                        .map_err(|_| util::Error(format!("`{v}` is not a patch number")))
+                })
+                .transpose()
+            };
+            let from = prefix(args.value("--from")?)?;
+            let to = prefix(args.value("--to")?)?;
+            args.done()?;
+            setup()?;
+            let ok = series_build::series_build(from, to)?;
+            util::print_stage_times();
+            return Ok(ok);
         }
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }

@@ -21,7 +21,6 @@ pub const RUST_MAP: &[(&str, &str)] = &[
     ("mm/core/src", "mm/folio_migrate/core"),
     ("mm/kernel", "mm/folio_migrate"),
     ("kunit", "mm/folio_migrate/kunit"),
-    ("drivers-glue", "drivers/folio_migrate"),
 ];
 
 /// One line of the series.

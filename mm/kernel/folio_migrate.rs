@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Folio-based device memory migration.
+//!
+//! The Rust side of `migrate_vma_*` (see [`include/linux/migrate.h`]): a
+//! 2 MiB THP or any mTHP is collected and migrated as one folio, its order
+//! carried in the migrate PFN, with only the head slot of each folio filled.
+//!
+//! [`migrate_core`] holds the decisions, as pure functions with no `kernel`
+//! dependency, built here from the same files as the host-tested crate
+//! `mm/core` of the folio-migrate project. `folio`, `page_table` and
+//! `mmu_notifier` are the bindings the engine acts through; `migrate_vma`
+//! is the driver API, `pagemap` provides device-private memory to migrate
+//! to, `engine` implements `migrate_vma_*` and `migrate_device_*` behind
+//! the C entry points, and `fault` and `fault_entry` the device-private
+//! CPU fault paths.
+//!
+//! Each patch of the series adds its modules here; a module whose source a
+//! patch has not added yet is left out of that patch's crate root.
+//!
+//! [`include/linux/migrate.h`]: srctree/include/linux/migrate.h
+
+/// Prefix of this object's log messages (`pr_*!`).
+const __LOG_PREFIX: &[u8] = b"folio_migrate\0";
+
+#[path = "core/lib.rs"]
+pub mod migrate_core;
+
+pub mod folio;
+pub mod mmu_notifier;
+pub mod page_table;
+
+pub mod migrate_vma;
+
+pub mod pagemap;
+
+pub mod engine;
+
+pub mod fault;
+
+pub mod fault_entry;
+
+#[cfg(CONFIG_KUNIT = "y")]
+#[path = "kunit/migrate_core_kunit.rs"]
+mod migrate_core_kunit;
+
+#[cfg(CONFIG_KUNIT = "y")]
+#[path = "kunit/user_mm.rs"]
+mod kunit_user_mm;
+
+#[cfg(CONFIG_KUNIT = "y")]
+#[path = "kunit/bindings_kunit.rs"]
+mod bindings_kunit;
+
+#[cfg(CONFIG_KUNIT = "y")]
+#[path = "kunit/migrate_vma_kunit.rs"]
+mod migrate_vma_kunit;
+
+#[cfg(CONFIG_KUNIT = "y")]
+#[path = "kunit/pagemap_kunit.rs"]
+mod pagemap_kunit;
+
+#[cfg(CONFIG_KUNIT = "y")]
+#[path = "kunit/device_kunit.rs"]
+mod device_kunit;
