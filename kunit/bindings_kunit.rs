@@ -8,7 +8,7 @@ mod tests {
     use crate::kunit_user_mm::UserMapping;
     use crate::mmu_notifier::MmuNotifierRange;
     use crate::page_table::{
-        flush_tlb_range, EntryBits, MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, RawPte,
+        flush_tlb_range, EntryBits, MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, TakenPte,
         PAGE_SIZE, PMD_SIZE,
     };
     use core::{
@@ -216,8 +216,8 @@ mod tests {
         }
         let mut run = PteRun::lock(vma, s, end).ok_or(EINVAL)?;
         // No allocation from here on: the PTE lock is held.
-        let olds = run.with_lazy_mmu(|run| -> Result<[Option<RawPte>; PAGES]> {
-            let mut olds = [None; PAGES];
+        let mut olds = run.with_lazy_mmu(|run| -> Result<[Option<TakenPte>; PAGES]> {
+            let mut olds = [const { None }; PAGES];
             for (p, old) in olds.iter_mut().enumerate() {
                 let kind = if p % 2 == 0 {
                     MigrationKind::Writable
@@ -245,10 +245,11 @@ mod tests {
         );
         assert!(run.clear_flush(end).is_err());
         // Put the original entries back, as a failed migration would.
-        for (p, old) in olds.iter().enumerate() {
-            let old = old.ok_or(EINVAL)?;
+        for (p, old) in olds.iter_mut().enumerate() {
+            let old = old.take().ok_or(EINVAL)?;
             assert!(matches!(old.entry(), PteEntry::Present { .. }));
-            run.set(s + p * PAGE_SIZE, old)?;
+            assert_eq!(old.addr(), s + p * PAGE_SIZE);
+            run.restore(old)?;
         }
         flush_tlb_range(vma, s, end);
         for p in 0..PAGES {
@@ -296,7 +297,7 @@ mod tests {
         assert!(pmd
             .install_migration_entry(&locked, MigrationKind::Readable)
             .is_err());
-        pmd.set(old);
+        pmd.restore(old)?;
         assert_eq!(pmd.folio().map(|f| f.pfn()), Some(folio.pfn()));
         drop(pmd);
         drop(locked);

@@ -148,7 +148,7 @@ mod tests {
             assert!(run
                 .install_device_private_entry(s, &locked, base + 1, false)
                 .is_err());
-            run.set(s, old)?;
+            run.restore(old)?;
             assert_eq!(
                 run.entry(s),
                 Some(PteEntry::DevicePrivate {
@@ -260,7 +260,7 @@ mod tests {
                     write: false
                 }
             );
-            pmd.set(old);
+            pmd.restore(old)?;
             assert_eq!(
                 pmd.entry(),
                 PmdEntry::DevicePrivate {

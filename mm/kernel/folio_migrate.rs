@@ -26,18 +26,26 @@ const __LOG_PREFIX: &[u8] = b"folio_migrate\0";
 #[path = "core/lib.rs"]
 pub mod migrate_core;
 
+// The bindings: sound wrappers of the C types and operations the engine
+// and the drivers act through. Their folder holds all of the unsafe code
+// but for the engine's C entry points.
+#[path = "bindings/folio.rs"]
 pub mod folio;
+#[path = "bindings/mmu_notifier.rs"]
 pub mod mmu_notifier;
+#[path = "bindings/page_table/mod.rs"]
 pub mod page_table;
-
-pub mod migrate_vma;
-
+#[path = "bindings/pagemap.rs"]
 pub mod pagemap;
 
+// The driver API.
+pub mod migrate_vma;
+
+// The engine's phases, and the device-private CPU fault paths.
 pub mod engine;
-
+#[path = "fault/device_private.rs"]
 pub mod fault;
-
+#[path = "fault/entry.rs"]
 pub mod fault_entry;
 
 #[cfg(CONFIG_KUNIT = "y")]

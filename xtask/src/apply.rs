@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use crate::bail;
-use crate::crate_root::{self, CRATE_ROOT};
+use crate::crate_root;
 use crate::series::{self, Entry};
 use crate::tree::PRISTINE;
 use crate::util::{output, run, Context, Result};
@@ -48,9 +48,6 @@ pub fn apply_prefix(tree: &Path, repo: &Path, count: usize) -> Result<usize> {
 
 /// Applies one series entry.
 pub fn apply_entry(tree: &Path, repo: &Path, e: &Entry) -> Result<()> {
-    let root_dir = tree.join(series::tree_path(CRATE_ROOT)?);
-    let root_dir = root_dir.parent().unwrap_or(tree);
-    let mut root_added = root_dir.join("folio_migrate.rs").exists();
     for add in &e.adds {
         let src = repo.join(add);
         if !src.exists() {
@@ -59,15 +56,18 @@ pub fn apply_entry(tree: &Path, repo: &Path, e: &Entry) -> Result<()> {
                 e.patch
             );
         }
-        if add == CRATE_ROOT {
-            root_added = true;
-            continue;
-        }
-        copy_tree(&src, &tree.join(series::tree_path(add)?))?;
+        copy_tree(&src, add, &tree.join(series::tree_path(add)?))?;
     }
-    // The crate root declares the modules added so far.
-    if root_added {
-        crate_root::render(repo, root_dir)?;
+    // Each module index declares the modules added so far.
+    for index in crate_root::index_files(repo) {
+        let dst = tree.join(series::tree_path(&index)?);
+        let added = e
+            .adds
+            .iter()
+            .any(|a| index == *a || index.starts_with(&format!("{a}/")));
+        if added || dst.exists() {
+            crate_root::render(repo, &index, &dst)?;
+        }
     }
     let patch = repo.join("patches").join(&e.patch);
     let mail =
@@ -92,12 +92,18 @@ pub fn apply_entry(tree: &Path, repo: &Path, e: &Entry) -> Result<()> {
     Ok(())
 }
 
-fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+/// Copies `src` (the repository path `rel`) to `dst`, but for module
+/// index files, which [`crate_root::render`] writes.
+fn copy_tree(src: &Path, rel: &str, dst: &Path) -> Result<()> {
     if src.is_dir() {
         for e in std::fs::read_dir(src)? {
             let e = e?;
-            copy_tree(&e.path(), &dst.join(e.file_name()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            copy_tree(&e.path(), &format!("{rel}/{name}"), &dst.join(&name))?;
         }
+        return Ok(());
+    }
+    if crate_root::is_index(rel) {
         return Ok(());
     }
     let data = std::fs::read(src).context(|| format!("cannot read {}", src.display()))?;

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The crate root of `mm/folio_migrate/` as each prefix of the series sees
-//! it.
+//! The module index files of `mm/folio_migrate/` (the crate root and each
+//! `mod.rs`) as each prefix of the series sees them.
 //!
-//! The repository keeps one crate root with every module of the series.
-//! A prefix of the series has added only some of the module sources, so
-//! the tree gets the crate root without the `mod` items (and the
-//! attributes and doc comments right above them) whose source is not
-//! there yet. Every prefix then declares exactly the modules it has.
+//! The repository keeps one crate root with every module of the series,
+//! and one `mod.rs` per folder with every module of that folder. A prefix
+//! of the series has added only some of the module sources, so the tree
+//! gets each index file without the `mod` items (and the attributes and
+//! doc comments right above them) whose source is not there yet. Every
+//! prefix then declares exactly the modules it has, and a later patch
+//! that adds a module to a folder does not have to edit its index.
 
 use std::path::Path;
 
@@ -75,12 +77,42 @@ pub fn for_prefix(text: &str, exists: impl Fn(&str) -> bool) -> String {
     text
 }
 
-/// Writes the crate root for the modules present in the tree's folder
-/// `dir` (where the crate root goes).
-pub fn render(repo: &Path, dir: &Path) -> crate::util::Result<()> {
-    let text = std::fs::read_to_string(repo.join(CRATE_ROOT))?;
+/// Whether `path` (relative to the repository) is a module index file.
+pub fn is_index(path: &str) -> bool {
+    path == CRATE_ROOT || (path.starts_with("mm/kernel/") && path.ends_with("/mod.rs"))
+}
+
+/// The module index files of the repository.
+pub fn index_files(repo: &Path) -> Vec<String> {
+    let mut out = vec![CRATE_ROOT.to_string()];
+    let mut dirs = vec![repo.join("mm/kernel")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(rel) = path.strip_prefix(repo) {
+                let rel = rel.to_string_lossy().into_owned();
+                if is_index(&rel) && !out.contains(&rel) {
+                    out.push(rel);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Writes the index file `index` (relative to the repository) to `dst` in
+/// the tree, keeping only the modules whose sources are in `dst`'s folder.
+pub fn render(repo: &Path, index: &str, dst: &Path) -> crate::util::Result<()> {
+    let text = std::fs::read_to_string(repo.join(index))?;
+    let dir = dst.parent().unwrap_or(dst);
     let out = for_prefix(&text, |rel| dir.join(rel).exists());
-    crate::util::write_if_changed(&dir.join("folio_migrate.rs"), out.as_bytes())?;
+    crate::util::write_if_changed(dst, out.as_bytes())?;
     Ok(())
 }
 
@@ -116,6 +148,14 @@ mod tests {
     #[test]
     fn everything_present_is_the_text_itself() {
         assert_eq!(for_prefix(ROOT, |_| true), ROOT);
+    }
+
+    #[test]
+    fn knows_the_index_files() {
+        assert!(is_index(CRATE_ROOT));
+        assert!(is_index("mm/kernel/engine/mod.rs"));
+        assert!(!is_index("mm/kernel/engine/collect.rs"));
+        assert!(!is_index("mm/core/src/mod.rs"));
     }
 
     #[test]

@@ -616,7 +616,10 @@ pub(crate) fn unmap_pte(
         // as sharing an anon-exclusive page requires.
         if unsafe { bindings::folio_try_share_anon_rmap_pte(raw, page) } != 0 {
             // Pinned: put the entry back and leave the page alone.
-            let _ = run.set(addr, old);
+            if run.restore(old).is_err() {
+                // The entry came from this run: not reached.
+                kernel::warn_on!(true);
+            }
             stats.inc(Counter::FailAnonShare);
             return undo_lock(raw, held);
         }
@@ -638,8 +641,16 @@ pub(crate) fn unmap_pte(
     } else {
         MigrationKind::Readable
     };
-    // The slot was just cleared; storing into it cannot fail.
-    let _ = run.set(addr, old.to_migration_entry(pfn, kind));
+    let was_present = old.value().is_present();
+    // A present or device-private entry was taken from this run: it has a
+    // migration entry, and the slot takes it back.
+    let entry = old.into_migration_entry(kind).unwrap_or_else(|old| {
+        kernel::warn_on!(true);
+        old
+    });
+    if run.restore(entry).is_err() {
+        kernel::warn_on!(true);
+    }
     // SAFETY: The PTE no longer maps the page: drop its rmap and the
     // reference taken above; the mapping's reference now belongs to the
     // migration.
@@ -648,7 +659,7 @@ pub(crate) fn unmap_pte(
         bindings::folio_put(raw);
     }
     stats.inc(Counter::PteMigrationEntries);
-    Some(old.is_present())
+    Some(was_present)
 }
 
 /// Releases the lock (unless `held` by the fault path) and the reference

@@ -22,7 +22,7 @@ const _: () = assert!(core::mem::size_of::<usize>() == core::mem::size_of::<u64>
 // are checked in `migrate_vma`): keep the two in step.
 const _: () = {
     assert!(pfn::MIGRATE_PFN_ORDER_SHIFT == bindings::MIGRATE_PFN_ORDER_SHIFT);
-    assert!(pfn::MIGRATE_PFN_ORDER_MASK == bindings::MIGRATE_PFN_ORDER_MASK as u64);
+    assert!(pfn::MIGRATE_PFN_ORDER_MASK == bindings::MIGRATE_PFN_ORDER_MASK);
 };
 
 /// Borrows `n` slots of a C array.

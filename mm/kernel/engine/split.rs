@@ -96,8 +96,7 @@ pub(crate) unsafe fn split_unmapped(
     folio: *mut bindings::folio,
     fault_page: *mut bindings::page,
 ) -> Result {
-    let pfn = slots::pfn(src[idx]).ok_or(EINVAL)?;
-    if src.len() < idx + PMD_NR {
+    if slots::pfn(src[idx]).is_none() || src.len() < idx + PMD_NR {
         return Err(EINVAL);
     }
     // SAFETY: `split_huge_pmd_address()` with `freeze` drops a reference at

@@ -24,7 +24,7 @@ use crate::fault::{
 };
 use crate::folio::{Folio, LockedFolio};
 use crate::migrate_core::fault_lock::LockAction;
-use crate::page_table::{PmdEntry, PmdGuard, PteEntry, PteRun, RawPte, PAGE_SIZE, PMD_ORDER};
+use crate::page_table::{PmdEntry, PmdGuard, PteEntry, PteRun, PteValue, PAGE_SIZE, PMD_ORDER};
 use kernel::{bindings, mm::virt::VmaRef};
 
 /// Replaces the device-private PTE of the fault by a migration entry, with
@@ -50,7 +50,7 @@ unsafe fn install_pte_entry(
     let PteEntry::DevicePrivate { pfn, write } = entry else {
         return None;
     };
-    if !raw.same(RawPte::from_raw(orig)) {
+    if !raw.same(&PteValue::from_raw(orig)) {
         return None;
     }
     // SAFETY: A device-private entry names a page with a memmap entry.

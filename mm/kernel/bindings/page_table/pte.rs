@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A run of PTEs under the PTE-table lock.
+
+use super::entry::{
+    device_private_leaf, migration_pte, MigrationKind, PteEntry, PteValue, TakenPte,
+};
+use super::{PAGE_SIZE, PMD_SIZE};
+use crate::folio::{Folio, LockedFolio};
+use kernel::{
+    bindings,
+    error::{code::EINVAL, Result},
+    mm::virt::VmaRef,
+    types::NotThreadSafe,
+};
+
+/// The PTEs of one page table, from `start` to `end`, with the PTE-table
+/// lock held; unmaps and unlocks on drop.
+///
+/// # Invariants
+///
+/// `ptep` maps `start` in the mm of `vma`, the table covers `start..end`
+/// (which does not cross a PMD boundary), and `ptl` is its lock, held and
+/// owned by this guard.
+pub struct PteRun<'a> {
+    vma: &'a VmaRef,
+    start: usize,
+    end: usize,
+    ptep: *mut bindings::pte_t,
+    ptl: *mut bindings::spinlock_t,
+    _nts: NotThreadSafe,
+}
+
+impl<'a> PteRun<'a> {
+    /// Maps and locks the PTE table for `start..end` in `vma`.
+    ///
+    /// The range must be page aligned, inside `vma` and inside one PMD.
+    /// Returns `None` when no PTE table maps it (the PMD is none, huge or
+    /// a migration entry); a caller then reads the PMD instead.
+    pub fn lock(vma: &'a VmaRef, start: usize, end: usize) -> Option<Self> {
+        if start >= end
+            || start % PAGE_SIZE != 0
+            || end % PAGE_SIZE != 0
+            || start < vma.start()
+            || end > vma.end()
+            || (start & !(PMD_SIZE - 1)) != ((end - 1) & !(PMD_SIZE - 1))
+        {
+            return None;
+        }
+        let mm = vma.mm().as_raw();
+        // SAFETY: `vma` proves the mmap or VMA lock is held.
+        let pmd = unsafe { bindings::folio_migrate_pmd_offset(mm, start) };
+        if pmd.is_null() {
+            return None;
+        }
+        let mut ptl = core::ptr::null_mut();
+        // SAFETY: `pmd` is a valid PMD of `mm`; `pte_offset_map_lock()`
+        // rechecks it and fails unless it points at a PTE table.
+        let ptep = unsafe { bindings::pte_offset_map_lock(mm, pmd, start, &mut ptl) };
+        if ptep.is_null() {
+            return None;
+        }
+        // INVARIANT: We hold the lock of the table that maps `start..end`.
+        Some(Self {
+            vma,
+            start,
+            end,
+            ptep,
+            ptl,
+            _nts: NotThreadSafe,
+        })
+    }
+
+    /// The first address of the run.
+    #[inline]
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// The address after the run.
+    #[inline]
+    pub fn end(&self) -> usize {
+        self.end
+    }
+
+    /// The number of PTEs in the run.
+    #[inline]
+    pub fn len(&self) -> usize {
+        (self.end - self.start) / PAGE_SIZE
+    }
+
+    /// Whether the run is empty (never, by construction).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// Reads the entry that maps `addr`, or `None` outside the run.
+    #[inline]
+    pub fn entry(&self, addr: usize) -> Option<PteEntry> {
+        self.read(addr).map(|(_, e)| e)
+    }
+
+    /// Iterates over `(address, entry)` for every PTE of the run.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, PteEntry)> + '_ {
+        (self.start..self.end)
+            .step_by(PAGE_SIZE)
+            .filter_map(move |a| self.entry(a).map(|e| (a, e)))
+    }
+
+    /// Reads the entry that maps `addr`, raw and decoded; `None` outside the
+    /// run.
+    pub fn read(&self, addr: usize) -> Option<(PteValue, PteEntry)> {
+        if addr < self.start || addr >= self.end {
+            return None;
+        }
+        // SAFETY: `addr` is in the run, so the slot is inside the mapped
+        // table, and it is stable under the lock we hold.
+        let raw =
+            PteValue(unsafe { bindings::ptep_get(self.ptep.add((addr - self.start) / PAGE_SIZE)) });
+        Some((raw, raw.entry()))
+    }
+
+    /// The page `raw`, the present PTE [`PteRun::read`] returned for
+    /// `addr`, maps (`vm_normal_page()`), or null for the zero page and
+    /// special mappings.
+    pub fn normal_page_of(&self, addr: usize, raw: PteValue) -> *mut bindings::page {
+        if addr < self.start || addr >= self.end || !raw.is_present() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `addr` is in the run, the VMA is the one the table belongs
+        // to, and `raw` is present.
+        unsafe { bindings::vm_normal_page(self.vma.as_ptr(), addr, raw.0) }
+    }
+
+    /// The page a present, normal PTE at `addr` maps (`vm_normal_page()`),
+    /// or null for the zero page, special mappings and non-present entries.
+    /// The page stays valid while the lock is held.
+    pub fn normal_page(&self, addr: usize) -> *mut bindings::page {
+        match self.read(addr) {
+            Some((raw, PteEntry::Present { .. })) => self.normal_page_of(addr, raw),
+            _ => core::ptr::null_mut(),
+        }
+    }
+
+    /// The folio a present, normal PTE at `addr` maps, borrowed for as
+    /// long as the lock is held. `None` for the zero page, special mappings
+    /// and non-present entries.
+    pub fn folio(&self, addr: usize) -> Option<&Folio> {
+        let page = self.normal_page(addr);
+        if page.is_null() {
+            return None;
+        }
+        // SAFETY: The present PTE holds a reference to the folio, and it
+        // cannot change while we hold the lock.
+        Some(unsafe { Folio::from_page(page) })
+    }
+}
+
+impl PteRun<'_> {
+    /// The slot that maps `addr`.
+    fn slot(&self, addr: usize) -> Result<*mut bindings::pte_t> {
+        if addr < self.start || addr >= self.end || addr % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `addr` is in the run, so the slot is in the mapped table.
+        Ok(unsafe { self.ptep.add((addr - self.start) / PAGE_SIZE) })
+    }
+
+    /// The entry just cleared at `addr`.
+    fn taken(&self, addr: usize, pte: bindings::pte_t) -> TakenPte {
+        // INVARIANT: the caller cleared `pte` from the slot of `addr`.
+        TakenPte {
+            pte,
+            mm: self.vma.mm().as_raw(),
+            addr,
+        }
+    }
+
+    /// Clears the PTE at `addr` and flushes its TLB entry
+    /// (`ptep_clear_flush()`); returns the entry taken out.
+    pub fn clear_flush(&mut self, addr: usize) -> Result<TakenPte> {
+        let ptep = self.slot(addr)?;
+        // SAFETY: The slot is in the table whose lock we hold.
+        let pte = unsafe { bindings::ptep_clear_flush(self.vma.as_ptr(), addr, ptep) };
+        Ok(self.taken(addr, pte))
+    }
+
+    /// Clears the PTE at `addr` without flushing the TLB
+    /// (`ptep_get_and_clear()`); returns the old entry. The caller flushes
+    /// the range before dropping the lock.
+    pub fn get_and_clear(&mut self, addr: usize) -> Result<TakenPte> {
+        let ptep = self.slot(addr)?;
+        // SAFETY: The slot is in the table whose lock we hold.
+        let pte = unsafe { bindings::ptep_get_and_clear(self.vma.mm().as_raw(), addr, ptep) };
+        Ok(self.taken(addr, pte))
+    }
+
+    /// Puts `pte` back where it was taken from (`set_pte_at()`). Fails
+    /// with `EINVAL`, dropping it, if that slot is not in this run of the
+    /// same mm.
+    pub fn restore(&mut self, pte: TakenPte) -> Result {
+        if !core::ptr::eq(pte.mm, self.vma.mm().as_raw()) {
+            return Err(EINVAL);
+        }
+        // SAFETY: By the invariant of `TakenPte`, the value was cleared from
+        // this slot and nothing else holds it.
+        unsafe { self.set_raw(pte.addr, pte.pte) }
+    }
+
+    /// Stores `pte` at `addr` (`set_pte_at()`).
+    ///
+    /// # Safety
+    ///
+    /// `pte` is an entry that may be stored there: the one taken from the
+    /// slot, or a new entry whose mapping the caller accounts for.
+    unsafe fn set_raw(&mut self, addr: usize, pte: bindings::pte_t) -> Result {
+        let ptep = self.slot(addr)?;
+        // SAFETY: The slot is in the table whose lock we hold.
+        unsafe { bindings::set_pte_at(self.vma.mm().as_raw(), addr, ptep, pte) };
+        Ok(())
+    }
+
+    /// Replaces the present PTE at `addr`, which must map a page of
+    /// `folio`, by a migration entry carrying its young, dirty, soft-dirty
+    /// and uffd-wp bits, as `migrate_vma_collect_pmd()` does; returns the
+    /// entry taken out, which [`PteRun::restore`] puts back.
+    ///
+    /// Only the page table changes: the caller handles the rmap and the
+    /// reference. Fails with `EINVAL` for any other entry.
+    pub fn install_migration_entry(
+        &mut self,
+        addr: usize,
+        folio: &LockedFolio<'_>,
+        kind: MigrationKind,
+    ) -> Result<TakenPte> {
+        match self.entry(addr).ok_or(EINVAL)? {
+            PteEntry::Present { pfn, .. }
+                if pfn >= folio.pfn() && pfn < folio.pfn() + folio.nr_pages() => {}
+            _ => return Err(EINVAL),
+        }
+        let old = self.clear_flush(addr)?;
+        let Some(new) = migration_pte(old.value(), kind) else {
+            // Not reached: a present entry always has a migration entry.
+            self.restore(old)?;
+            return Err(EINVAL);
+        };
+        // SAFETY: The migration entry for a page of the locked folio, which
+        // stands for the entry taken out; the caller handles the rmap and
+        // the reference, as documented.
+        unsafe { self.set_raw(addr, new)? };
+        Ok(old)
+    }
+
+    /// Stores a device-private entry for the device page `pfn` of `folio`
+    /// at `addr`, as `migrate_vma_pages()` does when the destination is
+    /// device-private; returns the entry taken out.
+    ///
+    /// The slot must be empty or hold a migration or device-private entry
+    /// (whose soft-dirty and uffd-wp bits are kept). Only the page table
+    /// changes: the caller handles the rmap and the reference. Fails with
+    /// `EINVAL` when `folio` is not device-private, `pfn` is not one of
+    /// its pages, or the slot holds anything else.
+    pub fn install_device_private_entry(
+        &mut self,
+        addr: usize,
+        folio: &LockedFolio<'_>,
+        pfn: usize,
+        write: bool,
+    ) -> Result<TakenPte> {
+        if !folio.is_device_private() || pfn < folio.pfn() || pfn >= folio.pfn() + folio.nr_pages()
+        {
+            return Err(EINVAL);
+        }
+        match self.entry(addr).ok_or(EINVAL)? {
+            PteEntry::None | PteEntry::Migration { .. } | PteEntry::DevicePrivate { .. } => {}
+            _ => return Err(EINVAL),
+        }
+        let old = self.clear_flush(addr)?;
+        // SAFETY: These only encode values.
+        let new = unsafe {
+            let mut pte = bindings::softleaf_to_pte(device_private_leaf(pfn, write));
+            if !bindings::pte_none(old.pte) {
+                if bindings::pte_swp_soft_dirty(old.pte) {
+                    pte = bindings::pte_swp_mksoft_dirty(pte);
+                }
+                if bindings::pte_swp_uffd(old.pte) {
+                    pte = bindings::pte_swp_mkuffd(pte);
+                }
+            }
+            pte
+        };
+        // SAFETY: A device-private entry for a page of the locked device
+        // folio; the caller handles its rmap and reference, as documented.
+        unsafe { self.set_raw(addr, new)? };
+        Ok(old)
+    }
+
+    /// Runs `f` with lazy MMU mode on, so that a batch of PTE updates can
+    /// be flushed together (`lazy_mmu_mode_enable()`/`_disable()`).
+    pub fn with_lazy_mmu<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        // SAFETY: We hold the PTE lock, as lazy MMU mode requires; the
+        // mode is left before returning.
+        unsafe { bindings::lazy_mmu_mode_enable() };
+        let r = f(self);
+        // SAFETY: Matches the enable above.
+        unsafe { bindings::lazy_mmu_mode_disable() };
+        r
+    }
+}
+
+impl Drop for PteRun<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `ptep` and `ptl` come from `pte_offset_map_lock()` and we
+        // own the lock by the type invariant.
+        unsafe { bindings::pte_unmap_unlock(self.ptep, self.ptl) };
+    }
+}

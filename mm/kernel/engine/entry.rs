@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The entry points of the Rust engine: the C functions of
+//! `mm/migrate_device.c` call these while debugfs `migrate_device/engine`
+//! selects a Rust engine. Each checks its arguments, borrows the arrays and
+//! runs the phases.
+
+use super::counters::{Counter, Stats};
+use super::pages::VmaMigration;
+use super::{collect, device, finalize, pages, slots, unmap};
+use crate::migrate_core::collect::{CollectArgs, Orders, SelectFlags};
+use crate::page_table::PAGE_SIZE;
+use kernel::{
+    bindings,
+    error::{code::EINVAL, Result},
+    mm::virt::VmaRef,
+};
+
+/// `migrate_vma_setup()`.
+///
+/// # Safety
+///
+/// `args` is the caller's `struct migrate_vma`, with the mmap lock of its
+/// VMA held; its `src` and `dst` arrays hold one slot per page of
+/// `start..end`.
+unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats) -> Result {
+    let nr_pages = (args.end as isize - args.start as isize) >> bindings::PAGE_SHIFT;
+    args.start &= !(PAGE_SIZE - 1);
+    args.end &= !(PAGE_SIZE - 1);
+    if args.vma.is_null() {
+        return Err(EINVAL);
+    }
+    // SAFETY: The caller holds the mmap lock of the VMA.
+    let vma = unsafe { VmaRef::from_raw(args.vma) };
+    // SAFETY: As above.
+    if unsafe { bindings::folio_migrate_vma_unsupported(args.vma) } {
+        return Err(EINVAL);
+    }
+    // The arrays hold `nr_pages` slots; an unaligned range that would
+    // collect more is refused rather than overrun them.
+    if nr_pages <= 0 || (args.end - args.start) / PAGE_SIZE != nr_pages as usize {
+        return Err(EINVAL);
+    }
+    if args.start < vma.start() || args.start >= vma.end() {
+        return Err(EINVAL);
+    }
+    if args.end <= vma.start() || args.end > vma.end() {
+        return Err(EINVAL);
+    }
+    if args.src.is_null() || args.dst.is_null() {
+        return Err(EINVAL);
+    }
+    let fault_page = args.fault_page;
+    let fault_folio = if fault_page.is_null() {
+        core::ptr::null_mut()
+    } else {
+        // SAFETY: The fault path holds the fault page.
+        let folio = unsafe { bindings::page_folio(fault_page) };
+        // SAFETY: As above.
+        let (private, locked) = unsafe {
+            (
+                bindings::folio_is_device_private(folio),
+                bindings::folio_test_locked(folio),
+            )
+        };
+        if !private || !locked {
+            return Err(EINVAL);
+        }
+        folio
+    };
+
+    let npages = nr_pages as usize;
+    // SAFETY: The caller guarantees `npages` slots in each array.
+    let (src, dst) = unsafe {
+        (
+            slots::slots_mut(args.src, npages),
+            slots::slots_mut(args.dst, npages),
+        )
+    };
+    src.fill(0);
+    // SAFETY: The mmap lock is held.
+    let anonymous = unsafe { bindings::vma_is_anonymous(args.vma) };
+    let rules = CollectArgs {
+        flags: SelectFlags::from_bits(args.flags as u64),
+        orders: Orders::NONE,
+        // SAFETY: Always safe to ask.
+        thp_migration: unsafe { bindings::thp_migration_supported() },
+        anonymous,
+    };
+
+    let mut range = crate::mmu_notifier::MmuNotifierRange::migrate(
+        vma.mm(),
+        args.start,
+        args.end,
+        args.pgmap_owner,
+    );
+    stats.inc(Counter::NotifierRanges);
+    let mut collector = collect::Collector {
+        vma,
+        rules,
+        owner: args.pgmap_owner,
+        fault_page,
+        fault_folio,
+        src,
+        dst,
+        npages: 0,
+        cpages: 0,
+        stats,
+    };
+    {
+        let _invalidation = range.invalidate();
+        collector.walk(args.start, args.end);
+    }
+    let (collected, cpages) = (collector.npages, collector.cpages);
+    args.npages = collected;
+    args.cpages = cpages;
+    args.end = args.start + collected * PAGE_SIZE;
+    if cpages != 0 {
+        // SAFETY: The caller guarantees the slots; collection locked and
+        // referenced every folio it stored.
+        let src = unsafe { slots::slots_mut(args.src, collected) };
+        // SAFETY: Collection's slots, as `unmap` requires.
+        args.cpages = unsafe { unmap::unmap(src, fault_page, stats) };
+    }
+    Ok(())
+}
+
+/// The Rust `migrate_vma_setup()`.
+///
+/// # Safety
+///
+/// As for the C function: `args` is valid, the mmap lock of `args->vma` is
+/// held, and the arrays hold a slot per page of the range.
+#[no_mangle]
+pub unsafe extern "C" fn rust_migrate_vma_setup(args: *mut bindings::migrate_vma) -> i32 {
+    let mut stats = Stats::new();
+    // SAFETY: The caller passes a valid `struct migrate_vma`.
+    let ret = unsafe { migrate_vma_setup(&mut *args, &mut stats) };
+    match ret {
+        Ok(()) => 0,
+        Err(e) => {
+            stats.inc(Counter::FailArgs);
+            e.to_errno()
+        }
+    }
+}
+
+/// The Rust `migrate_vma_pages()`.
+///
+/// # Safety
+///
+/// As for the C function: `migrate` went through a successful setup, its
+/// mmap lock is still held, and `dst` holds the driver's destinations.
+#[no_mangle]
+pub unsafe extern "C" fn rust_migrate_vma_pages(migrate: *mut bindings::migrate_vma) {
+    let mut stats = Stats::new();
+    // SAFETY: The caller passes a valid `struct migrate_vma`.
+    let m = unsafe { &mut *migrate };
+    let npages = m.npages;
+    // SAFETY: The caller holds the mmap lock.
+    let vma = unsafe { VmaRef::from_raw(m.vma) };
+    let vm = VmaMigration {
+        owner: m.pgmap_owner,
+        vma,
+        start: m.start,
+        end: m.end,
+        fault_page: m.fault_page,
+    };
+    // SAFETY: Setup left `npages` slots in each array.
+    unsafe {
+        let (src, dst) = (
+            slots::slots_mut(m.src, npages),
+            slots::slots_mut(m.dst, npages),
+        );
+        pages::migrate_pages(src, dst, Some(&vm), &mut stats);
+    }
+}
+
+/// The Rust `migrate_device_pages()`.
+///
+/// # Safety
+///
+/// As for the C function: the arrays hold `npages` slots collected by
+/// `migrate_device_range()` or `_pfns()` and the driver's destinations.
+#[no_mangle]
+pub unsafe extern "C" fn rust_migrate_device_pages(
+    src_pfns: *mut usize,
+    dst_pfns: *mut usize,
+    npages: usize,
+) {
+    let mut stats = Stats::new();
+    // SAFETY: The caller guarantees the arrays.
+    unsafe {
+        let (src, dst) = (
+            slots::slots_mut(src_pfns, npages),
+            slots::slots_mut(dst_pfns, npages),
+        );
+        pages::migrate_pages(src, dst, None, &mut stats);
+    }
+}
+
+/// The Rust `migrate_vma_finalize()`.
+///
+/// # Safety
+///
+/// As for the C function: `migrate` went through a successful setup.
+#[no_mangle]
+pub unsafe extern "C" fn rust_migrate_vma_finalize(migrate: *mut bindings::migrate_vma) {
+    let mut stats = Stats::new();
+    // SAFETY: The caller passes a valid `struct migrate_vma`.
+    let m = unsafe { &mut *migrate };
+    let npages = m.npages;
+    // SAFETY: Setup left `npages` slots in each array.
+    unsafe {
+        let (src, dst) = (
+            slots::slots_mut(m.src, npages),
+            slots::slots_mut(m.dst, npages),
+        );
+        finalize::finalize(src, dst, m.fault_page, &mut stats);
+    }
+}
+
+/// The Rust `migrate_device_finalize()`.
+///
+/// # Safety
+///
+/// As for the C function: the arrays hold `npages` slots of a device
+/// migration.
+#[no_mangle]
+pub unsafe extern "C" fn rust_migrate_device_finalize(
+    src_pfns: *mut usize,
+    dst_pfns: *mut usize,
+    npages: usize,
+) {
+    let mut stats = Stats::new();
+    // SAFETY: The caller guarantees the arrays.
+    unsafe {
+        let (src, dst) = (
+            slots::slots_mut(src_pfns, npages),
+            slots::slots_mut(dst_pfns, npages),
+        );
+        finalize::finalize(src, dst, core::ptr::null_mut(), &mut stats);
+    }
+}
+
+/// The Rust `migrate_device_range()`.
+///
+/// # Safety
+///
+/// As for the C function: `start..start + npages` are device PFNs with a
+/// memmap, and `src_pfns` holds `npages` slots.
+#[no_mangle]
+pub unsafe extern "C" fn rust_migrate_device_range(
+    src_pfns: *mut usize,
+    start: usize,
+    npages: usize,
+) -> i32 {
+    let mut stats = Stats::new();
+    // SAFETY: The caller guarantees the array and the PFNs.
+    unsafe {
+        let src = slots::slots_mut(src_pfns, npages);
+        device::collect_pfns(src, |_, i| start + i, &mut stats);
+    }
+    0
+}
+
+/// The Rust `migrate_device_pfns()`.
+///
+/// # Safety
+///
+/// As for the C function: `src_pfns` holds `npages` device PFNs with a
+/// memmap, which it is overwritten with their slots.
+#[no_mangle]
+pub unsafe extern "C" fn rust_migrate_device_pfns(src_pfns: *mut usize, npages: usize) -> i32 {
+    let mut stats = Stats::new();
+    // SAFETY: The caller guarantees the array and the PFNs.
+    unsafe {
+        let src = slots::slots_mut(src_pfns, npages);
+        device::collect_pfns(src, |s, i| s[i] as usize, &mut stats);
+    }
+    0
+}
