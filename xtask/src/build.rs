@@ -58,6 +58,12 @@ fn make(tree: &Path, out: &Path) -> Command {
     c.current_dir(tree)
         .arg(format!("O={}", out.display()))
         .arg(format!("LLVM={LLVM_SUFFIX}"));
+    // bindgen loads whichever libclang it finds first: make it the one of
+    // the compiler, also on a machine with other LLVM versions installed.
+    let libclang = format!("/usr/lib/llvm{LLVM_SUFFIX}/lib");
+    if Path::new(&libclang).exists() {
+        c.env("LIBCLANG_PATH", libclang);
+    }
     if let Some(src) = crate::setup::rust_lib_src() {
         c.arg(format!("RUST_LIB_SRC={}", src.display()));
     }
