@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use crate::bail;
-use crate::crate_root;
+use crate::module_index;
 use crate::series::{self, Entry};
 use crate::tree::PRISTINE;
 use crate::util::{output, run, Context, Result};
@@ -59,14 +59,14 @@ pub fn apply_entry(tree: &Path, repo: &Path, e: &Entry) -> Result<()> {
         copy_tree(&src, add, &tree.join(series::tree_path(add)?))?;
     }
     // Each module index declares the modules added so far.
-    for index in crate_root::index_files(repo) {
+    for index in module_index::index_files(repo) {
         let dst = tree.join(series::tree_path(&index)?);
         let added = e
             .adds
             .iter()
             .any(|a| index == *a || index.starts_with(&format!("{a}/")));
         if added || dst.exists() {
-            crate_root::render(repo, &index, &dst)?;
+            module_index::render(repo, &index, &dst)?;
         }
     }
     let patch = repo.join("patches").join(&e.patch);
@@ -93,7 +93,7 @@ pub fn apply_entry(tree: &Path, repo: &Path, e: &Entry) -> Result<()> {
 }
 
 /// Copies `src` (the repository path `rel`) to `dst`, but for module
-/// index files, which [`crate_root::render`] writes.
+/// index files, which [`module_index::render`] writes.
 fn copy_tree(src: &Path, rel: &str, dst: &Path) -> Result<()> {
     if src.is_dir() {
         for e in std::fs::read_dir(src)? {
@@ -103,7 +103,7 @@ fn copy_tree(src: &Path, rel: &str, dst: &Path) -> Result<()> {
         }
         return Ok(());
     }
-    if crate_root::is_index(rel) {
+    if module_index::is_index(rel) {
         return Ok(());
     }
     let data = std::fs::read(src).context(|| format!("cannot read {}", src.display()))?;

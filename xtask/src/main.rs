@@ -9,7 +9,7 @@
 mod apply;
 mod bench;
 mod build;
-mod crate_root;
+mod module_index;
 mod export;
 mod initramfs;
 mod plot;
