@@ -20,7 +20,7 @@ use crate::util::{repo_root, stage, Result};
 const LOG_TAIL: usize = 25;
 
 /// Builds the prefixes `from..=to` (1-based; all by default) and reports
-/// each; true if every one built.
+/// each; true if every one built without a warning.
 pub fn series_build(from: Option<usize>, to: Option<usize>) -> Result<bool> {
     let repo = repo_root();
     let entries = series::load(&repo)?;
@@ -38,27 +38,37 @@ pub fn series_build(from: Option<usize>, to: Option<usize>) -> Result<bool> {
             .and_then(|_| build::configure(&tree, &repo, Flavour::Series))
             .and_then(|_| build::build_kernel(&tree, &out));
         let secs = t0.elapsed().as_secs();
+        let log = std::fs::read_to_string(out.join("build.log")).unwrap_or_default();
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("warning:")).collect();
         match &result {
-            Ok(_) => eprintln!("<== prefix {k}/{n}: built in {secs} s"),
+            Ok(_) => {
+                eprintln!(
+                    "<== prefix {k}/{n}: built in {secs} s, {} warnings",
+                    warnings.len()
+                );
+                for w in &warnings {
+                    eprintln!("    {w}");
+                }
+            }
             Err(e) => {
                 eprintln!("<== prefix {k}/{n}: FAILED after {secs} s: {e}");
-                let log = std::fs::read_to_string(out.join("build.log")).unwrap_or_default();
                 let lines: Vec<&str> = log.lines().collect();
                 for l in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
                     eprintln!("    {l}");
                 }
             }
         }
-        report.push((k, name, result.is_ok(), secs));
+        report.push((k, name, result.is_ok(), warnings.len(), secs));
     }
-    println!("prefix | patch | result | seconds");
-    for (k, name, ok, secs) in &report {
+    println!("prefix | patch | result | warnings | seconds");
+    for (k, name, ok, warnings, secs) in &report {
         let r = if *ok { "built" } else { "FAILED" };
-        println!("{k:>6} | {name} | {r} | {secs}");
+        println!("{k:>6} | {name} | {r} | {warnings} | {secs}");
     }
-    let failed = report.iter().filter(|r| !r.2).count();
+    // A prefix that builds with warnings is not clean either.
+    let failed = report.iter().filter(|r| !r.2 || r.3 > 0).count();
     println!(
-        "prefixes: {} built, {failed} failed (tree and build in the cache, `series`)",
+        "prefixes: {} built clean, {failed} failed or warned (tree and build in the cache, `series`)",
         report.len() - failed
     );
     Ok(failed == 0)
