@@ -545,7 +545,10 @@ mod tests {
     fn with_order_reencodes_the_head() {
         let m = MigratePfn::new(0x400, 0).unwrap().with_migrate();
         let pmd = m.with_order(PMD_ORDER).unwrap();
-        assert_eq!(pmd, MigratePfn::new(0x400, PMD_ORDER).unwrap().with_migrate());
+        assert_eq!(
+            pmd,
+            MigratePfn::new(0x400, PMD_ORDER).unwrap().with_migrate()
+        );
         let mthp = pmd.with_order(4).unwrap();
         assert!(!mthp.is_compound());
         assert_eq!(mthp.order(), 4);
