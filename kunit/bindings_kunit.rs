@@ -214,20 +214,18 @@ mod tests {
         for f in folios.iter() {
             locked.push(f.trylock().ok_or(EBUSY)?, GFP_KERNEL)?;
         }
-        let mut run = PteRun::lock(vma, s, end).ok_or(EINVAL)?;
         // No allocation from here on: the PTE lock is held.
-        let mut olds = run.with_lazy_mmu(|run| -> Result<[Option<TakenPte>; PAGES]> {
-            let mut olds = [const { None }; PAGES];
-            for (p, old) in olds.iter_mut().enumerate() {
-                let kind = if p % 2 == 0 {
-                    MigrationKind::Writable
-                } else {
-                    MigrationKind::Readable
-                };
-                *old = Some(run.install_migration_entry(s + p * PAGE_SIZE, &locked[p], kind)?);
-            }
-            Ok(olds)
-        })?;
+        let mut lazy = PteRun::lock(vma, s, end).ok_or(EINVAL)?.into_lazy_mmu();
+        let mut olds: [Option<TakenPte>; PAGES] = [const { None }; PAGES];
+        for (p, old) in olds.iter_mut().enumerate() {
+            let kind = if p % 2 == 0 {
+                MigrationKind::Writable
+            } else {
+                MigrationKind::Readable
+            };
+            *old = Some(lazy.install_migration_entry(s + p * PAGE_SIZE, &locked[p], kind)?);
+        }
+        let mut run = lazy.leave();
         for p in 0..PAGES {
             let want = PteEntry::Migration {
                 pfn: folios[p].pfn(),

@@ -65,26 +65,6 @@ pub(crate) struct PteSource {
     pub(crate) lock: LockAction,
 }
 
-/// Lazy MMU mode for a batch of PTE updates, left on drop.
-struct LazyMmu;
-
-impl LazyMmu {
-    #[inline]
-    fn enable() -> Self {
-        // SAFETY: Callers hold the PTE lock of the batch.
-        unsafe { bindings::lazy_mmu_mode_enable() };
-        LazyMmu
-    }
-}
-
-impl Drop for LazyMmu {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: Matches `enable()`.
-        unsafe { bindings::lazy_mmu_mode_disable() };
-    }
-}
-
 impl Collector<'_> {
     /// Walks `start..end`, one PMD at a time.
     pub(crate) fn walk(&mut self, start: usize, end: usize) {
@@ -466,13 +446,13 @@ impl Collector<'_> {
     /// and the walk must look at the PMD again from `addr`.
     fn collect_ptes(
         &mut self,
-        mut run: PteRun<'_>,
+        run: PteRun<'_>,
         start: usize,
         end: usize,
         from: usize,
         unmapped: &mut usize,
     ) -> Result<(), usize> {
-        let lazy = LazyMmu::enable();
+        let mut run = run.into_lazy_mmu();
         let mut addr = from;
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
@@ -512,8 +492,8 @@ impl Collector<'_> {
                         // SAFETY: As above; `split_for_migrate` consumes it.
                         unsafe { bindings::folio_get(folio) };
                     }
-                    // Splitting sleeps: leave the PTE lock first.
-                    drop(lazy);
+                    // Splitting sleeps: leave lazy MMU mode and the PTE
+                    // lock first.
                     drop(run);
                     // SAFETY: We hold a reference, or `folio` is the fault
                     // folio, which the fault path holds locked and
@@ -545,7 +525,6 @@ impl Collector<'_> {
             flush_tlb_range(self.vma, start, end);
             self.stats.inc(Counter::TlbFlushes);
         }
-        drop(lazy);
         Ok(())
     }
 

@@ -36,7 +36,7 @@ mod pte;
 
 pub use entry::{EntryBits, MigrationKind, PmdEntry, PteEntry, PteValue, TakenPmd, TakenPte};
 pub use pmd::{pmd_peek, PmdGuard};
-pub use pte::PteRun;
+pub use pte::{LazyPteRun, PteRun};
 
 use kernel::{bindings, mm::virt::VmaRef};
 

@@ -7,6 +7,8 @@ use super::entry::{
 };
 use super::{PAGE_SIZE, PMD_SIZE};
 use crate::folio::{Folio, LockedFolio};
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
 use kernel::{
     bindings,
     error::{code::EINVAL, Result},
@@ -157,7 +159,7 @@ impl<'a> PteRun<'a> {
     }
 }
 
-impl PteRun<'_> {
+impl<'a> PteRun<'a> {
     /// The slot that maps `addr`.
     fn slot(&self, addr: usize) -> Result<*mut bindings::pte_t> {
         if addr < self.start || addr >= self.end || addr % PAGE_SIZE != 0 {
@@ -296,16 +298,70 @@ impl PteRun<'_> {
         Ok(old)
     }
 
-    /// Runs `f` with lazy MMU mode on, so that a batch of PTE updates can
-    /// be flushed together (`lazy_mmu_mode_enable()`/`_disable()`).
-    pub fn with_lazy_mmu<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+    /// Turns lazy MMU mode on (`lazy_mmu_mode_enable()`), so that a batch
+    /// of PTE updates can be flushed together; the mode ends when the
+    /// returned run is dropped or left, before the PTE lock is released.
+    #[inline]
+    pub fn into_lazy_mmu(self) -> LazyPteRun<'a> {
         // SAFETY: We hold the PTE lock, as lazy MMU mode requires; the
-        // mode is left before returning.
+        // returned guard leaves the mode before it drops the lock.
         unsafe { bindings::lazy_mmu_mode_enable() };
-        let r = f(self);
-        // SAFETY: Matches the enable above.
+        // INVARIANT: The mode was just entered.
+        LazyPteRun {
+            run: ManuallyDrop::new(self),
+        }
+    }
+}
+
+/// A [`PteRun`] in lazy MMU mode; it derefs to the run.
+///
+/// # Invariants
+///
+/// Lazy MMU mode is on, entered by [`PteRun::into_lazy_mmu`] while the
+/// run's lock was held; `run` is dropped only after the mode is left.
+pub struct LazyPteRun<'a> {
+    run: ManuallyDrop<PteRun<'a>>,
+}
+
+impl<'a> LazyPteRun<'a> {
+    /// Leaves lazy MMU mode (`lazy_mmu_mode_disable()`) and gives the run
+    /// back, still locked.
+    #[inline]
+    pub fn leave(self) -> PteRun<'a> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: Lazy MMU mode is on by the type invariant; `this` is not
+        // dropped, so it is left once.
         unsafe { bindings::lazy_mmu_mode_disable() };
-        r
+        // SAFETY: `this` is never used or dropped again, so the run moves
+        // out of it exactly once.
+        unsafe { ManuallyDrop::take(&mut this.run) }
+    }
+}
+
+impl<'a> Deref for LazyPteRun<'a> {
+    type Target = PteRun<'a>;
+
+    #[inline]
+    fn deref(&self) -> &PteRun<'a> {
+        &self.run
+    }
+}
+
+impl DerefMut for LazyPteRun<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.run
+    }
+}
+
+impl Drop for LazyPteRun<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: Lazy MMU mode is on by the type invariant, and the PTE
+        // lock is still held: leave the mode first.
+        unsafe { bindings::lazy_mmu_mode_disable() };
+        // SAFETY: `run` is not used again.
+        unsafe { ManuallyDrop::drop(&mut self.run) };
     }
 }
 
