@@ -61,7 +61,7 @@ const _: () = {
 /// reads as empty.
 #[inline]
 fn slot(raw: usize) -> MigratePfn {
-    MigratePfn::from_raw(raw as u64).unwrap_or(MigratePfn::EMPTY)
+    MigratePfn::from_raw_or_empty(raw as u64)
 }
 
 /// Which pages `migrate_vma_setup()` collects (`enum migrate_vma_direction`).

@@ -206,6 +206,17 @@ impl MigratePfn {
         Ok(Self(raw))
     }
 
+    /// Decodes a raw slot that a driver may have written, such as a `dst`
+    /// slot: one that does not decode names nothing and reads as
+    /// [`MigratePfn::EMPTY`], so that its source is left where it is.
+    #[inline]
+    pub const fn from_raw_or_empty(raw: u64) -> Self {
+        match Self::from_raw(raw) {
+            Ok(m) => m,
+            Err(_) => Self::EMPTY,
+        }
+    }
+
     /// Wraps a raw value that is known to decode, such as a slot of an array
     /// that was validated when it was borrowed.
     pub(super) const fn from_raw_unchecked(raw: u64) -> Self {
@@ -510,6 +521,10 @@ mod tests {
             Err(Error::Misaligned)
         );
         assert_eq!(u64::from(MigratePfn::try_from(0).unwrap()), 0);
+        // A slot that does not decode names nothing.
+        assert_eq!(MigratePfn::from_raw_or_empty(1 << 63), MigratePfn::EMPTY);
+        let pmd = MigratePfn::new(0x600, PMD_ORDER).unwrap();
+        assert_eq!(MigratePfn::from_raw_or_empty(pmd.raw()), pmd);
     }
 
     #[test]

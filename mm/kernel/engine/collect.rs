@@ -623,10 +623,17 @@ pub(crate) fn unmap_pte(
     let was_present = old.value().is_present();
     // A present or device-private entry was taken from this run: it has a
     // migration entry, and the slot takes it back.
-    let entry = old.into_migration_entry(kind).unwrap_or_else(|old| {
-        kernel::warn_on!(true);
-        old
-    });
+    let entry = match old.into_migration_entry(kind) {
+        Ok(entry) => entry,
+        Err(old) => {
+            // Not reached: leave the page mapped, as a pinned one is.
+            kernel::warn_on!(true);
+            if run.restore(old).is_err() {
+                kernel::warn_on!(true);
+            }
+            return undo_lock(raw, held);
+        }
+    };
     if run.restore(entry).is_err() {
         kernel::warn_on!(true);
     }

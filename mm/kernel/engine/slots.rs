@@ -43,7 +43,7 @@ pub(crate) unsafe fn slots_mut<'a>(ptr: *mut usize, n: usize) -> &'a mut [u64] {
 /// Decodes a slot; one that does not decode reads as empty.
 #[inline]
 pub(crate) fn read(raw: u64) -> MigratePfn {
-    MigratePfn::from_raw(raw).unwrap_or(MigratePfn::EMPTY)
+    MigratePfn::from_raw_or_empty(raw)
 }
 
 /// The PFN a slot names, or `None` without `MIGRATE_PFN_VALID`
