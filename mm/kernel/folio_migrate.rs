@@ -31,12 +31,16 @@ pub mod migrate_core;
 // but for the engine's C entry points.
 #[path = "bindings/folio.rs"]
 pub mod folio;
+#[path = "bindings/migration.rs"]
+pub mod migration;
 #[path = "bindings/mmu_notifier.rs"]
 pub mod mmu_notifier;
 #[path = "bindings/page_table/mod.rs"]
 pub mod page_table;
 #[path = "bindings/pagemap.rs"]
 pub mod pagemap;
+#[path = "bindings/populate.rs"]
+pub mod populate;
 
 // The driver API.
 pub mod migrate_vma;

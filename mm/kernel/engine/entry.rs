@@ -7,8 +7,9 @@
 
 use super::counters::{Counter, Stats};
 use super::pages::VmaMigration;
-use super::{collect, device, finalize, pages, slots, unmap};
+use super::{collect, device, finalize, pages, unmap};
 use crate::migrate_core::collect::{CollectArgs, Orders, SelectFlags};
+use crate::migration::{self, Collected, DestSlots, DevicePfns, FaultPage, SourceSlots, Unmapped};
 use crate::page_table::PAGE_SIZE;
 use kernel::{
     bindings,
@@ -73,18 +74,16 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
     // SAFETY: The caller guarantees `npages` slots in each array.
     let (src, dst) = unsafe {
         (
-            slots::slots_mut(args.src, npages),
-            slots::slots_mut(args.dst, npages),
+            migration::slots_mut(args.src, npages),
+            migration::slots_mut(args.dst, npages),
         )
     };
     src.fill(0);
-    // SAFETY: The mmap lock is held.
-    let anonymous = unsafe { bindings::vma_is_anonymous(args.vma) };
+    let anonymous = crate::populate::vma_is_anonymous(vma);
     let rules = CollectArgs {
         flags: SelectFlags::from_bits(args.flags as u64),
         orders: Orders::NONE,
-        // SAFETY: Always safe to ask.
-        thp_migration: unsafe { bindings::thp_migration_supported() },
+        thp_migration: migration::thp_migration_supported(),
         anonymous,
     };
 
@@ -117,10 +116,12 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
     args.end = args.start + collected * PAGE_SIZE;
     if cpages != 0 {
         // SAFETY: The caller guarantees the slots; collection locked and
-        // referenced every folio it stored.
-        let src = unsafe { slots::slots_mut(args.src, collected) };
-        // SAFETY: Collection's slots, as `unmap` requires.
-        args.cpages = unsafe { unmap::unmap(src, fault_page, stats) };
+        // referenced every folio it stored, isolating none, and the fault
+        // path holds the fault folio.
+        let src = unsafe {
+            SourceSlots::<Collected>::from_raw(args.src, collected, FaultPage::new(fault_page))
+        };
+        args.cpages = unmap::unmap(src, stats).1;
     }
     Ok(())
 }
@@ -156,7 +157,6 @@ pub unsafe extern "C" fn rust_migrate_vma_pages(migrate: *mut bindings::migrate_
     let mut stats = Stats::new();
     // SAFETY: The caller passes a valid `struct migrate_vma`.
     let m = unsafe { &mut *migrate };
-    let npages = m.npages;
     // SAFETY: The caller holds the mmap lock.
     let vma = unsafe { VmaRef::from_raw(m.vma) };
     let vm = VmaMigration {
@@ -164,15 +164,33 @@ pub unsafe extern "C" fn rust_migrate_vma_pages(migrate: *mut bindings::migrate_
         vma,
         start: m.start,
         end: m.end,
-        fault_page: m.fault_page,
     };
-    // SAFETY: Setup left `npages` slots in each array.
+    // SAFETY: Setup left `npages` unmapped slots, and the driver its locked
+    // destinations; the fault path holds the fault folio.
+    let (mut src, dst) = unsafe { unmapped_arrays(m.src, m.dst, m.npages, m.fault_page) };
+    pages::migrate_pages(&mut src, &dst, Some(&vm), &mut stats);
+}
+
+/// The views of the arrays of a migration past unmap.
+///
+/// # Safety
+///
+/// `src` holds `npages` slots that went through setup's unmap (or
+/// `migrate_device_range()`'s), `dst` the driver's locked destinations,
+/// and the fault path holds the folio of a non-null `fault_page`; nothing
+/// else accesses the arrays for `'a`.
+unsafe fn unmapped_arrays<'a>(
+    src: *mut usize,
+    dst: *mut usize,
+    npages: usize,
+    fault_page: *mut bindings::page,
+) -> (SourceSlots<'a, Unmapped>, DestSlots<'a>) {
+    // SAFETY: The caller guarantees the arrays and the fault folio.
     unsafe {
-        let (src, dst) = (
-            slots::slots_mut(m.src, npages),
-            slots::slots_mut(m.dst, npages),
-        );
-        pages::migrate_pages(src, dst, Some(&vm), &mut stats);
+        (
+            SourceSlots::from_raw(src, npages, FaultPage::new(fault_page)),
+            DestSlots::from_raw(dst, npages),
+        )
     }
 }
 
@@ -189,14 +207,10 @@ pub unsafe extern "C" fn rust_migrate_device_pages(
     npages: usize,
 ) {
     let mut stats = Stats::new();
-    // SAFETY: The caller guarantees the arrays.
-    unsafe {
-        let (src, dst) = (
-            slots::slots_mut(src_pfns, npages),
-            slots::slots_mut(dst_pfns, npages),
-        );
-        pages::migrate_pages(src, dst, None, &mut stats);
-    }
+    // SAFETY: The caller guarantees the arrays; there is no fault page.
+    let (mut src, dst) =
+        unsafe { unmapped_arrays(src_pfns, dst_pfns, npages, core::ptr::null_mut()) };
+    pages::migrate_pages(&mut src, &dst, None, &mut stats);
 }
 
 /// The Rust `migrate_vma_finalize()`.
@@ -208,16 +222,11 @@ pub unsafe extern "C" fn rust_migrate_device_pages(
 pub unsafe extern "C" fn rust_migrate_vma_finalize(migrate: *mut bindings::migrate_vma) {
     let mut stats = Stats::new();
     // SAFETY: The caller passes a valid `struct migrate_vma`.
-    let m = unsafe { &mut *migrate };
-    let npages = m.npages;
-    // SAFETY: Setup left `npages` slots in each array.
-    unsafe {
-        let (src, dst) = (
-            slots::slots_mut(m.src, npages),
-            slots::slots_mut(m.dst, npages),
-        );
-        finalize::finalize(src, dst, m.fault_page, &mut stats);
-    }
+    let m = unsafe { &*migrate };
+    // SAFETY: Setup and pages left the arrays, with the fault path holding
+    // the fault folio.
+    let (src, dst) = unsafe { unmapped_arrays(m.src, m.dst, m.npages, m.fault_page) };
+    finalize::finalize(src, dst, &mut stats);
 }
 
 /// The Rust `migrate_device_finalize()`.
@@ -233,14 +242,27 @@ pub unsafe extern "C" fn rust_migrate_device_finalize(
     npages: usize,
 ) {
     let mut stats = Stats::new();
-    // SAFETY: The caller guarantees the arrays.
-    unsafe {
-        let (src, dst) = (
-            slots::slots_mut(src_pfns, npages),
-            slots::slots_mut(dst_pfns, npages),
-        );
-        finalize::finalize(src, dst, core::ptr::null_mut(), &mut stats);
-    }
+    // SAFETY: The caller guarantees the arrays; there is no fault page.
+    let (src, dst) = unsafe { unmapped_arrays(src_pfns, dst_pfns, npages, core::ptr::null_mut()) };
+    finalize::finalize(src, dst, &mut stats);
+}
+
+/// Locks the device folios of `pfns` into `src_pfns` and unmaps them.
+///
+/// # Safety
+///
+/// `src_pfns` holds `npages` slots nothing else accesses, and every PFN
+/// `pfns` names has a memmap entry.
+unsafe fn migrate_device_pfns(src_pfns: *mut usize, npages: usize, pfns: DevicePfns) -> i32 {
+    let mut stats = Stats::new();
+    // SAFETY: The caller guarantees the array and the PFNs.
+    let src = unsafe {
+        SourceSlots::lock_device_pfns(src_pfns, npages, pfns, |found| {
+            device::count(&mut stats, found)
+        })
+    };
+    device::unmap_pfns(src, &mut stats);
+    0
 }
 
 /// The Rust `migrate_device_range()`.
@@ -255,13 +277,8 @@ pub unsafe extern "C" fn rust_migrate_device_range(
     start: usize,
     npages: usize,
 ) -> i32 {
-    let mut stats = Stats::new();
     // SAFETY: The caller guarantees the array and the PFNs.
-    unsafe {
-        let src = slots::slots_mut(src_pfns, npages);
-        device::collect_pfns(src, |_, i| start + i, &mut stats);
-    }
-    0
+    unsafe { migrate_device_pfns(src_pfns, npages, DevicePfns::Range { start }) }
 }
 
 /// The Rust `migrate_device_pfns()`.
@@ -272,11 +289,6 @@ pub unsafe extern "C" fn rust_migrate_device_range(
 /// memmap, which it is overwritten with their slots.
 #[no_mangle]
 pub unsafe extern "C" fn rust_migrate_device_pfns(src_pfns: *mut usize, npages: usize) -> i32 {
-    let mut stats = Stats::new();
     // SAFETY: The caller guarantees the array and the PFNs.
-    unsafe {
-        let src = slots::slots_mut(src_pfns, npages);
-        device::collect_pfns(src, |s, i| s[i] as usize, &mut stats);
-    }
-    0
+    unsafe { migrate_device_pfns(src_pfns, npages, DevicePfns::InArray) }
 }

@@ -13,8 +13,8 @@
 //! - [`collect`] walks the range (the decisions are
 //!   [`migrate_core::collect`](crate::migrate_core::collect)'s);
 //! - [`unmap`] isolates, unmaps through the rmap and checks for pins;
-//! - [`pages`] moves metadata to the destinations, and [`insert`] maps
-//!   destinations into holes;
+//! - [`pages`] moves metadata to the destinations and maps destinations
+//!   into holes;
 //! - [`finalize`] removes the migration entries and releases everything;
 //! - [`device`] collects device folios by PFN for eviction;
 //! - [`split`] splits a large source when it cannot be taken whole;
@@ -27,8 +27,6 @@ pub mod counters;
 mod device;
 pub mod entry;
 mod finalize;
-mod insert;
 mod pages;
-mod slots;
 mod split;
 mod unmap;

@@ -5,13 +5,12 @@
 //! splits a large source whose destination is a single page.
 
 use super::counters::{Counter, Stats};
-use super::insert::insert_page;
-use super::slots;
-use super::split::split_unmapped;
-use crate::migrate_core::pfn::PMD_NR;
+use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
+use crate::migration::{self, DestSlots, SourceSlots, Unmapped};
 use crate::mmu_notifier::MmuNotifierRange;
 use crate::page_table::PAGE_SIZE;
-use kernel::{bindings, mm::virt::VmaRef};
+use crate::populate::{insert_page, Inserted};
+use kernel::mm::virt::VmaRef;
 
 /// The `struct migrate_vma` of a `migrate_vma_pages()` call; absent for
 /// `migrate_device_pages()`.
@@ -20,32 +19,68 @@ pub(crate) struct VmaMigration<'a> {
     pub(crate) vma: &'a VmaRef,
     pub(crate) start: usize,
     pub(crate) end: usize,
-    pub(crate) fault_page: *mut bindings::page,
 }
 
 /// Whether slot `i` is a hole to populate with a destination.
 #[inline]
-fn is_hole_to_fill(src: u64, dst: u64) -> bool {
-    slots::pfn(dst).is_some() && slots::pfn(src).is_none() && slots::is_migrate(src)
+fn is_hole_to_fill(src: MigratePfn, dst: MigratePfn) -> bool {
+    dst.pfn().is_some() && src.pfn().is_none() && src.is_migrate()
+}
+
+/// Populates the hole of slots `i..i + nr` with the destinations the
+/// driver gave: one PMD for a PMD-sized destination, else a page each.
+fn fill_hole(
+    m: &VmaMigration<'_>,
+    src: &mut SourceSlots<'_, Unmapped>,
+    dst: &DestSlots<'_>,
+    i: usize,
+    stats: &mut Stats,
+) -> usize {
+    let mut nr = 1;
+    let (hole, dest) = (src.get(i), dst.get(i));
+    if hole.is_compound() && !dest.is_compound() {
+        // A 2 MiB hole the driver fills with small pages.
+        nr = PMD_NR;
+        src.set_hole(i, hole.subpage(0).unwrap_or(MigratePfn::EMPTY));
+    }
+    let addr = m.start + i * PAGE_SIZE;
+    for j in i..(i + nr).min(src.len()) {
+        let hole = src.get(j).with_migrate();
+        src.set_hole(j, hole);
+        let Some(folio) = dst.dest(j) else {
+            continue;
+        };
+        let compound = folio.is_compound() && migration::thp_migration_supported();
+        match insert_page(m.vma, addr + (j - i) * PAGE_SIZE, &folio) {
+            Inserted::Page => {
+                // A hole that is now mapped: order 0, MIGRATE_PFN_MIGRATE.
+                src.set_hole(j, MigratePfn::EMPTY.with_migrate());
+                stats.inc(Counter::Inserted);
+            }
+            Inserted::HugePmd => stats.inc(Counter::Inserted),
+            Inserted::Failed if compound => {
+                // 7.3 gives up on every slot of the PMD.
+                for k in j..(j + PMD_NR).min(src.len()) {
+                    src.clear_migrate(k);
+                }
+            }
+            Inserted::Failed => src.clear_migrate(j),
+        }
+    }
+    nr
 }
 
 /// Migrates the metadata of every slot that has a destination.
-///
-/// # Safety
-///
-/// `src` holds what setup (or `migrate_device_range()`) collected and `dst`
-/// the locked destination folios the driver allocated; for a `migrate`, the
-/// mmap lock is held.
-pub(crate) unsafe fn migrate_pages(
-    src: &mut [u64],
-    dst: &mut [u64],
+pub(crate) fn migrate_pages(
+    src: &mut SourceSlots<'_, Unmapped>,
+    dst: &DestSlots<'_>,
     migrate: Option<&VmaMigration<'_>>,
     stats: &mut Stats,
 ) {
     let npages = src.len().min(dst.len());
     // Holes get new mappings: tell secondary MMUs once, from the first hole
     // to the end, as 7.3 does.
-    let first_hole = (0..npages).find(|&i| is_hole_to_fill(src[i], dst[i]));
+    let first_hole = (0..npages).find(|&i| is_hole_to_fill(src.get(i), dst.get(i)));
     let mut range = match (migrate, first_hole) {
         (Some(m), Some(i)) => {
             stats.inc(Counter::NotifierRanges);
@@ -59,142 +94,85 @@ pub(crate) unsafe fn migrate_pages(
         _ => None,
     };
     let _invalidation = range.as_mut().map(|r| r.invalidate());
-    // SAFETY: Always safe to ask.
-    let thp_migration = unsafe { bindings::thp_migration_supported() };
+    let thp_migration = migration::thp_migration_supported();
 
     let mut i = 0;
     while i < npages {
-        let mut nr = 1;
-        let newpage = slots::page(dst[i]);
-        let page = slots::page(src[i]);
-        if newpage.is_null() {
-            slots::clear_migrate(&mut src[i]);
-            i += nr;
+        let (slot, dest) = (src.get(i), dst.get(i));
+        let Some(newfolio) = dst.folio(i) else {
+            src.clear_migrate(i);
+            i += 1;
             continue;
-        }
-        if page.is_null() {
-            if !slots::is_migrate(src[i]) {
-                i += nr;
+        };
+        if src.folio(i).is_none() {
+            if !slot.is_migrate() {
+                i += 1;
                 continue;
             }
             // Only `migrate_device_coherent_folio()` comes without a VMA,
             // and it never has holes.
             let Some(m) = migrate else {
-                slots::clear_migrate(&mut src[i]);
-                i += nr;
+                src.clear_migrate(i);
+                i += 1;
                 continue;
             };
-            if slots::is_compound(src[i]) && !slots::is_compound(dst[i]) {
-                // A 2 MiB hole the driver fills with small pages.
-                nr = PMD_NR;
-                src[i] = slots::subpage(src[i], 0);
-            }
-            let addr = m.start + i * PAGE_SIZE;
-            for j in 0..nr.min(npages - i) {
-                slots::set_migrate(&mut src[i + j]);
-                // SAFETY: The mmap lock is held and `dst` names the
-                // driver's locked destination; `src` continues with the
-                // rest of the PMD for a compound destination.
-                unsafe {
-                    insert_page(
-                        m.vma,
-                        addr + j * PAGE_SIZE,
-                        &mut dst[i + j],
-                        &mut src[i + j..],
-                    )
-                };
-                if slots::is_migrate(src[i + j]) {
-                    stats.inc(Counter::Inserted);
-                }
-            }
-            i += nr;
+            i += fill_hole(m, src, dst, i, stats);
             continue;
         }
+        let (to_device, to_zone_device) = (
+            newfolio.is_device_private() || newfolio.is_device_coherent(),
+            newfolio.is_zone_device(),
+        );
 
-        // SAFETY: Both slots name valid pages that we or the driver hold
-        // locked and referenced.
-        let (mut folio, mut newfolio) =
-            unsafe { (bindings::page_folio(page), bindings::page_folio(newpage)) };
-
-        if thp_migration {
-            let migrating = slots::is_migrate(src[i]);
-            let src_large = slots::is_compound(src[i]);
-            let dst_large = slots::is_compound(dst[i]);
-            if migrating && src_large && !dst_large {
+        if thp_migration && slot.is_migrate() {
+            let (src_large, dst_large) = (slot.is_compound(), dest.is_compound());
+            if src_large && !dst_large {
                 // The destination is a single page: split the source.
                 let split = match migrate {
-                    // SAFETY: The source was collected whole and unmapped
-                    // at `addr`; the mmap lock is held.
-                    Some(m) => unsafe {
-                        split_unmapped(m.vma, src, i, m.start + i * PAGE_SIZE, folio, m.fault_page)
-                    },
+                    Some(m) => src.split_pmd(m.vma, i, m.start + i * PAGE_SIZE),
                     None => Err(kernel::error::code::EINVAL),
                 };
                 if split.is_err() {
                     // The head alone, not migrated, as 7.3 leaves it.
-                    src[i] = slots::subpage(src[i], 0);
-                    slots::clear_migrate(&mut src[i]);
+                    src.demote_to_page(i);
                     stats.inc(Counter::FailSplitUnmapped);
-                    i += nr;
+                    i += 1;
                     continue;
                 }
                 stats.inc(Counter::Splits);
-                // SAFETY: The head page is now a folio of its own.
-                folio = unsafe { bindings::page_folio(page) };
-            } else if migrating && dst_large && !src_large {
-                slots::clear_migrate(&mut src[i]);
-            }
-        }
-
-        // SAFETY: The folios are valid and locked.
-        unsafe {
-            let mapping = bindings::folio_mapping(folio);
-            if bindings::folio_is_device_private(newfolio)
-                || bindings::folio_is_device_coherent(newfolio)
-            {
-                // Only anonymous memory goes to device memory; drop it from
-                // the swap cache if it is there.
-                if !mapping.is_null()
-                    && (!bindings::folio_test_anon(folio) || !bindings::folio_free_swap(folio))
-                {
-                    slots::clear_migrate(&mut src[i]);
-                    stats.inc(Counter::FailMapping);
-                    i += nr;
-                    continue;
-                }
-            } else if bindings::folio_is_zone_device(newfolio) {
-                slots::clear_migrate(&mut src[i]);
-                stats.inc(Counter::FailDestination);
-                i += nr;
+            } else if dst_large && !src_large {
+                src.clear_migrate(i);
+                i += 1;
                 continue;
             }
         }
 
-        let extra = i32::from(migrate.is_some_and(|m| m.fault_page == page));
-        for j in 0..nr.min(npages - i) {
-            if j > 0 {
-                folio = slots::folio(src[i + j]);
-                newfolio = slots::folio(dst[i + j]);
+        if to_device {
+            // Only anonymous memory goes to device memory; drop it from the
+            // swap cache if it is there.
+            if !src.prepare_for_device(i) {
+                src.clear_migrate(i);
+                stats.inc(Counter::FailMapping);
+                i += 1;
+                continue;
             }
-            // SAFETY: Both folios are locked; the source is unmapped and
-            // frozen by its migration entries.
-            let r = unsafe {
-                // `folio_free_swap()` may have changed the mapping: read it
-                // again.
-                let mapping = bindings::folio_mapping(folio);
-                let r = bindings::folio_migrate_mapping(mapping, newfolio, folio, extra);
-                if r == 0 {
-                    bindings::folio_migrate_flags(newfolio, folio);
-                }
-                r
-            };
-            if r != 0 {
-                slots::clear_migrate(&mut src[i + j]);
+        } else if to_zone_device {
+            src.clear_migrate(i);
+            stats.inc(Counter::FailDestination);
+            i += 1;
+            continue;
+        }
+
+        // The fault path holds one more reference to the fault page.
+        let fault = src.fault();
+        let extra = i32::from(slot.pfn().is_some_and(|pfn| fault.is_pfn(pfn as usize)));
+        match src.migrate_to(i, dst, i, extra) {
+            Ok(()) => stats.inc(Counter::Migrated),
+            Err(_) => {
+                src.clear_migrate(i);
                 stats.inc(Counter::FailMigrateMapping);
-            } else {
-                stats.inc(Counter::Migrated);
             }
         }
-        i += nr;
+        i += 1;
     }
 }

@@ -5,153 +5,70 @@
 //! for pins; what cannot migrate is restored and dropped from the arrays.
 
 use super::counters::{Counter, Stats};
-use super::slots;
-use kernel::bindings;
+use crate::migration::{self, Collected, SourceSlots, UnmapOutcome, Unmapped};
 
-/// Whether the only references to the folio of `page` are its mappings and
-/// the migration's (`migrate_vma_check_page()`).
-///
-/// # Safety
-///
-/// `page` is a valid page whose folio the caller holds locked.
-unsafe fn check_page(page: *mut bindings::page, fault_page: *mut bindings::page) -> bool {
-    // SAFETY: The caller guarantees `page`.
-    let folio = unsafe { bindings::page_folio(page) };
-    // One extra reference for the caller's (LRU isolation or collection),
-    // and one more when it is the fault page.
-    let mut extra = 1 + i32::from(page == fault_page);
-    // SAFETY: The folio is valid and locked.
-    unsafe {
-        if bindings::folio_is_zone_device(folio) {
-            extra += 1;
-        }
-        if !bindings::folio_mapping(folio).is_null() {
-            extra += 1 + i32::from(bindings::folio_has_private(folio));
-        }
-        bindings::folio_ref_count(folio) - extra <= bindings::folio_mapcount(folio)
-    }
-}
-
-/// Unmaps the folios collected in `src`; returns how many slots will
-/// migrate.
-///
-/// # Safety
-///
-/// Each valid slot of `src` names a folio that collection (or
-/// `migrate_device_range()`) locked and holds a reference to, except the
-/// folio of `fault_page`, which the fault path holds locked.
-pub(crate) unsafe fn unmap(
-    src: &mut [u64],
-    fault_page: *mut bindings::page,
+/// Unmaps the folios collected in `src`; returns the slots, now unmapped,
+/// and how many of them will migrate.
+pub(crate) fn unmap<'a>(
+    mut src: SourceSlots<'a, Collected>,
     stats: &mut Stats,
-) -> usize {
-    let fault_folio = if fault_page.is_null() {
-        core::ptr::null_mut()
-    } else {
-        // SAFETY: The fault page is valid while the fault path holds it.
-        unsafe { bindings::page_folio(fault_page) }
-    };
-    let mut restore = 0;
+) -> (SourceSlots<'a, Unmapped>, usize) {
     let mut allow_drain = true;
     let mut unmapped = 0;
+    let mut failed = false;
 
-    // SAFETY: Always allowed in process context.
-    unsafe { bindings::lru_add_drain() };
+    migration::lru_add_drain();
 
     let mut i = 0;
     while i < src.len() {
-        let page = slots::page(src[i]);
-        if page.is_null() {
-            if slots::is_migrate(src[i]) {
+        let slot = src.get(i);
+        let Some(folio) = src.folio(i) else {
+            if slot.is_migrate() {
                 unmapped += 1;
             }
             i += 1;
             continue;
+        };
+        let (order, nr) = (folio.order(), folio.nr_pages());
+        if allow_drain && !folio.is_zone_device() && !folio.is_on_lru() {
+            // Drain the other CPUs' LRU caches, once.
+            migration::lru_add_drain_all();
+            allow_drain = false;
         }
-        // SAFETY: The slot names a locked, referenced folio.
-        let folio = unsafe { bindings::page_folio(page) };
-        // SAFETY: As above.
-        let order = unsafe { bindings::folio_order(folio) };
-        let nr = 1usize << order;
-        if nr > 1 {
-            // The head carries the folio's order.
-            match slots::with_order(src[i], order) {
-                Some(head) => src[i] = head,
-                None => {
-                    kernel::warn_on!(true);
-                }
-            }
+        // The head carries the folio's order.
+        if nr > 1 && src.set_order(i, order).is_err() {
+            kernel::warn_on!(true);
         }
-        // SAFETY: As above; ZONE_DEVICE folios are not on the LRU.
-        let zone_device = unsafe { bindings::folio_is_zone_device(folio) };
-        if !zone_device {
-            // SAFETY: As above.
-            if allow_drain && !unsafe { bindings::folio_test_lru(folio) } {
-                // Drain the other CPUs' LRU caches, once.
-                // SAFETY: Process context, no locks held but folio locks.
-                unsafe { bindings::lru_add_drain_all() };
-                allow_drain = false;
-            }
-            // SAFETY: We hold a reference, as isolation needs.
-            if !unsafe { bindings::folio_isolate_lru(folio) } {
-                slots::clear_migrate(&mut src[i]);
-                restore += 1;
+        match src.unmap_folio(i) {
+            UnmapOutcome::Empty => {}
+            UnmapOutcome::NotIsolated => {
+                failed = true;
                 stats.inc(Counter::FailIsolate);
-                i += nr;
-                continue;
             }
-            // Isolation took its own reference: drop collection's.
-            // SAFETY: We own that reference.
-            unsafe { bindings::folio_put(folio) };
-        }
-
-        // SAFETY: The folio is locked and isolated.
-        unsafe {
-            if bindings::folio_mapped(folio) {
-                bindings::try_to_migrate(folio, 0);
-                stats.inc(Counter::RmapUnmaps);
-            }
-        }
-        // SAFETY: As above.
-        if unsafe { bindings::folio_mapped(folio) || !check_page(page, fault_page) } {
-            if !zone_device {
-                // SAFETY: Puts the isolated folio back, with the reference
-                // the slot keeps until the restore below.
-                unsafe {
-                    bindings::folio_get(folio);
-                    bindings::folio_putback_lru(folio);
+            UnmapOutcome::Pinned { rmap_walked } => {
+                failed = true;
+                if rmap_walked {
+                    stats.inc(Counter::RmapUnmaps);
                 }
+                stats.inc(Counter::FailPinned);
             }
-            slots::clear_migrate(&mut src[i]);
-            restore += 1;
-            stats.inc(Counter::FailPinned);
-            i += nr;
-            continue;
+            UnmapOutcome::Unmapped { rmap_walked } => {
+                if rmap_walked {
+                    stats.inc(Counter::RmapUnmaps);
+                }
+                unmapped += 1;
+            }
         }
-        unmapped += 1;
         i += nr;
     }
 
-    for slot in src.iter_mut() {
-        if restore == 0 {
-            break;
+    if failed {
+        let restored = src.restore_unmigrated();
+        if restored > 0 {
+            stats.add(Counter::Restored, restored);
         }
-        let page = slots::page(*slot);
-        if page.is_null() || slots::is_migrate(*slot) {
-            continue;
-        }
-        // SAFETY: The slot names a folio we hold locked and referenced.
-        unsafe {
-            let folio = bindings::page_folio(page);
-            bindings::remove_migration_ptes(folio, folio, 0);
-            if folio != fault_folio {
-                bindings::folio_unlock(folio);
-            }
-            bindings::folio_put(folio);
-        }
-        *slot = 0;
-        stats.inc(Counter::Restored);
-        restore -= 1;
     }
-    unmapped
+    // SAFETY: Every slot left with a PFN was unmapped by `unmap_folio`;
+    // the others were restored just above.
+    (unsafe { src.into_unmapped() }, unmapped)
 }

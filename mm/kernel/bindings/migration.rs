@@ -1,0 +1,832 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The folios a migration holds, and what it does to them.
+//!
+//! The `src` and `dst` arrays of `migrate_vma_*` are seen through
+//! [`SourceSlots`] and [`DestSlots`]: views made once, at the C entry
+//! points, whose slots own what they name. A source slot with a PFN holds a
+//! reference to its folio and that folio's lock (the fault path holds the
+//! lock of the fault folio instead, see [`FaultPage`]); a destination slot
+//! holds the lock and reference the driver handed over. Every lock,
+//! reference, LRU isolation, rmap walk, mapping move and split goes
+//! through the views' methods, and the methods that end a slot clear it,
+//! so the engine's phases cannot release a folio twice or keep one.
+//!
+//! A source view is typed by its phase: [`Collected`] (after collection,
+//! the folios may still be mapped) and [`Unmapped`] (after unmap, every
+//! slot that will migrate has only migration entries left and is off the
+//! LRU unless it is ZONE_DEVICE memory).
+//!
+//! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h),
+//! [`include/linux/rmap.h`](srctree/include/linux/rmap.h)
+
+use crate::folio::Folio;
+use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
+use core::{marker::PhantomData, ptr};
+use kernel::{
+    bindings,
+    error::{code::EINVAL, Error, Result},
+    mm::virt::VmaRef,
+};
+
+// The arrays are `unsigned long`, read here as `u64`.
+const _: () = assert!(core::mem::size_of::<usize>() == core::mem::size_of::<u64>());
+
+// The core restates the order field of `include/linux/migrate.h` (the flags
+// are checked in `migrate_vma`): keep the two in step.
+const _: () = {
+    use crate::migrate_core::pfn;
+    assert!(pfn::MIGRATE_PFN_ORDER_SHIFT == bindings::MIGRATE_PFN_ORDER_SHIFT);
+    assert!(pfn::MIGRATE_PFN_ORDER_MASK == bindings::MIGRATE_PFN_ORDER_MASK);
+};
+
+/// Borrows `n` slots of a C array, as collection fills them.
+///
+/// # Safety
+///
+/// `ptr` points at `n` slots that nothing else accesses for `'a`.
+#[inline]
+pub unsafe fn slots_mut<'a>(ptr: *mut usize, n: usize) -> &'a mut [u64] {
+    if n == 0 || ptr.is_null() {
+        return &mut [];
+    }
+    // SAFETY: The caller guarantees `n` valid, exclusive slots; `usize` and
+    // `u64` have the same size and alignment here.
+    unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u64>(), n) }
+}
+
+/// Decodes a slot; one that does not decode (a driver's reserved bit, a
+/// misaligned head) reads as empty.
+#[inline]
+fn read(raw: u64) -> MigratePfn {
+    MigratePfn::from_raw_or_empty(raw)
+}
+
+/// The folio of the page a slot names.
+///
+/// # Safety
+///
+/// The slot names a page with a memmap entry whose folio stays referenced
+/// for `'a`.
+#[inline]
+unsafe fn slot_folio<'a>(raw: u64) -> Option<&'a Folio> {
+    let pfn = read(raw).pfn()?;
+    // SAFETY: The caller guarantees the memmap entry and the reference; a
+    // PFN has at most 50 bits and fits `usize`.
+    Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn as usize)) })
+}
+
+/// Whether THP migration is built in (`thp_migration_supported()`).
+#[inline]
+pub fn thp_migration_supported() -> bool {
+    // SAFETY: Reads a configuration constant.
+    unsafe { bindings::thp_migration_supported() }
+}
+
+/// The page a CPU fault set the migration up for, if any.
+///
+/// The fault path trylocks the folio of the faulting device-private page,
+/// takes a reference, and calls `migrate_to_ram()`, whose migration treats
+/// that folio as locked but never takes or drops the lock: collection does
+/// not trylock it, restore and finalize do not unlock it, and a split moves
+/// the lock to whichever folio holds the page afterwards.
+///
+/// # Invariants
+///
+/// `page` is null, or a valid page whose folio the fault path holds locked
+/// and referenced for as long as this value is used.
+#[derive(Clone, Copy)]
+pub struct FaultPage {
+    page: *mut bindings::page,
+}
+
+impl FaultPage {
+    /// No fault page: the migration did not come from a CPU fault.
+    pub const NONE: Self = Self {
+        page: ptr::null_mut(),
+    };
+
+    /// Wraps the `fault_page` of a `struct migrate_vma`.
+    ///
+    /// # Safety
+    ///
+    /// `page` is null or a valid page whose folio the caller (the fault
+    /// path) holds locked and referenced while the value is used.
+    #[inline]
+    pub unsafe fn new(page: *mut bindings::page) -> Self {
+        // INVARIANT: The caller guarantees the lock and the reference.
+        Self { page }
+    }
+
+    /// The folio the fault page is in now.
+    #[inline]
+    pub fn folio(&self) -> Option<&Folio> {
+        if self.page.is_null() {
+            return None;
+        }
+        // SAFETY: The page is valid and its folio referenced by the type
+        // invariant.
+        Some(unsafe { Folio::from_page(self.page) })
+    }
+
+    /// Whether `folio` holds the fault page.
+    #[inline]
+    pub fn is_in(&self, folio: &Folio) -> bool {
+        self.folio().is_some_and(|f| ptr::eq(f, folio))
+    }
+
+    /// Whether the fault page is the page at `pfn`.
+    #[inline]
+    pub fn is_pfn(&self, pfn: usize) -> bool {
+        // SAFETY: The page is valid by the type invariant.
+        !self.page.is_null() && unsafe { bindings::page_to_pfn(self.page) } == pfn
+    }
+
+    /// Whether there is a fault page.
+    #[inline]
+    pub fn is_some(&self) -> bool {
+        !self.page.is_null()
+    }
+}
+
+/// Source phase: collected, possibly still mapped.
+pub struct Collected;
+/// Source phase: unmapped, migrating folios off the LRU.
+pub struct Unmapped;
+
+/// The `src` array of a migration.
+///
+/// # Invariants
+///
+/// Each slot with a PFN names the head page of a folio the migration holds
+/// a reference to and, unless `fault` is in it, the lock of. Under
+/// [`Collected`], a slot with a PFN and without `MIGRATE_PFN_MIGRATE` is
+/// not isolated from the LRU. Under [`Unmapped`], every slot with a PFN
+/// names a folio that is mapped only by migration entries and, unless it
+/// is ZONE_DEVICE memory, isolated from the LRU by the migration, whose
+/// reference is the isolation's.
+pub struct SourceSlots<'a, P> {
+    slots: &'a mut [u64],
+    fault: FaultPage,
+    _phase: PhantomData<P>,
+}
+
+impl<'a, P> SourceSlots<'a, P> {
+    /// Borrows the `src` array of a migration at phase `P`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points at `n` slots that nothing else accesses for `'a`, and
+    /// they are as the type invariant says for `P`, with `fault` the
+    /// migration's fault page.
+    #[inline]
+    pub unsafe fn from_raw(ptr: *mut usize, n: usize, fault: FaultPage) -> Self {
+        // INVARIANT: The caller guarantees the slots.
+        Self {
+            // SAFETY: The caller guarantees the array.
+            slots: unsafe { slots_mut(ptr, n) },
+            fault,
+            _phase: PhantomData,
+        }
+    }
+
+    /// The number of slots.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are no slots.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Slot `i`, decoded.
+    #[inline]
+    pub fn get(&self, i: usize) -> MigratePfn {
+        read(self.slots[i])
+    }
+
+    /// The fault page of the migration.
+    #[inline]
+    pub fn fault(&self) -> FaultPage {
+        self.fault
+    }
+
+    /// The folio slot `i` holds.
+    #[inline]
+    pub fn folio(&self, i: usize) -> Option<&Folio> {
+        // SAFETY: A slot with a PFN holds a reference to its folio by the
+        // type invariant, for as long as `self` is borrowed.
+        unsafe { slot_folio(self.slots[i]) }
+    }
+
+    /// Clears `MIGRATE_PFN_MIGRATE` of slot `i`: its source stays.
+    #[inline]
+    pub fn clear_migrate(&mut self, i: usize) {
+        // INVARIANT: Under `Collected` only `unmap_folio` isolates, and it
+        // puts back what it does not keep; under `Unmapped` a slot is
+        // isolated with or without the flag.
+        self.slots[i] = self.get(i).without_migrate().raw();
+    }
+
+    /// Sets slot `i`, which names no page, to the hole `hole`; refused
+    /// (with a warning) if either names a page.
+    #[inline]
+    pub fn set_hole(&mut self, i: usize, hole: MigratePfn) {
+        if kernel::warn_on!(self.get(i).pfn().is_some() || hole.pfn().is_some()) {
+            return;
+        }
+        self.slots[i] = hole.raw();
+    }
+
+    /// Whether slot `i`'s folio is the fault folio.
+    #[inline]
+    fn is_fault_folio(&self, folio: &Folio) -> bool {
+        self.fault.is_in(folio)
+    }
+
+    /// Drops what slot `i` holds and clears it.
+    ///
+    /// # Safety
+    ///
+    /// The slot's migration entries were removed, and its folio is not
+    /// isolated by the migration (or was put back with its reference
+    /// handed to the slot).
+    unsafe fn release(&mut self, i: usize) {
+        if let Some(folio) = self.folio(i) {
+            let raw = folio.as_raw();
+            let fault = self.is_fault_folio(folio);
+            // SAFETY: The slot holds the reference and, unless it is the
+            // fault folio, the lock (type invariant); it is cleared below,
+            // so neither is released twice.
+            unsafe {
+                if !fault {
+                    bindings::folio_unlock(raw);
+                }
+                bindings::folio_put(raw);
+            }
+        }
+        self.slots[i] = 0;
+    }
+}
+
+impl<'a> SourceSlots<'a, Collected> {
+    /// Re-encodes slot `i` as the head of a folio of `order`; fails if its
+    /// PFN is not aligned to that order.
+    #[inline]
+    pub fn set_order(&mut self, i: usize, order: u32) -> Result {
+        let head = self.get(i).with_order(order).map_err(|_| EINVAL)?;
+        self.slots[i] = head.raw();
+        Ok(())
+    }
+
+    /// `migrate_device_unmap()` for slot `i`: isolates its folio from the
+    /// LRU (unless it is ZONE_DEVICE memory), replaces what mappings are
+    /// left by migration entries (`try_to_migrate()`), and checks that
+    /// nobody else holds a reference. A folio that cannot migrate is put
+    /// back on the LRU and its slot loses `MIGRATE_PFN_MIGRATE`, to be
+    /// restored by [`Self::restore_unmigrated`].
+    pub fn unmap_folio(&mut self, i: usize) -> UnmapOutcome {
+        let Some(folio) = self.folio(i) else {
+            return UnmapOutcome::Empty;
+        };
+        let raw = folio.as_raw();
+        let zone_device = folio.is_zone_device();
+        if !zone_device {
+            // SAFETY: We hold a reference, as isolation needs.
+            if !unsafe { bindings::folio_isolate_lru(raw) } {
+                self.clear_migrate(i);
+                return UnmapOutcome::NotIsolated;
+            }
+            // Isolation took its own reference: the slot's is not needed.
+            // SAFETY: The slot owns that reference; isolation keeps the
+            // folio.
+            unsafe { bindings::folio_put(raw) };
+        }
+        let rmap_walked = folio.is_mapped();
+        if rmap_walked {
+            // SAFETY: The folio is locked and referenced (type invariant).
+            unsafe { bindings::try_to_migrate(raw, 0) };
+        }
+        if folio.is_mapped() || !self.has_only_expected_refs(i) {
+            if !zone_device {
+                // SAFETY: `folio_putback_lru()` drops the isolation's
+                // reference: take the one the slot keeps until restore.
+                unsafe {
+                    bindings::folio_get(raw);
+                    bindings::folio_putback_lru(raw);
+                }
+            }
+            self.clear_migrate(i);
+            return UnmapOutcome::Pinned { rmap_walked };
+        }
+        UnmapOutcome::Unmapped { rmap_walked }
+    }
+
+    /// Whether slot `i`'s folio has no reference but its mappings', the
+    /// page cache's and the migration's (`migrate_vma_check_page()`).
+    pub fn has_only_expected_refs(&self, i: usize) -> bool {
+        let Some(folio) = self.folio(i) else {
+            return false;
+        };
+        // The migration's reference (isolation's or the slot's), and the
+        // fault path's for the fault folio.
+        let mut extra = 1 + i32::from(self.is_fault_folio(folio));
+        if folio.is_zone_device() {
+            extra += 1;
+        }
+        if folio.has_mapping() {
+            extra += 1 + i32::from(folio.has_private());
+        }
+        folio.ref_count() - extra <= folio.mapcount()
+    }
+
+    /// Restores every slot that has a PFN but will not migrate: its
+    /// migration entries become mappings of the folio again, and its lock
+    /// and reference are dropped. Returns how many slots were restored.
+    pub fn restore_unmigrated(&mut self) -> usize {
+        let mut restored = 0;
+        for i in 0..self.slots.len() {
+            let m = self.get(i);
+            let Some(folio) = self.folio(i) else {
+                continue;
+            };
+            if m.is_migrate() {
+                continue;
+            }
+            // SAFETY: The folio is locked (or the fault folio) and its
+            // migration entries, if any, are the migration's own.
+            unsafe { bindings::remove_migration_ptes(folio.as_raw(), folio.as_raw(), 0) };
+            // SAFETY: Not isolated (type invariant); entries removed.
+            unsafe { self.release(i) };
+            restored += 1;
+        }
+        restored
+    }
+
+    /// Marks the end of unmap.
+    ///
+    /// # Safety
+    ///
+    /// Every slot with a PFN went through [`Self::unmap_folio`] with the
+    /// outcome [`UnmapOutcome::Unmapped`]: the others were restored.
+    #[inline]
+    pub unsafe fn into_unmapped(self) -> SourceSlots<'a, Unmapped> {
+        // INVARIANT: The caller guarantees the `Unmapped` invariant.
+        SourceSlots {
+            slots: self.slots,
+            fault: self.fault,
+            _phase: PhantomData,
+        }
+    }
+}
+
+/// Where `migrate_device_range()` and `migrate_device_pfns()` read their
+/// device PFNs.
+#[derive(Clone, Copy)]
+pub enum DevicePfns {
+    /// `start..start + npages`.
+    Range {
+        /// The first PFN.
+        start: usize,
+    },
+    /// The `src` array itself, each PFN read before its slot is written.
+    InArray,
+}
+
+/// What locking one device PFN found (`migrate_device_pfn_lock()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevicePfn {
+    /// A folio of `order`, now locked and referenced by its slot.
+    Locked {
+        /// The folio's order.
+        order: u32,
+    },
+    /// A folio in use whose trylock failed.
+    Contended,
+    /// A free page or a tail page.
+    Free,
+}
+
+impl<'a> SourceSlots<'a, Collected> {
+    /// Collects the device folios at the PFNs `pfns` names, one slot per
+    /// page: each in-use folio headed at its PFN is referenced and
+    /// trylocked, and fills its head slot with its order, its tail slots
+    /// empty; `seen` learns what each head PFN was. A folio that runs past
+    /// the end of the array is left alone, with every slot from it on.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points at `n` slots that nothing else accesses for `'a`, and
+    /// every PFN read has a memmap entry.
+    pub unsafe fn lock_device_pfns(
+        ptr: *mut usize,
+        n: usize,
+        pfns: DevicePfns,
+        mut seen: impl FnMut(DevicePfn),
+    ) -> Self {
+        // SAFETY: The caller guarantees the array.
+        let slots = unsafe { slots_mut(ptr, n) };
+        let mut i = 0;
+        while i < n {
+            let pfn = match pfns {
+                DevicePfns::Range { start } => start + i,
+                DevicePfns::InArray => slots[i] as usize,
+            };
+            // SAFETY: The caller guarantees the memmap entry; the order is
+            // read without a reference, as 7.3 reads it, only to step.
+            let (page, order) = unsafe {
+                let page = bindings::pfn_to_page(pfn);
+                (page, bindings::folio_order(bindings::page_folio(page)))
+            };
+            // SAFETY: Only a non-tail page with a non-zero count is taken.
+            let folio = unsafe { bindings::folio_get_nontail_page(page) };
+            let mut found = DevicePfn::Free;
+            slots[i] = 0;
+            if !folio.is_null() {
+                // SAFETY: We hold a reference.
+                if unsafe { bindings::folio_trylock(folio) } {
+                    // INVARIANT: The slot holds the lock and the reference.
+                    slots[i] = MigratePfn::new(pfn as u64, 0)
+                        .map(|m| m.with_migrate().raw())
+                        .unwrap_or(0);
+                    found = DevicePfn::Locked { order };
+                } else {
+                    // SAFETY: Drops the reference just taken.
+                    unsafe { bindings::folio_put(folio) };
+                    found = DevicePfn::Contended;
+                }
+            }
+            let nr = 1usize << order;
+            if nr > n - i {
+                if slots[i] != 0 {
+                    // SAFETY: Releases what was taken just above.
+                    unsafe {
+                        bindings::folio_unlock(folio);
+                        bindings::folio_put(folio);
+                    }
+                }
+                slots[i..].fill(0);
+                break;
+            }
+            if nr > 1 {
+                // A folio's head PFN is aligned to its order.
+                let head = read(slots[i]);
+                slots[i] = head.with_order(order).map_or(slots[i], MigratePfn::raw);
+                slots[i + 1..i + nr].fill(0);
+            }
+            seen(found);
+            i += nr;
+        }
+        // INVARIANT: Each slot with a PFN was filled above with a folio
+        // locked and referenced; none is isolated.
+        Self {
+            slots,
+            fault: FaultPage::NONE,
+            _phase: PhantomData,
+        }
+    }
+}
+
+/// What [`SourceSlots::unmap_folio`] did with a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnmapOutcome {
+    /// The slot names no folio.
+    Empty,
+    /// The folio could not be isolated from the LRU: it stays.
+    NotIsolated,
+    /// The folio is still mapped, or pinned: it stays.
+    Pinned {
+        /// Whether `try_to_migrate()` walked the rmap.
+        rmap_walked: bool,
+    },
+    /// The folio is unmapped and isolated: it migrates.
+    Unmapped {
+        /// Whether `try_to_migrate()` walked the rmap.
+        rmap_walked: bool,
+    },
+}
+
+/// Drains this CPU's LRU caches (`lru_add_drain()`).
+#[inline]
+pub fn lru_add_drain() {
+    // SAFETY: Always allowed in process context.
+    unsafe { bindings::lru_add_drain() };
+}
+
+/// Drains every CPU's LRU caches (`lru_add_drain_all()`); sleeps.
+#[inline]
+pub fn lru_add_drain_all() {
+    // SAFETY: Process context; a caller holding folio locks is allowed.
+    unsafe { bindings::lru_add_drain_all() };
+}
+
+/// The `dst` array of a migration.
+///
+/// # Invariants
+///
+/// Each slot with a PFN names the head page of a folio the driver locked
+/// and gave its reference to the migration, not yet released.
+pub struct DestSlots<'a> {
+    slots: &'a mut [u64],
+}
+
+impl<'a> DestSlots<'a> {
+    /// Borrows the `dst` array of a migration.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points at `n` slots that nothing else accesses for `'a`, each
+    /// empty or naming a folio as the type invariant says.
+    #[inline]
+    pub unsafe fn from_raw(ptr: *mut usize, n: usize) -> Self {
+        // INVARIANT: The caller guarantees the slots.
+        Self {
+            // SAFETY: The caller guarantees the array.
+            slots: unsafe { slots_mut(ptr, n) },
+        }
+    }
+
+    /// The number of slots.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are no slots.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Slot `i`, decoded.
+    #[inline]
+    pub fn get(&self, i: usize) -> MigratePfn {
+        read(self.slots[i])
+    }
+
+    /// The folio slot `i` holds, locked.
+    #[inline]
+    pub fn folio(&self, i: usize) -> Option<&Folio> {
+        // SAFETY: The driver's reference keeps the folio for as long as
+        // `self` is borrowed (type invariant).
+        unsafe { slot_folio(self.slots[i]) }
+    }
+
+    /// The destination of slot `i`, as proof that the migration holds it
+    /// locked.
+    #[inline]
+    pub fn dest(&self, i: usize) -> Option<DestFolio<'_>> {
+        self.folio(i).map(|folio| DestFolio {
+            folio,
+            compound: self.get(i).is_compound(),
+        })
+    }
+
+    /// Unlocks and drops slot `i`'s destination, unused, and clears the
+    /// slot's PFN so that it is not released twice.
+    fn release(&mut self, i: usize, fault: &FaultPage) {
+        let Some(folio) = self.folio(i) else {
+            return;
+        };
+        // A destination is never the fault folio.
+        if kernel::warn_on!(fault.is_in(folio)) {
+            return;
+        }
+        let raw = folio.as_raw();
+        // SAFETY: The slot owns the driver's lock and reference.
+        unsafe {
+            bindings::folio_unlock(raw);
+            bindings::folio_put(raw);
+        }
+        self.slots[i] = 0;
+    }
+}
+
+/// A destination folio the driver locked and gave to the migration.
+///
+/// # Invariants
+///
+/// `folio` is locked and referenced by the migration for `'a`.
+pub struct DestFolio<'a> {
+    folio: &'a Folio,
+    compound: bool,
+}
+
+impl DestFolio<'_> {
+    /// Whether the driver gave it as a PMD-sized folio
+    /// (`MIGRATE_PFN_COMPOUND`).
+    #[inline]
+    pub fn is_compound(&self) -> bool {
+        self.compound
+    }
+}
+
+impl core::ops::Deref for DestFolio<'_> {
+    type Target = Folio;
+
+    #[inline]
+    fn deref(&self) -> &Folio {
+        self.folio
+    }
+}
+
+impl<'a> SourceSlots<'a, Unmapped> {
+    /// Gives up on migrating slot `i` and leaves it naming its head page
+    /// alone, order 0, as 7.3 leaves a PMD it could not split.
+    #[inline]
+    pub fn demote_to_page(&mut self, i: usize) {
+        // INVARIANT: The PFN stays, and with it what the slot holds.
+        let head = self.get(i).subpage(0).unwrap_or(MigratePfn::EMPTY);
+        if head.pfn().is_some() {
+            self.slots[i] = head.without_migrate().raw();
+        }
+    }
+
+    /// Prepares slot `i`'s anonymous folio to move to device memory: a
+    /// folio in the swap cache is dropped from it. False if the folio is
+    /// file-backed or its swap slot cannot be freed.
+    pub fn prepare_for_device(&self, i: usize) -> bool {
+        let Some(folio) = self.folio(i) else {
+            return false;
+        };
+        if !folio.has_mapping() {
+            return true;
+        }
+        // SAFETY: The folio is locked by the type invariant.
+        folio.is_anon() && unsafe { bindings::folio_free_swap(folio.as_raw()) }
+    }
+
+    /// Moves slot `i`'s mapping and flags to destination slot `j`
+    /// (`folio_migrate_mapping()`, `folio_migrate_flags()`); `extra` is the
+    /// number of references the caller holds beyond the migration's.
+    pub fn migrate_to(&self, i: usize, dst: &DestSlots<'_>, j: usize, extra: i32) -> Result {
+        let (Some(folio), Some(new)) = (self.folio(i), dst.folio(j)) else {
+            return Err(EINVAL);
+        };
+        if folio.nr_pages() != new.nr_pages() {
+            return Err(EINVAL);
+        }
+        // SAFETY: Both folios are locked; the source is unmapped and frozen
+        // by its migration entries (type invariants), and of the same size
+        // as the destination.
+        let ret = unsafe {
+            let mapping = bindings::folio_mapping(folio.as_raw());
+            let ret = bindings::folio_migrate_mapping(mapping, new.as_raw(), folio.as_raw(), extra);
+            if ret == 0 {
+                bindings::folio_migrate_flags(new.as_raw(), folio.as_raw());
+            }
+            ret
+        };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// `migrate_vma_split_unmapped_folio()`: splits the unmapped PMD-sized
+    /// folio of slot `i`, unmapped by a PMD migration entry at `addr` in
+    /// `vma`, into pages, and rewrites its slots one per page.
+    ///
+    /// Unlike 7.3 this also splits the fault folio: `folio_split_unmapped()`
+    /// allows the caller one reference, and the fault path holds a second
+    /// one across `migrate_to_ram()`, so a 2 MiB device-private fault whose
+    /// driver found no 2 MiB page could not fall back to 4 KiB pages. The
+    /// fault path's reference is set aside for the split and taken again on
+    /// the folio of the fault page, which is the head page (a fault on a
+    /// PMD names its head), so it stays with the lock the fault path will
+    /// release.
+    pub fn split_pmd(&mut self, vma: &VmaRef, i: usize, addr: usize) -> Result {
+        let head = self.get(i);
+        let Some(folio) = self.folio(i) else {
+            return Err(EINVAL);
+        };
+        if self.slots.len() < i + PMD_NR
+            || folio.nr_pages() != PMD_NR
+            || !head.is_migrate()
+            || folio.is_zone_device() && !folio.is_device_private()
+        {
+            return Err(EINVAL);
+        }
+        let raw = folio.as_raw();
+        // SAFETY: `split_huge_pmd_address()` with `freeze` drops a
+        // reference at the end: take it first. The slot's PMD migration
+        // entry is at `addr` by the caller's word, and the mmap lock is held
+        // while `vma` is borrowed.
+        unsafe {
+            bindings::folio_get(raw);
+            bindings::split_huge_pmd_address(vma.as_ptr(), addr, true);
+        }
+        // The fault path's reference is on `folio` if it heads it.
+        let fault_ref = self.fault.is_pfn(folio.pfn());
+        if fault_ref {
+            // SAFETY: The migration holds its own reference.
+            unsafe { bindings::folio_put(raw) };
+        }
+        // SAFETY: The folio is locked, unmapped and referenced.
+        let ret = unsafe { bindings::folio_split_unmapped(raw, 0) };
+        if fault_ref {
+            if let Some(f) = self.fault.folio() {
+                // SAFETY: Gives the fault path its reference back, on the
+                // folio its page heads now.
+                unsafe { bindings::folio_get(f.as_raw()) };
+            }
+        }
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        // INVARIANT: Each page is now a folio of its own, locked and
+        // referenced by the split, and still isolated.
+        for (k, slot) in self.slots[i..i + PMD_NR].iter_mut().enumerate() {
+            *slot = head.subpage(k).unwrap_or(MigratePfn::EMPTY).raw();
+        }
+        Ok(())
+    }
+
+    /// `__migrate_device_finalize()`: every migration entry becomes a
+    /// mapping of the destination where slot and destination are both
+    /// there and the slot migrates, of the source otherwise; every lock,
+    /// reference and isolation the migration held is released, and the
+    /// slots' PFNs cleared. Returns how many sources were restored.
+    pub fn finalize(mut self, mut dst: DestSlots<'_>) -> usize {
+        let fault = self.fault;
+        let mut restored = 0;
+        for i in 0..self.slots.len().min(dst.len()) {
+            let migrate = self.get(i).is_migrate();
+            let Some(src) = self.folio(i) else {
+                dst.release(i, &fault);
+                continue;
+            };
+            let src_raw = src.as_raw();
+            let src_device = src.is_zone_device();
+            let new = match dst.folio(i) {
+                Some(new) if migrate => Some((new.as_raw(), new.is_zone_device())),
+                _ => None,
+            };
+            if new.is_none() {
+                dst.release(i, &fault);
+                restored += 1;
+            }
+            let (new_raw, new_device) = new.unwrap_or((src_raw, src_device));
+            // SAFETY: The source was isolated unless ZONE_DEVICE and, when
+            // it migrates, its mapping moved to the locked destination
+            // (invariants); `folio_add_lru()` takes its own reference, and
+            // the releases below drop the isolation's and the driver's.
+            unsafe {
+                if !new_device {
+                    bindings::folio_add_lru(new_raw);
+                }
+                bindings::remove_migration_ptes(src_raw, new_raw, 0);
+            }
+            // SAFETY: The entries are removed and the folio is back on the
+            // LRU: the slot's reference is the isolation's.
+            unsafe { self.release(i) };
+            if new_raw != src_raw {
+                dst.release(i, &fault);
+            }
+        }
+        restored
+    }
+}
+
+// Folio queries migration needs beyond the basic ones of `folio`.
+impl Folio {
+    /// Whether any page of the folio is mapped (`folio_mapped()`).
+    #[inline]
+    pub fn is_mapped(&self) -> bool {
+        // SAFETY: The folio is valid by the type invariant.
+        unsafe { bindings::folio_mapped(self.as_raw()) }
+    }
+
+    /// Whether the folio is in the page cache or the swap cache
+    /// (`folio_mapping()` is not null).
+    #[inline]
+    pub fn has_mapping(&self) -> bool {
+        // SAFETY: The folio is valid by the type invariant.
+        !unsafe { bindings::folio_mapping(self.as_raw()) }.is_null()
+    }
+
+    /// Whether the folio has private data, which holds a reference
+    /// (`folio_has_private()`).
+    #[inline]
+    pub fn has_private(&self) -> bool {
+        // SAFETY: The folio is valid by the type invariant.
+        unsafe { bindings::folio_has_private(self.as_raw()) }
+    }
+
+    /// Whether the folio is device-coherent ZONE_DEVICE memory.
+    #[inline]
+    pub fn is_device_coherent(&self) -> bool {
+        // SAFETY: The folio is valid by the type invariant.
+        unsafe { bindings::folio_is_device_coherent(self.as_raw()) }
+    }
+
+    /// Whether the folio is on an LRU list (`folio_test_lru()`).
+    #[inline]
+    pub fn is_on_lru(&self) -> bool {
+        // SAFETY: The folio is valid by the type invariant.
+        unsafe { bindings::folio_test_lru(self.as_raw()) }
+    }
+}
