@@ -149,6 +149,44 @@ impl FaultPage {
     }
 }
 
+/// How both array views read their slots.
+pub trait Slots {
+    /// The slots, as the C array holds them.
+    fn raw(&self) -> &[u64];
+
+    /// The number of slots.
+    #[inline]
+    fn len(&self) -> usize {
+        self.raw().len()
+    }
+
+    /// Whether there are no slots.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.raw().is_empty()
+    }
+
+    /// Slot `i`, decoded.
+    #[inline]
+    fn get(&self, i: usize) -> MigratePfn {
+        read(self.raw()[i])
+    }
+}
+
+impl<P> Slots for SourceSlots<'_, P> {
+    #[inline]
+    fn raw(&self) -> &[u64] {
+        self.slots
+    }
+}
+
+impl Slots for DestSlots<'_> {
+    #[inline]
+    fn raw(&self) -> &[u64] {
+        self.slots
+    }
+}
+
 /// Source phase: collected, possibly still mapped.
 pub struct Collected;
 /// Source phase: unmapped, migrating folios off the LRU.
@@ -188,24 +226,6 @@ impl<'a, P> SourceSlots<'a, P> {
             fault,
             _phase: PhantomData,
         }
-    }
-
-    /// The number of slots.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Whether there are no slots.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// Slot `i`, decoded.
-    #[inline]
-    pub fn get(&self, i: usize) -> MigratePfn {
-        read(self.slots[i])
     }
 
     /// The fault page of the migration.
@@ -547,24 +567,6 @@ impl<'a> DestSlots<'a> {
             // SAFETY: The caller guarantees the array.
             slots: unsafe { slots_mut(ptr, n) },
         }
-    }
-
-    /// The number of slots.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Whether there are no slots.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// Slot `i`, decoded.
-    #[inline]
-    pub fn get(&self, i: usize) -> MigratePfn {
-        read(self.slots[i])
     }
 
     /// The folio slot `i` holds, locked.

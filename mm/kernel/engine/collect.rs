@@ -401,7 +401,7 @@ impl Collector<'_> {
                 let folio = unsafe { Folio::from_page(page) };
                 let kind = if !folio.is_zone_device() {
                     PageKind::System
-                } else if is_device_coherent(folio) {
+                } else if folio.is_device_coherent() {
                     PageKind::DeviceCoherent {
                         owner_matches: folio.pgmap_owner() == Some(self.owner),
                     }
@@ -678,10 +678,4 @@ fn page_info(
         // split first, as 7.3 does.
         mapped_whole: false,
     }
-}
-
-/// `folio_is_device_coherent()`.
-fn is_device_coherent(folio: &Folio) -> bool {
-    // SAFETY: The folio is valid while borrowed.
-    unsafe { bindings::folio_is_device_coherent(folio.as_raw()) }
 }

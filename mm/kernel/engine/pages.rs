@@ -6,7 +6,7 @@
 
 use super::counters::{Counter, Stats};
 use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
-use crate::migration::{self, DestSlots, SourceSlots, Unmapped};
+use crate::migration::{self, DestSlots, Slots, SourceSlots, Unmapped};
 use crate::mmu_notifier::MmuNotifierRange;
 use crate::page_table::PAGE_SIZE;
 use crate::populate::{insert_page, Inserted};

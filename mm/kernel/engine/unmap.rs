@@ -5,7 +5,7 @@
 //! for pins; what cannot migrate is restored and dropped from the arrays.
 
 use super::counters::{Counter, Stats};
-use crate::migration::{self, Collected, SourceSlots, UnmapOutcome, Unmapped};
+use crate::migration::{self, Collected, Slots, SourceSlots, UnmapOutcome, Unmapped};
 
 /// Unmaps the folios collected in `src`; returns the slots, now unmapped,
 /// and how many of them will migrate.
