@@ -15,9 +15,7 @@ mod tests {
         SelectFlags, Source,
     };
     use crate::migrate_core::extent::{CopyRun, CopyRuns, Extent};
-    use crate::migrate_core::fault_lock::{
-        FaultFolioLock, FolioLock, LockAction, LockOp, LockState, SplitLock, UnlockAction,
-    };
+    use crate::migrate_core::fault_lock::LockAction;
     use crate::migrate_core::folio_array::{validate, FolioArray, FolioArrayMut};
     use crate::migrate_core::pfn::{
         MigratePfn, MIGRATE_PFN_COMPOUND, MIGRATE_PFN_MAX_PFN, MIGRATE_PFN_MIGRATE,
@@ -321,53 +319,10 @@ mod tests {
     }
 
     #[test]
-    fn fault_lock_full_migration() -> Result<(), Error> {
-        // mm/memory.c:4933 trylock, mm/migrate_device.c:760 setup check,
-        // :650 and :1332 no unlock, mm/memory.c:4940 unlock.
-        let mut l = FaultFolioLock::new();
-        assert!(l.fault_trylock(true)?);
-        assert_eq!(l.setup()?, LockAction::Held);
-        assert_eq!(l.split(true)?, SplitLock::Transfer);
-        assert_eq!(l.unmap(true)?, UnlockAction::Keep);
-        assert_eq!(l.finalize()?, UnlockAction::Keep);
-        l.fault_unlock()?;
-        assert_eq!(l.state(), LockState::Unlocked);
-        Ok(())
-    }
-
-    #[test]
-    fn fault_lock_illegal_transitions() {
-        let mut l = FaultFolioLock::new();
-        // mm/migrate_device.c:760: -EINVAL when the fault page is not locked.
-        assert_eq!(l.setup(), Err(Error::FaultFolioNotLocked));
-        assert_eq!(l.fault_trylock(false), Ok(false));
-        assert_eq!(l.fault_trylock(true), Ok(true));
-        assert_eq!(l.setup(), Ok(LockAction::Held));
-        assert_eq!(
-            l.engine_unlock(),
-            Err(Error::LockTransition {
-                state: LockState::Collecting,
-                op: LockOp::EngineUnlock
-            })
-        );
-        assert_eq!(
-            l.fault_unlock(),
-            Err(Error::LockTransition {
-                state: LockState::Collecting,
-                op: LockOp::FaultUnlock
-            })
-        );
-        assert_eq!(l.state(), LockState::Collecting);
-    }
-
-    #[test]
     fn other_folios_are_engine_locked() {
-        let mut f = FolioLock::new();
-        assert_eq!(f.trylock(true), Ok(true));
-        assert!(f.lock().is_err());
-        assert_eq!(f.unlock(), Ok(()));
-        assert!(f.unlock().is_err());
         assert_eq!(LockAction::for_collect(false), LockAction::Trylock);
-        assert_eq!(UnlockAction::for_release(true), UnlockAction::Keep);
+        assert_eq!(LockAction::for_split(false), LockAction::Lock);
+        assert_eq!(LockAction::for_collect(true), LockAction::Held);
+        assert_eq!(LockAction::for_split(true), LockAction::Held);
     }
 }

@@ -4,13 +4,10 @@
 //!
 //! Every error is a caller's mistake or malformed input: a migrate PFN that
 //! cannot be encoded, an array that is not a well-formed folio array, an
-//! address range that a page-table walk cannot produce, or a lock operation
-//! that the ownership rules forbid. In the kernel the caller maps all of them
-//! to `-EINVAL`.
+//! or an address range that a page-table walk cannot produce. In the kernel
+//! the caller maps all of them to `-EINVAL`.
 
 use core::fmt;
-
-use super::fault_lock::{LockOp, LockState};
 
 /// What went wrong.
 #[non_exhaustive]
@@ -76,16 +73,6 @@ pub enum Error {
     /// An address range that a page-table walk does not produce: empty, not
     /// page aligned, or crossing a PMD where it must not.
     BadRange,
-    /// `migrate_vma_setup()` was given a fault page whose folio the fault path
-    /// does not hold locked (`mm/migrate_device.c:760`).
-    FaultFolioNotLocked,
-    /// A lock operation that the ownership rules do not allow in this state.
-    LockTransition {
-        /// The state the lock was in; it is left unchanged.
-        state: LockState,
-        /// The operation that was refused.
-        op: LockOp,
-    },
 }
 
 impl fmt::Display for Error {
@@ -105,10 +92,6 @@ impl fmt::Display for Error {
             Self::Occupied { index } => write!(f, "slot {index}: belongs to another folio"),
             Self::NotAHead { index } => write!(f, "slot {index}: not a folio head"),
             Self::BadRange => f.write_str("address range not produced by a page walk"),
-            Self::FaultFolioNotLocked => f.write_str("fault folio not locked"),
-            Self::LockTransition { state, op } => {
-                write!(f, "lock operation {op:?} not allowed in state {state:?}")
-            }
         }
     }
 }

@@ -20,8 +20,8 @@
 //!   ([`Extent`], [`CopyRun`]);
 //! - [`collect`]: what the page-table walk of `migrate_vma_collect()` does with
 //!   each PMD and PTE it meets ([`Decision`]);
-//! - [`fault_lock`]: who locks and unlocks the folio of the faulting page
-//!   ([`FaultFolioLock`]) and every other folio ([`FolioLock`]);
+//! - [`fault_lock`]: who locks each folio the rules collect or split
+//!   ([`LockAction`]);
 //! - [`error`]: the one error type ([`Error`]).
 //!
 //! The crate is `no_std`, uses only `core`, allocates nothing and has no
@@ -69,9 +69,7 @@ pub use self::collect::{
 };
 pub use self::error::Error;
 pub use self::extent::{CopyRun, CopyRuns, Extent, Extents};
-pub use self::fault_lock::{
-    FaultFolioLock, FolioLock, LockAction, LockOp, LockState, SplitLock, UnlockAction,
-};
+pub use self::fault_lock::LockAction;
 pub use self::folio_array::{validate, FolioArray, FolioArrayMut, Folios};
 pub use self::pfn::{
     MigratePfn, MIGRATE_PFN_COMPOUND, MIGRATE_PFN_MIGRATE, MIGRATE_PFN_ORDER_MAX,
