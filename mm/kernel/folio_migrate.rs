@@ -29,6 +29,10 @@ pub mod migrate_core;
 // The bindings: sound wrappers of the C types and operations the engine
 // and the drivers act through. Their folder holds all of the unsafe code
 // but for the engine's C entry points.
+#[path = "bindings/collection.rs"]
+pub mod collection;
+#[path = "bindings/fault.rs"]
+pub mod vm_fault;
 #[path = "bindings/folio.rs"]
 pub mod folio;
 #[path = "bindings/migration.rs"]

@@ -83,6 +83,14 @@ pub fn thp_migration_supported() -> bool {
     unsafe { bindings::thp_migration_supported() }
 }
 
+/// Whether `vma` is one `migrate_vma_setup()` refuses: hugetlb, DAX or
+/// `VM_SPECIAL`.
+#[inline]
+pub fn vma_unsupported(vma: &VmaRef) -> bool {
+    // SAFETY: `vma` proves the mmap lock is held.
+    unsafe { bindings::folio_migrate_vma_unsupported(vma.as_ptr()) }
+}
+
 /// The page a CPU fault set the migration up for, if any.
 ///
 /// The fault path trylocks the folio of the faulting device-private page,
@@ -140,6 +148,12 @@ impl FaultPage {
     pub fn is_pfn(&self, pfn: usize) -> bool {
         // SAFETY: The page is valid by the type invariant.
         !self.page.is_null() && unsafe { bindings::page_to_pfn(self.page) } == pfn
+    }
+
+    /// The raw page, null for none.
+    #[inline]
+    pub(crate) fn as_raw(&self) -> *mut bindings::page {
+        self.page
     }
 
     /// Whether there is a fault page.

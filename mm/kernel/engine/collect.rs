@@ -15,18 +15,17 @@
 //! unmapped.
 
 use super::counters::{Counter, Stats};
-use super::split::split_for_migrate;
-use crate::folio::{Folio, LockedFolio};
+use crate::collection::{CollectedFolio, MappedPage, PteMigration, SplitRef};
+use crate::folio::Folio;
 use crate::migrate_core::collect::{
     self as rules, CollectArgs, Decision, PageInfo, PageKind, Source,
 };
-use crate::migrate_core::fault_lock::LockAction;
+use crate::migration::FaultPage;
 use crate::page_table::{
-    flush_tlb_range, pmd_peek, MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE,
-    PMD_ORDER, PMD_SIZE,
+    flush_tlb_range, pmd_peek, PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_ORDER, PMD_SIZE,
 };
 use core::ffi::c_void;
-use kernel::{bindings, mm::virt::VmaRef};
+use kernel::mm::virt::VmaRef;
 
 /// The state of one collection: the arguments of `struct migrate_vma` and
 /// the slots filled so far.
@@ -34,8 +33,7 @@ pub(crate) struct Collector<'a> {
     pub(crate) vma: &'a VmaRef,
     pub(crate) rules: CollectArgs,
     pub(crate) owner: *mut c_void,
-    pub(crate) fault_page: *mut bindings::page,
-    pub(crate) fault_folio: *mut bindings::folio,
+    pub(crate) fault: FaultPage,
     pub(crate) src: &'a mut [u64],
     pub(crate) dst: &'a mut [u64],
     pub(crate) npages: usize,
@@ -49,20 +47,6 @@ enum PmdStep {
     Done,
     /// The PMD points to a page table: walk its PTEs.
     WalkPtes,
-}
-
-/// A page the rules chose to collect from a PTE.
-pub(crate) struct PteSource {
-    /// The page, mapped or named by the PTE.
-    pub(crate) page: *mut bindings::page,
-    /// Its PFN.
-    pub(crate) pfn: usize,
-    /// Whether the PTE is present (else a device-private entry).
-    pub(crate) present: bool,
-    /// Whether the mapping was writable.
-    pub(crate) write: bool,
-    /// How to lock its folio.
-    pub(crate) lock: LockAction,
 }
 
 impl Collector<'_> {
@@ -87,6 +71,7 @@ impl Collector<'_> {
             Err(_) => {
                 // Never expected; leave the slots empty rather than lose
                 // track of the walk.
+                kernel::warn_on!(true);
                 let w = n.min(room);
                 out[..w].fill(0);
                 w
@@ -94,6 +79,23 @@ impl Collector<'_> {
         };
         self.dst[self.npages..self.npages + written].fill(0);
         self.npages += written;
+    }
+
+    /// Stores a collected folio's slots; the slot at `pfn` takes over its
+    /// lock and reference.
+    fn record_folio(&mut self, decision: &Decision, folio: CollectedFolio, pfn: usize) {
+        folio.into_slot();
+        self.record(decision, pfn);
+        self.cpages += 1;
+    }
+
+    /// Stores the slots of a decision that collects no folio: holes, or
+    /// slots to skip.
+    fn record_other(&mut self, decision: &Decision) {
+        self.record(decision, 0);
+        let c = decision.collected();
+        self.cpages += c;
+        self.stats.add(Counter::Holes, c);
     }
 
     /// `migrate_vma_collect_skip()`.
@@ -109,12 +111,7 @@ impl Collector<'_> {
     /// `migrate_vma_collect_hole()` for a range inside one PMD.
     fn hole(&mut self, start: usize, end: usize) {
         match rules::migrate_vma_collect_hole(&self.rules, start as u64, end as u64) {
-            Ok(d) => {
-                self.record(&d, 0);
-                let c = d.collected();
-                self.cpages += c;
-                self.stats.add(Counter::Holes, c);
-            }
+            Ok(d) => self.record_other(&d),
             Err(_) => self.skip(start, end),
         }
     }
@@ -143,6 +140,48 @@ impl Collector<'_> {
         }
     }
 
+    /// Reduces the PMD to what the rules decide on; also says whether it is
+    /// the fault path's migration entry for the fault folio.
+    fn classify_pmd(&self, pmd: &PmdGuard<'_>) -> Option<(rules::PmdEntry, bool)> {
+        let folio = pmd.mapped_folio();
+        let is_fault = folio.is_some_and(|f| self.fault.is_in(f));
+        let seen = match pmd.entry() {
+            PmdEntry::None => rules::PmdEntry::None,
+            PmdEntry::Table => return None,
+            PmdEntry::HugeZero => rules::PmdEntry::TransHuge {
+                huge_zero: true,
+                write: false,
+                fault_folio: false,
+            },
+            PmdEntry::Huge { bits, .. } => rules::PmdEntry::TransHuge {
+                huge_zero: false,
+                write: bits.write,
+                fault_folio: is_fault,
+            },
+            PmdEntry::DevicePrivate { write, .. } => rules::PmdEntry::DevicePrivate {
+                owner_matches: self.owner_matches(folio),
+                write,
+                fault_folio: is_fault,
+            },
+            // Seen as the device-private entry it replaced.
+            PmdEntry::Migration { pfn, write } if self.is_fault_entry(pfn, true) => {
+                let seen = rules::PmdEntry::DevicePrivate {
+                    owner_matches: self.owner_matches(self.fault.folio()),
+                    write,
+                    fault_folio: true,
+                };
+                return Some((seen, true));
+            }
+            PmdEntry::Migration { .. } | PmdEntry::Other => rules::PmdEntry::Migration,
+        };
+        Some((seen, false))
+    }
+
+    /// Whether `folio` belongs to the migration's device.
+    fn owner_matches(&self, folio: Option<&Folio>) -> bool {
+        folio.and_then(Folio::pgmap_owner) == Some(self.owner)
+    }
+
     /// `migrate_vma_collect_huge_pmd()`: a PMD that is not a page table.
     fn collect_huge_pmd(&mut self, start: usize, end: usize) -> PmdStep {
         let Some(mut pmd) = PmdGuard::lock(self.vma, start) else {
@@ -150,58 +189,8 @@ impl Collector<'_> {
             return PmdStep::Done;
         };
         self.stats.inc(Counter::PmdsWalked);
-        let fault_folio = self.fault_folio;
-        let (seen, pfn) = match pmd.entry() {
-            PmdEntry::None => (rules::PmdEntry::None, 0),
-            PmdEntry::Table => return PmdStep::WalkPtes,
-            PmdEntry::HugeZero => (
-                rules::PmdEntry::TransHuge {
-                    huge_zero: true,
-                    write: false,
-                    fault_folio: false,
-                },
-                0,
-            ),
-            PmdEntry::Huge { pfn, bits } => (
-                rules::PmdEntry::TransHuge {
-                    huge_zero: false,
-                    write: bits.write,
-                    // SAFETY: The PMD maps `pfn`, so it has a memmap entry.
-                    fault_folio: unsafe { bindings::pfn_folio(pfn) } == fault_folio,
-                },
-                pfn,
-            ),
-            PmdEntry::DevicePrivate { pfn, write } => {
-                // SAFETY: The entry holds a reference to the device folio,
-                // stable under the PMD lock.
-                let folio = unsafe { Folio::from_raw(bindings::pfn_folio(pfn)) };
-                (
-                    rules::PmdEntry::DevicePrivate {
-                        owner_matches: folio.pgmap_owner() == Some(self.owner),
-                        write,
-                        fault_folio: folio.as_raw() == fault_folio,
-                    },
-                    pfn,
-                )
-            }
-            PmdEntry::Migration { pfn, write } if self.is_fault_entry(pfn, true) => {
-                // SAFETY: The fault path holds the fault folio.
-                let folio = unsafe { Folio::from_raw(fault_folio) };
-                // Seen as the device-private entry it replaced.
-                (
-                    rules::PmdEntry::DevicePrivate {
-                        owner_matches: folio.pgmap_owner() == Some(self.owner),
-                        write,
-                        fault_folio: true,
-                    },
-                    pfn,
-                )
-            }
-            PmdEntry::Migration { .. } | PmdEntry::Other => (rules::PmdEntry::Migration, 0),
-        };
-        let fault_entry = match pmd.entry() {
-            PmdEntry::Migration { pfn, .. } => self.is_fault_entry(pfn, true),
-            _ => false,
+        let Some((seen, fault_entry)) = self.classify_pmd(&pmd) else {
+            return PmdStep::WalkPtes;
         };
         let decision =
             match rules::migrate_vma_collect_huge_pmd(&self.rules, &seen, start as u64, end as u64)
@@ -215,70 +204,49 @@ impl Collector<'_> {
             };
         if fault_entry {
             drop(pmd);
-            if matches!(decision, Decision::CollectWhole { .. }) {
-                self.adopt_fault_entry(&decision, PMD_ORDER);
-                return PmdStep::Done;
+            match decision {
+                Decision::CollectWhole { .. } => self.adopt_fault_entry(&decision, PMD_ORDER),
+                Decision::SplitFirst { .. } => {
+                    // The driver wants pages, not the THP: put the device
+                    // entry back and split as for any fault folio.
+                    self.fault.remove_migration_entries();
+                    self.stats.inc(Counter::FaultEntriesRestored);
+                    return PmdStep::WalkPtes;
+                }
+                d => self.record(&d, 0),
             }
-            if matches!(decision, Decision::SplitFirst { .. }) {
-                // The driver wants pages, not the THP: put the device
-                // entry back and split as for any fault folio.
-                // SAFETY: The fault path holds the folio locked; the
-                // entry is the only one for it.
-                unsafe { bindings::remove_migration_ptes(fault_folio, fault_folio, 0) };
-                self.stats.inc(Counter::FaultEntriesRestored);
-                return PmdStep::WalkPtes;
-            }
-            self.record(&decision, 0);
             return PmdStep::Done;
         }
-        let (lock, whole) = match decision {
+        let whole = match decision {
             Decision::Retry | Decision::WalkPtes => return PmdStep::WalkPtes,
             Decision::CollectWhole {
-                source: Source::Page { lock, .. },
+                source: Source::Page { .. },
                 ..
-            } => (lock, true),
-            Decision::SplitFirst { lock, .. } => (lock, false),
+            } => true,
+            Decision::SplitFirst { .. } => false,
             d => {
                 drop(pmd);
-                self.record(&d, 0);
-                let c = d.collected();
-                self.cpages += c;
-                self.stats.add(Counter::Holes, c);
+                self.record_other(&d);
                 return PmdStep::Done;
             }
         };
 
-        // SAFETY: The PMD maps the folio at `pfn` and we hold its lock, so
-        // the folio is alive; the reference taken next keeps it so.
-        let folio = unsafe { Folio::from_raw(bindings::pfn_folio(pfn)) };
-        // SAFETY: As above.
-        unsafe { bindings::folio_get(folio.as_raw()) };
-        let held = lock == LockAction::Held;
-        let locked = held || {
-            // SAFETY: The folio is valid; a trylock does not sleep.
-            unsafe { bindings::folio_trylock(folio.as_raw()) }
-        };
-        if !locked {
+        // The rules collect a page only from a PMD that maps a folio.
+        let collected = pmd
+            .mapped_folio()
+            .and_then(|folio| CollectedFolio::trylock(folio, &self.fault));
+        let Some(folio) = collected else {
             drop(pmd);
-            // SAFETY: Drops the reference taken above.
-            unsafe { bindings::folio_put(folio.as_raw()) };
             self.stats.inc(Counter::FailTrylock);
             self.skip(start, end);
             return PmdStep::Done;
-        }
+        };
 
         if whole {
-            // The folio is locked, as `set_pmd_migration_entry()` needs;
-            // the guard only borrows that lock here.
-            // SAFETY: We (or the fault path) hold the folio lock; the guard
-            // hands it back below.
-            let guard = unsafe { LockedFolio::from_locked(folio) };
-            let installed = pmd.set_pmd_migration_entry(&guard).is_ok();
-            guard.into_raw_locked();
-            if installed {
+            if pmd.migrate_folio(&folio).is_ok() {
                 drop(pmd);
-                self.record(&decision, folio.pfn());
-                self.cpages += 1;
+                let pfn = folio.folio().pfn();
+                self.record_folio(&decision, folio, pfn);
                 self.stats.inc(Counter::PmdMigrationEntries);
                 if matches!(seen, rules::PmdEntry::TransHuge { .. }) {
                     // Unmapping a present PMD flushed its TLB entries.
@@ -292,18 +260,9 @@ impl Collector<'_> {
 
         // Fall back to splitting the folio, as 7.3 does.
         drop(pmd);
-        let raw = folio.as_raw();
-        // SAFETY: We hold the folio lock (or the fault path does) and a
-        // reference; `split_folio()` needs both.
-        let ret = unsafe { bindings::split_folio(raw) };
+        let split = folio.split(&self.fault);
         self.stats.inc(Counter::Splits);
-        if !held {
-            // SAFETY: We took the lock above.
-            unsafe { bindings::folio_unlock(raw) };
-        }
-        // SAFETY: Drops the reference taken above.
-        unsafe { bindings::folio_put(raw) };
-        if ret != 0 {
+        if split.is_err() {
             self.stats.inc(Counter::FailSplit);
             self.skip(start, end);
             return PmdStep::Done;
@@ -322,121 +281,94 @@ impl Collector<'_> {
     /// `migrate_to_ram()` returns, and a migration leaves no entry behind
     /// when it unlocks a folio, so any migration entry for it is that one.
     fn is_fault_entry(&self, pfn: usize, pmd: bool) -> bool {
-        if self.fault_folio.is_null() {
-            return false;
-        }
-        // SAFETY: The fault path holds the fault folio locked and
-        // referenced while the driver migrates it.
-        let folio = unsafe { Folio::from_raw(self.fault_folio) };
         // The fault path installs one only for a small folio under a PTE
         // and a PMD-order one under a PMD.
-        pfn == folio.pfn() && folio.order() == if pmd { PMD_ORDER } else { 0 }
+        self.fault.folio().is_some_and(|folio| {
+            pfn == folio.pfn() && folio.order() == if pmd { PMD_ORDER } else { 0 }
+        })
     }
 
     /// Takes the fault path's migration entry for the fault folio as the
     /// page already unmapped: the slot gets its own reference; the lock is
     /// the fault path's.
     fn adopt_fault_entry(&mut self, decision: &Decision, order: u32) {
-        // SAFETY: The fault path holds the fault folio locked and
-        // referenced.
-        let folio = unsafe { Folio::from_raw(self.fault_folio) };
-        // SAFETY: As above; finalize drops this reference.
-        unsafe { bindings::folio_get(folio.as_raw()) };
-        self.record(decision, folio.pfn());
-        self.cpages += 1;
+        let Some(folio) = CollectedFolio::fault_folio(&self.fault) else {
+            // Only called once the entry is known to be the fault folio's.
+            kernel::warn_on!(true);
+            return self.record(&Decision::Skip { slots: 1 }, 0);
+        };
+        let pfn = folio.folio().pfn();
+        self.record_folio(decision, folio, pfn);
         self.stats.folio(order);
         self.stats.inc(Counter::FaultEntriesCollected);
     }
 
-    /// Reduces the PTE at `addr` to what the rules decide on; also returns
-    /// the page it names (or null), that page's PFN, and whether the PTE is
-    /// the fault path's migration entry for it.
-    fn classify(
-        &self,
-        run: &PteRun<'_>,
-        addr: usize,
-    ) -> (rules::PteEntry, *mut bindings::page, usize, bool) {
-        let (seen, page, pfn) = self.classify_entry(run, addr);
-        if let (rules::PteEntry::Migration, Some((_, PteEntry::Migration { pfn, write }))) =
-            (seen, run.read(addr))
-        {
-            if self.is_fault_entry(pfn, false) {
-                // SAFETY: The fault folio, held by the fault path, has a
-                // memmap entry for `pfn`.
-                let page = unsafe { bindings::pfn_to_page(pfn) };
-                // SAFETY: As above.
-                let folio = unsafe { Folio::from_raw(self.fault_folio) };
-                // Seen as the device-private entry it replaced.
-                let seen = rules::PteEntry::DevicePrivate {
-                    page: page_info(page, folio, pfn, self.fault_folio),
-                    owner_matches: folio.pgmap_owner() == Some(self.owner),
-                    write,
-                };
-                return (seen, page, pfn, true);
-            }
-        }
-        (seen, page, pfn, false)
-    }
-
-    /// [`Collector::classify`] for any entry but the fault path's.
-    fn classify_entry(
-        &self,
-        run: &PteRun<'_>,
-        addr: usize,
-    ) -> (rules::PteEntry, *mut bindings::page, usize) {
-        let null = core::ptr::null_mut();
-        let Some((raw, entry)) = run.read(addr) else {
-            return (rules::PteEntry::None, null, 0);
+    /// Reduces the PTE at `addr` to what the rules decide on; also says
+    /// whether it is the fault path's migration entry for the fault folio.
+    fn classify(&self, run: &PteRun<'_>, addr: usize) -> (rules::PteEntry, bool) {
+        let Some(entry) = run.entry(addr) else {
+            return (rules::PteEntry::None, false);
         };
-        match entry {
-            PteEntry::None => (rules::PteEntry::None, null, 0),
-            PteEntry::Zero => (rules::PteEntry::Zero, null, 0),
-            PteEntry::Present { pfn, bits } => {
-                let page = run.normal_page_of(addr, raw);
-                if page.is_null() {
-                    return (rules::PteEntry::Special, page, 0);
-                }
-                // SAFETY: `page` is mapped by a PTE whose lock we hold, so
-                // its folio is alive and cannot be split under us.
-                let folio = unsafe { Folio::from_page(page) };
+        let seen = match entry {
+            PteEntry::None => rules::PteEntry::None,
+            PteEntry::Zero => rules::PteEntry::Zero,
+            PteEntry::Present { bits, .. } => {
+                let Some(page) = run.page(addr) else {
+                    return (rules::PteEntry::Special, false);
+                };
+                let folio = page.folio();
                 let kind = if !folio.is_zone_device() {
                     PageKind::System
                 } else if folio.is_device_coherent() {
                     PageKind::DeviceCoherent {
-                        owner_matches: folio.pgmap_owner() == Some(self.owner),
+                        owner_matches: self.owner_matches(Some(folio)),
                     }
                 } else {
                     PageKind::OtherZoneDevice
                 };
-                (
-                    rules::PteEntry::Present {
-                        page: page_info(page, folio, pfn, self.fault_folio),
-                        kind,
-                        write: bits.write,
-                    },
-                    page,
-                    pfn,
-                )
+                rules::PteEntry::Present {
+                    page: self.page_info(&page),
+                    kind,
+                    write: bits.write,
+                }
             }
-            PteEntry::DevicePrivate { pfn, write } => {
-                // SAFETY: A device-private entry names a page with a memmap
-                // entry.
-                let page = unsafe { bindings::pfn_to_page(pfn) };
-                // SAFETY: The entry holds a reference to the device folio,
-                // stable under the PTE lock.
-                let folio = unsafe { Folio::from_page(page) };
-                (
-                    rules::PteEntry::DevicePrivate {
-                        page: page_info(page, folio, pfn, self.fault_folio),
-                        owner_matches: folio.pgmap_owner() == Some(self.owner),
-                        write,
-                    },
-                    page,
-                    pfn,
-                )
+            PteEntry::DevicePrivate { write, .. } => match run.page(addr) {
+                Some(page) => rules::PteEntry::DevicePrivate {
+                    page: self.page_info(&page),
+                    owner_matches: self.owner_matches(Some(page.folio())),
+                    write,
+                },
+                None => rules::PteEntry::Swap,
+            },
+            // Seen as the device-private entry it replaced.
+            PteEntry::Migration { pfn, write } if self.is_fault_entry(pfn, false) => {
+                let Some(page) = self.fault.page() else {
+                    return (rules::PteEntry::Migration, false);
+                };
+                let seen = rules::PteEntry::DevicePrivate {
+                    page: self.page_info(&page),
+                    owner_matches: self.owner_matches(Some(page.folio())),
+                    write,
+                };
+                return (seen, true);
             }
-            PteEntry::Migration { .. } => (rules::PteEntry::Migration, null, 0),
-            _ => (rules::PteEntry::Swap, null, 0),
+            PteEntry::Migration { .. } => rules::PteEntry::Migration,
+            _ => rules::PteEntry::Swap,
+        };
+        (seen, false)
+    }
+
+    /// What the rules need to know of `page`.
+    fn page_info(&self, page: &MappedPage<'_>) -> PageInfo {
+        let folio = page.folio();
+        PageInfo {
+            order: folio.order(),
+            index: page.pfn() - folio.pfn(),
+            fault_folio: self.fault.is_in(folio),
+            has_mapping: page.has_mapping(),
+            // Only the PMD order is collected whole: a PTE-mapped large
+            // folio is split first, as 7.3 does.
+            mapped_whole: false,
         }
     }
 
@@ -456,7 +388,7 @@ impl Collector<'_> {
         let mut addr = from;
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
-            let (seen, page, pfn, fault_entry) = self.classify(&run, addr);
+            let (seen, fault_entry) = self.classify(&run, addr);
             let decision =
                 rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64)
                     .unwrap_or(Decision::Skip { slots: 1 });
@@ -466,41 +398,29 @@ impl Collector<'_> {
                     ..
                 } if fault_entry => self.adopt_fault_entry(&decision, 0),
                 Decision::CollectSmall {
-                    source: Source::Page { write, lock },
+                    source: Source::Page { write, .. },
                     ..
                 } => {
-                    let src = PteSource {
-                        page,
-                        pfn,
-                        present: matches!(seen, rules::PteEntry::Present { .. }),
-                        write,
-                        lock,
-                    };
-                    if self.unmap_pte(&mut run, addr, src, unmapped) {
-                        self.record(&decision, pfn);
-                        self.cpages += 1;
-                        self.stats.folio(0);
-                    } else {
+                    if !self.migrate_pte(&mut run, &decision, addr, write, unmapped) {
                         self.skip(addr, addr + PAGE_SIZE);
                     }
                 }
                 Decision::CollectWhole { .. } | Decision::SplitFirst { .. } => {
                     // A large folio mapped by PTEs: split it and look again.
-                    // SAFETY: `page` is mapped under the lock we hold.
-                    let folio = unsafe { bindings::page_folio(page) };
-                    if folio != self.fault_folio {
-                        // SAFETY: As above; `split_for_migrate` consumes it.
-                        unsafe { bindings::folio_get(folio) };
-                    }
+                    // The rules choose this only for a page.
+                    let Some(page) = run.page(addr) else {
+                        kernel::warn_on!(true);
+                        self.skip(addr, addr + PAGE_SIZE);
+                        addr += PAGE_SIZE;
+                        continue;
+                    };
+                    let pin = SplitRef::new(page.folio(), self.fault);
                     // Splitting sleeps: leave lazy MMU mode and the PTE
                     // lock first.
                     drop(run);
-                    // SAFETY: We hold a reference, or `folio` is the fault
-                    // folio, which the fault path holds locked and
-                    // referenced; no page-table lock is held.
-                    let ok = unsafe { split_for_migrate(folio, self.fault_page) };
+                    let split = pin.split();
                     self.stats.inc(Counter::Splits);
-                    if ok.is_err() {
+                    if split.is_err() {
                         self.stats.inc(Counter::FailSplit);
                         if *unmapped != 0 {
                             flush_tlb_range(self.vma, start, end);
@@ -511,12 +431,7 @@ impl Collector<'_> {
                     }
                     return Err(addr);
                 }
-                d => {
-                    self.record(&d, 0);
-                    let c = d.collected();
-                    self.cpages += c;
-                    self.stats.add(Counter::Holes, c);
-                }
+                d => self.record_other(&d),
             }
             addr += PAGE_SIZE;
         }
@@ -528,154 +443,43 @@ impl Collector<'_> {
         Ok(())
     }
 
-    /// Locks the folio of `src.page`, mapped at `addr`, and replaces its
-    /// PTE by a migration entry (see [`unmap_pte`]); counts a present PTE in
-    /// `unmapped`.
-    fn unmap_pte(
+    /// Locks the folio of the page at `addr` and replaces its PTE by a
+    /// migration entry, storing the slots of `decision` for it; counts a
+    /// present PTE in `unmapped`. Returns `false`, with everything as it
+    /// was, when the folio is contended or pinned.
+    fn migrate_pte(
         &mut self,
         run: &mut PteRun<'_>,
+        decision: &Decision,
         addr: usize,
-        src: PteSource,
+        write: bool,
         unmapped: &mut usize,
     ) -> bool {
-        match unmap_pte(self.vma, run, addr, src, self.stats) {
-            Some(present) => {
+        let Some(page) = run.page(addr) else {
+            return false;
+        };
+        let pfn = page.pfn();
+        let Some(folio) = CollectedFolio::trylock(page.folio(), &self.fault) else {
+            self.stats.inc(Counter::FailTrylock);
+            return false;
+        };
+        match run.migrate_page(self.vma, addr, &folio, write) {
+            PteMigration::Installed { present, flushed } => {
+                if flushed {
+                    self.stats.inc(Counter::TlbFlushes);
+                }
                 *unmapped += usize::from(present);
+                self.stats.inc(Counter::PteMigrationEntries);
+                self.record_folio(decision, folio, pfn);
+                self.stats.folio(0);
                 true
             }
-            None => false,
-        }
-    }
-}
-
-/// Locks the folio of `src.page`, mapped or named at `addr`, and replaces
-/// its PTE by a migration entry, moving the mapping's reference to the
-/// migration, as `migrate_vma_collect_pmd()` does. Returns whether the PTE
-/// was present (its TLB entry is left to the caller to flush), or `None`,
-/// with everything as it was, when the folio is contended or pinned.
-pub(crate) fn unmap_pte(
-    vma: &VmaRef,
-    run: &mut PteRun<'_>,
-    addr: usize,
-    src: PteSource,
-    stats: &mut Stats,
-) -> Option<bool> {
-    let PteSource {
-        page,
-        pfn,
-        present,
-        write,
-        lock,
-    } = src;
-    // SAFETY: `page` is mapped at `addr` under the PTE lock we hold.
-    let folio = unsafe { Folio::from_page(page) };
-    let raw = folio.as_raw();
-    // SAFETY: Pins the folio, which "freezes" the PTE for the rmap.
-    unsafe { bindings::folio_get(raw) };
-    let held = lock == LockAction::Held;
-    // SAFETY: A trylock does not sleep.
-    if !held && !unsafe { bindings::folio_trylock(raw) } {
-        // SAFETY: Drops the reference taken above.
-        unsafe { bindings::folio_put(raw) };
-        stats.inc(Counter::FailTrylock);
-        return None;
-    }
-    if present {
-        // SAFETY: The page is mapped at `addr` in the VMA.
-        unsafe { bindings::flush_cache_page(vma.as_ptr(), addr, pfn) };
-    }
-    // SAFETY: The folio is locked and `page` is one of its pages.
-    let anon_exclusive = folio.is_anon() && unsafe { bindings::PageAnonExclusive(page) };
-    let old = if anon_exclusive {
-        let Ok(old) = run.clear_flush(addr) else {
-            return undo_lock(raw, held);
-        };
-        stats.inc(Counter::TlbFlushes);
-        // SAFETY: The folio is locked and its PTE is cleared and flushed,
-        // as sharing an anon-exclusive page requires.
-        if unsafe { bindings::folio_try_share_anon_rmap_pte(raw, page) } != 0 {
-            // Pinned: put the entry back and leave the page alone.
-            if run.restore(old).is_err() {
-                // The entry came from this run: not reached.
-                kernel::warn_on!(true);
+            PteMigration::Pinned => {
+                self.stats.inc(Counter::TlbFlushes);
+                self.stats.inc(Counter::FailAnonShare);
+                false
             }
-            stats.inc(Counter::FailAnonShare);
-            return undo_lock(raw, held);
+            PteMigration::Unchanged => false,
         }
-        old
-    } else {
-        match run.get_and_clear(addr) {
-            Ok(old) => old,
-            Err(_) => return undo_lock(raw, held),
-        }
-    };
-    if old.is_dirty() {
-        // SAFETY: The folio is locked and referenced.
-        unsafe { bindings::folio_mark_dirty(raw) };
-    }
-    let kind = if write {
-        MigrationKind::Writable
-    } else if anon_exclusive {
-        MigrationKind::ReadableExclusive
-    } else {
-        MigrationKind::Readable
-    };
-    let was_present = old.value().is_present();
-    // A present or device-private entry was taken from this run: it has a
-    // migration entry, and the slot takes it back.
-    let entry = match old.into_migration_entry(kind) {
-        Ok(entry) => entry,
-        Err(old) => {
-            // Not reached: leave the page mapped, as a pinned one is.
-            kernel::warn_on!(true);
-            if run.restore(old).is_err() {
-                kernel::warn_on!(true);
-            }
-            return undo_lock(raw, held);
-        }
-    };
-    if run.restore(entry).is_err() {
-        kernel::warn_on!(true);
-    }
-    // SAFETY: The PTE no longer maps the page: drop its rmap and the
-    // reference taken above; the mapping's reference now belongs to the
-    // migration.
-    unsafe {
-        bindings::folio_remove_rmap_pte(raw, page, vma.as_ptr());
-        bindings::folio_put(raw);
-    }
-    stats.inc(Counter::PteMigrationEntries);
-    Some(was_present)
-}
-
-/// Releases the lock (unless `held` by the fault path) and the reference
-/// [`unmap_pte`] took; returns `None`.
-fn undo_lock(folio: *mut bindings::folio, held: bool) -> Option<bool> {
-    // SAFETY: `unmap_pte` took the lock unless `held`, and a reference.
-    unsafe {
-        if !held {
-            bindings::folio_unlock(folio);
-        }
-        bindings::folio_put(folio);
-    }
-    None
-}
-
-/// What the rules need to know of `page`, page `pfn` of `folio`.
-fn page_info(
-    page: *mut bindings::page,
-    folio: &Folio,
-    pfn: usize,
-    fault_folio: *mut bindings::folio,
-) -> PageInfo {
-    PageInfo {
-        order: folio.order(),
-        index: pfn - folio.pfn(),
-        fault_folio: folio.as_raw() == fault_folio,
-        // SAFETY: `page` is mapped under a lock the caller holds.
-        has_mapping: unsafe { bindings::page_has_mapping(page) },
-        // Only the PMD order is collected whole: a PTE-mapped large folio is
-        // split first, as 7.3 does.
-        mapped_whole: false,
     }
 }

@@ -33,8 +33,7 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
     }
     // SAFETY: The caller holds the mmap lock of the VMA.
     let vma = unsafe { VmaRef::from_raw(args.vma) };
-    // SAFETY: As above.
-    if unsafe { bindings::folio_migrate_vma_unsupported(args.vma) } {
+    if migration::vma_unsupported(vma) {
         return Err(EINVAL);
     }
     // The arrays hold `nr_pages` slots; an unaligned range that would
@@ -51,24 +50,16 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
     if args.src.is_null() || args.dst.is_null() {
         return Err(EINVAL);
     }
-    let fault_page = args.fault_page;
-    let fault_folio = if fault_page.is_null() {
-        core::ptr::null_mut()
-    } else {
-        // SAFETY: The fault path holds the fault page.
-        let folio = unsafe { bindings::page_folio(fault_page) };
-        // SAFETY: As above.
-        let (private, locked) = unsafe {
-            (
-                bindings::folio_is_device_private(folio),
-                bindings::folio_test_locked(folio),
-            )
-        };
-        if !private || !locked {
-            return Err(EINVAL);
-        }
-        folio
-    };
+    // SAFETY: The caller passes a valid fault page or null; its folio must
+    // be locked by the fault path (checked next, before any use), which
+    // holds it for the whole migration.
+    let fault = unsafe { FaultPage::new(args.fault_page) };
+    if fault
+        .folio()
+        .is_some_and(|folio| !folio.is_device_private() || !folio.is_locked())
+    {
+        return Err(EINVAL);
+    }
 
     let npages = nr_pages as usize;
     // SAFETY: The caller guarantees `npages` slots in each array.
@@ -98,8 +89,7 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
         vma,
         rules,
         owner: args.pgmap_owner,
-        fault_page,
-        fault_folio,
+        fault,
         src,
         dst,
         npages: 0,
@@ -118,9 +108,7 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
         // SAFETY: The caller guarantees the slots; collection locked and
         // referenced every folio it stored, isolating none, and the fault
         // path holds the fault folio.
-        let src = unsafe {
-            SourceSlots::<Collected>::from_raw(args.src, collected, FaultPage::new(fault_page))
-        };
+        let src = unsafe { SourceSlots::<Collected>::from_raw(args.src, collected, fault) };
         args.cpages = unmap::unmap(src, stats).1;
     }
     Ok(())
@@ -155,19 +143,23 @@ pub unsafe extern "C" fn rust_migrate_vma_setup(args: *mut bindings::migrate_vma
 #[no_mangle]
 pub unsafe extern "C" fn rust_migrate_vma_pages(migrate: *mut bindings::migrate_vma) {
     let mut stats = Stats::new();
-    // SAFETY: The caller passes a valid `struct migrate_vma`.
-    let m = unsafe { &mut *migrate };
-    // SAFETY: The caller holds the mmap lock.
-    let vma = unsafe { VmaRef::from_raw(m.vma) };
+    // SAFETY: The caller passes a valid `struct migrate_vma` and holds the
+    // mmap lock of its VMA. Setup left `npages` unmapped slots, and the
+    // driver its locked destinations; the fault path holds the fault folio.
+    let (m, vma, (mut src, dst)) = unsafe {
+        let m = &*migrate;
+        (
+            m,
+            VmaRef::from_raw(m.vma),
+            unmapped_arrays(m.src, m.dst, m.npages, m.fault_page),
+        )
+    };
     let vm = VmaMigration {
         owner: m.pgmap_owner,
         vma,
         start: m.start,
         end: m.end,
     };
-    // SAFETY: Setup left `npages` unmapped slots, and the driver its locked
-    // destinations; the fault path holds the fault folio.
-    let (mut src, dst) = unsafe { unmapped_arrays(m.src, m.dst, m.npages, m.fault_page) };
     pages::migrate_pages(&mut src, &dst, Some(&vm), &mut stats);
 }
 
@@ -221,11 +213,12 @@ pub unsafe extern "C" fn rust_migrate_device_pages(
 #[no_mangle]
 pub unsafe extern "C" fn rust_migrate_vma_finalize(migrate: *mut bindings::migrate_vma) {
     let mut stats = Stats::new();
-    // SAFETY: The caller passes a valid `struct migrate_vma`.
-    let m = unsafe { &*migrate };
-    // SAFETY: Setup and pages left the arrays, with the fault path holding
-    // the fault folio.
-    let (src, dst) = unsafe { unmapped_arrays(m.src, m.dst, m.npages, m.fault_page) };
+    // SAFETY: The caller passes a valid `struct migrate_vma`, whose arrays
+    // setup and pages left, with the fault path holding the fault folio.
+    let (src, dst) = unsafe {
+        let m = &*migrate;
+        unmapped_arrays(m.src, m.dst, m.npages, m.fault_page)
+    };
     finalize::finalize(src, dst, &mut stats);
 }
 

@@ -17,7 +17,6 @@
 //!   into holes;
 //! - [`finalize`] removes the migration entries and releases everything;
 //! - [`device`] collects device folios by PFN for eviction;
-//! - [`split`] splits a large source when it cannot be taken whole;
 //! - [`counters`] counts the work for debugfs `migrate_device/counters`;
 //! - `entry` holds the `extern "C"` entry points that the C functions of
 //!   `mm/migrate_device.c` call.
@@ -28,5 +27,4 @@ mod device;
 pub mod entry;
 mod finalize;
 mod pages;
-mod split;
 mod unmap;

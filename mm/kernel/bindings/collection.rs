@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What collection does to a folio it meets under a page-table lock.
+//!
+//! `migrate_vma_collect_pmd()` looks at one entry at a time, with the
+//! page-table lock held: it reads the page the entry names, trylocks and
+//! references its folio for a slot ([`CollectedFolio`]), replaces the
+//! entry by a migration entry ([`PteRun::migrate_page`],
+//! [`PmdGuard::migrate_folio`]), or pins a large folio to split it once the
+//! lock is dropped ([`SplitRef`]). Each type owns what it took and gives it
+//! back on drop, so a path that gives up leaves the folio as it found it.
+//!
+//! C header: [`include/linux/rmap.h`](srctree/include/linux/rmap.h),
+//! [`include/linux/huge_mm.h`](srctree/include/linux/huge_mm.h)
+
+use crate::folio::{Folio, LockedFolio};
+use crate::migration::FaultPage;
+use crate::page_table::{MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun};
+use core::marker::PhantomData;
+use kernel::{
+    bindings,
+    error::{Error, Result},
+    mm::virt::VmaRef,
+    sync::aref::ARef,
+};
+
+/// A page named by an entry whose page-table lock is held: mapped by a
+/// present PTE, or named by a device-private entry.
+///
+/// # Invariants
+///
+/// `page` is a valid page whose folio the entry references, stable for
+/// `'a`, the borrow of the lock.
+pub struct MappedPage<'a> {
+    page: *mut bindings::page,
+    _lock: PhantomData<&'a ()>,
+}
+
+impl<'a> MappedPage<'a> {
+    /// The page's PFN.
+    #[inline]
+    pub fn pfn(&self) -> usize {
+        // SAFETY: The page is valid by the type invariant.
+        unsafe { bindings::page_to_pfn(self.page) }
+    }
+
+    /// The folio the page is in, stable while the lock is held.
+    #[inline]
+    pub fn folio(&self) -> &'a Folio {
+        // SAFETY: The entry references the folio for `'a`, by the type
+        // invariant.
+        unsafe { Folio::from_page(self.page) }
+    }
+
+    /// Whether the page has a mapping (`page_has_mapping()`): an anon or
+    /// file page, rather than a driver's.
+    #[inline]
+    pub fn has_mapping(&self) -> bool {
+        // SAFETY: The page is valid by the type invariant.
+        unsafe { bindings::page_has_mapping(self.page) }
+    }
+}
+
+impl PteRun<'_> {
+    /// The page the entry at `addr` names: the normal page a present PTE
+    /// maps (`vm_normal_page()`), or the page of a device-private entry.
+    /// `None` for any other entry, the zero page and special mappings.
+    pub fn page(&self, addr: usize) -> Option<MappedPage<'_>> {
+        let (raw, entry) = self.read(addr)?;
+        let page = match entry {
+            PteEntry::Present { .. } => self.normal_page_of(addr, raw),
+            // SAFETY: A device-private entry names a page with a memmap
+            // entry.
+            PteEntry::DevicePrivate { pfn, .. } => unsafe { bindings::pfn_to_page(pfn) },
+            _ => return None,
+        };
+        if page.is_null() {
+            return None;
+        }
+        // INVARIANT: The entry, stable under the lock we hold, references
+        // the page's folio.
+        Some(MappedPage {
+            page,
+            _lock: PhantomData,
+        })
+    }
+
+    /// Replaces the present or device-private PTE at `addr`, which must
+    /// name a page of `folio`, by a migration entry, as
+    /// `migrate_vma_collect_pmd()` does: flushes the page's cache, shares
+    /// an anon-exclusive page (clearing and flushing its PTE first), moves
+    /// the dirty bit to the folio, installs the entry and drops the page's
+    /// rmap and the mapping's reference: `folio`'s own reference keeps the
+    /// folio for the migration, as for a PMD.
+    ///
+    /// A present PTE's TLB entry is left to the caller to flush, unless the
+    /// outcome says it was flushed. On [`PteMigration::Pinned`] and
+    /// [`PteMigration::Unchanged`] the PTE is as it was.
+    pub fn migrate_page(
+        &mut self,
+        vma: &VmaRef,
+        addr: usize,
+        folio: &CollectedFolio,
+        write: bool,
+    ) -> PteMigration {
+        let Some(page) = self.page(addr) else {
+            return PteMigration::Unchanged;
+        };
+        if !core::ptr::eq(page.folio(), folio.folio()) {
+            return PteMigration::Unchanged;
+        }
+        let (page, pfn) = (page.page, page.pfn());
+        let raw = folio.folio().as_raw();
+        let present = matches!(self.entry(addr), Some(PteEntry::Present { .. }));
+        if present {
+            // SAFETY: The page is mapped at `addr` in the VMA.
+            unsafe { bindings::flush_cache_page(vma.as_ptr(), addr, pfn) };
+        }
+        // SAFETY: The folio is locked and `page` is one of its pages.
+        let anon_exclusive =
+            folio.folio().is_anon() && unsafe { bindings::PageAnonExclusive(page) };
+        let old = if anon_exclusive {
+            let Ok(old) = self.clear_flush(addr) else {
+                return PteMigration::Unchanged;
+            };
+            // SAFETY: The folio is locked and its PTE is cleared and
+            // flushed, as sharing an anon-exclusive page requires.
+            if unsafe { bindings::folio_try_share_anon_rmap_pte(raw, page) } != 0 {
+                // Pinned: put the entry back and leave the page alone.
+                if self.restore(old).is_err() {
+                    // The entry came from this run: not reached.
+                    kernel::warn_on!(true);
+                }
+                return PteMigration::Pinned;
+            }
+            old
+        } else {
+            match self.get_and_clear(addr) {
+                Ok(old) => old,
+                Err(_) => return PteMigration::Unchanged,
+            }
+        };
+        if old.is_dirty() {
+            // SAFETY: The folio is locked and referenced.
+            unsafe { bindings::folio_mark_dirty(raw) };
+        }
+        let kind = if write {
+            MigrationKind::Writable
+        } else if anon_exclusive {
+            MigrationKind::ReadableExclusive
+        } else {
+            MigrationKind::Readable
+        };
+        // The entry was read as present or device-private just above, so
+        // it has a migration entry.
+        let entry = match old.into_migration_entry(kind) {
+            Ok(entry) => entry,
+            Err(old) => {
+                kernel::warn_on!(true);
+                if self.restore(old).is_err() {
+                    kernel::warn_on!(true);
+                }
+                return PteMigration::Unchanged;
+            }
+        };
+        if self.restore(entry).is_err() {
+            kernel::warn_on!(true);
+        }
+        // SAFETY: The PTE no longer maps the page: drop its rmap and the
+        // mapping's reference, which `folio`'s own reference replaces.
+        unsafe {
+            bindings::folio_remove_rmap_pte(raw, page, vma.as_ptr());
+            bindings::folio_put(raw);
+        }
+        PteMigration::Installed {
+            present,
+            flushed: anon_exclusive,
+        }
+    }
+}
+
+/// What [`PteRun::migrate_page`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PteMigration {
+    /// The migration entry is installed; `present` when it replaced a
+    /// present PTE, whose TLB entry was `flushed` already or is the
+    /// caller's to flush.
+    Installed {
+        /// Whether the PTE was present (else device-private).
+        present: bool,
+        /// Whether its TLB entry was flushed.
+        flushed: bool,
+    },
+    /// The anon-exclusive page is pinned: its PTE was cleared, flushed
+    /// and put back.
+    Pinned,
+    /// The PTE does not name a page of the folio: nothing changed.
+    Unchanged,
+}
+
+impl PmdGuard<'_> {
+    /// The folio a huge or device-private PMD names, borrowed for as long
+    /// as the lock is held.
+    pub fn mapped_folio(&self) -> Option<&Folio> {
+        match self.entry() {
+            PmdEntry::Huge { pfn, .. } | PmdEntry::DevicePrivate { pfn, .. } => {
+                // SAFETY: The entry references its folio, and it cannot
+                // change while we hold the PMD lock.
+                Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn)) })
+            }
+            _ => None,
+        }
+    }
+
+    /// Replaces the huge or device-private PMD that maps `folio` by a PMD
+    /// migration entry ([`PmdGuard::set_pmd_migration_entry`]), which
+    /// drops the mapping's reference: `folio`'s own keeps the folio.
+    #[inline]
+    pub fn migrate_folio(&mut self, folio: &CollectedFolio) -> Result {
+        // SAFETY: A `CollectedFolio` holds the folio lock, by its
+        // invariant; the guard only borrows it and gives it back below.
+        let locked = unsafe { LockedFolio::from_locked(folio.folio()) };
+        let ret = self.set_pmd_migration_entry(&locked);
+        locked.into_raw_locked();
+        ret
+    }
+}
+
+impl FaultPage {
+    /// The fault page, which the fault path holds.
+    #[inline]
+    pub fn page(&self) -> Option<MappedPage<'_>> {
+        let page = self.as_raw();
+        // INVARIANT: The fault path holds the page's folio locked and
+        // referenced while `self` is used.
+        (!page.is_null()).then_some(MappedPage {
+            page,
+            _lock: PhantomData,
+        })
+    }
+
+    /// Puts back the device-private entries that migration entries for the
+    /// fault folio replaced (`remove_migration_ptes()`).
+    #[inline]
+    pub fn remove_migration_entries(&self) {
+        if let Some(folio) = self.folio() {
+            // SAFETY: The fault path holds the folio locked, as restoring
+            // its migration entries requires.
+            unsafe { bindings::remove_migration_ptes(folio.as_raw(), folio.as_raw(), 0) };
+        }
+    }
+}
+
+/// A folio collection took for a slot: referenced, and locked by
+/// collection, or by the fault path for the fault folio.
+///
+/// Dropping it unlocks (unless the fault path holds the lock) and drops
+/// the reference; [`CollectedFolio::into_slot`] hands both to the slot.
+///
+/// # Invariants
+///
+/// `folio`'s lock is held: owned by this value unless `fault`, when the
+/// fault path owns it.
+pub struct CollectedFolio {
+    folio: ARef<Folio>,
+    fault: bool,
+}
+
+impl CollectedFolio {
+    /// References and trylocks `folio`; the fault folio, which the fault
+    /// path holds locked, is only referenced. `None` when the lock is
+    /// contended.
+    pub fn trylock(folio: &Folio, fault: &FaultPage) -> Option<Self> {
+        let fault = fault.is_in(folio);
+        // SAFETY: A trylock does not sleep.
+        if !fault && !unsafe { bindings::folio_trylock(folio.as_raw()) } {
+            return None;
+        }
+        // INVARIANT: The lock was just taken, or the fault path holds it.
+        Some(Self {
+            folio: ARef::from(folio),
+            fault,
+        })
+    }
+
+    /// The fault folio, referenced for a slot of its own; the lock stays
+    /// the fault path's.
+    #[inline]
+    pub fn fault_folio(fault: &FaultPage) -> Option<Self> {
+        let folio = fault.folio()?;
+        Self::trylock(folio, fault)
+    }
+
+    /// The folio.
+    #[inline]
+    pub fn folio(&self) -> &Folio {
+        &self.folio
+    }
+
+    /// Hands the lock and the reference to the slot that will name the
+    /// folio; returns the head PFN to store there.
+    #[inline]
+    pub fn into_slot(self) -> usize {
+        let pfn = self.folio.pfn();
+        core::mem::forget(self);
+        pfn
+    }
+
+    /// Splits the folio (`split_folio()`) and releases it: the lock stays
+    /// on the first folio of the split, or on the fault page's folio.
+    /// Fails with the split's error, everything released.
+    pub fn split(self, fault: &FaultPage) -> Result {
+        // SAFETY: The folio is locked and referenced, by the invariant.
+        let ret = unsafe { bindings::split_folio(self.folio.as_raw()) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        // The fault page of a PMD fault is the head page, so the fault
+        // path's lock stays on the folio it holds.
+        if self.fault && !fault.is_in(&self.folio) {
+            kernel::warn_on!(true);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CollectedFolio {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.fault {
+            // SAFETY: We own the lock by the type invariant.
+            unsafe { bindings::folio_unlock(self.folio.as_raw()) };
+        }
+    }
+}
+
+/// A large folio met under a page-table lock, pinned to be split once the
+/// lock is dropped (`migrate_vma_split_folio()`).
+///
+/// # Invariants
+///
+/// The value holds a reference to `folio`, unless it is the fault folio,
+/// which the fault path holds locked and referenced.
+pub struct SplitRef {
+    folio: *mut bindings::folio,
+    fault: FaultPage,
+    is_fault: bool,
+}
+
+impl SplitRef {
+    /// Pins `folio` for [`SplitRef::split`].
+    pub fn new(folio: &Folio, fault: FaultPage) -> Self {
+        let is_fault = fault.is_in(folio);
+        if !is_fault {
+            // SAFETY: The caller's borrow proves the folio alive.
+            unsafe { bindings::folio_get(folio.as_raw()) };
+        }
+        // INVARIANT: A reference was taken, or it is the fault folio.
+        Self {
+            folio: folio.as_raw(),
+            fault,
+            is_fault,
+        }
+    }
+
+    /// Locks and splits the folio, keeping the fault path's lock on
+    /// whichever folio holds the fault page afterwards. Sleeps: no
+    /// page-table lock may be held.
+    pub fn split(self) -> Result {
+        let this = core::mem::ManuallyDrop::new(self);
+        let (folio, is_fault) = (this.folio, this.is_fault);
+        // The fault path holds the lock of `folio` when it is the fault
+        // folio; after the split that lock belongs on the fault page's.
+        if !is_fault {
+            // SAFETY: We hold a reference; taking the lock sleeps, which
+            // the caller allows.
+            unsafe { bindings::folio_lock(folio) };
+        }
+        // SAFETY: The folio is locked and referenced.
+        let ret = unsafe { bindings::split_folio(folio) };
+        if ret != 0 {
+            if !is_fault {
+                // SAFETY: Releases the lock and reference taken for the
+                // split.
+                unsafe {
+                    bindings::folio_unlock(folio);
+                    bindings::folio_put(folio);
+                }
+            }
+            return Err(Error::from_errno(ret));
+        }
+        // After the split the fault page may be in another, smaller folio:
+        // the fault path's lock must end up on that one.
+        let new_fault = this
+            .fault
+            .folio()
+            .map_or(core::ptr::null_mut(), Folio::as_raw);
+        // SAFETY: `folio` is now the first small folio of the split, still
+        // locked and referenced as before; the others were unlocked by the
+        // split, so the lock moves by taking the new one.
+        unsafe {
+            if new_fault.is_null() {
+                bindings::folio_unlock(folio);
+                bindings::folio_put(folio);
+            } else if folio != new_fault {
+                if is_fault {
+                    bindings::folio_get(new_fault);
+                    bindings::folio_lock(new_fault);
+                }
+                bindings::folio_unlock(folio);
+                bindings::folio_put(folio);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SplitRef {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.is_fault {
+            // SAFETY: We own the reference by the type invariant.
+            unsafe { bindings::folio_put(self.folio) };
+        }
+    }
+}

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The device-private CPU fault: `struct vm_fault` and the fault folio.
+//!
+//! A fault on a device-private entry checks, under the page-table lock,
+//! that the entry is unchanged and trylocks the folio it names. The fault
+//! path then holds that folio ([`FaultFolio`]) across the driver's
+//! `migrate_to_ram()`, whose migration treats it as its `fault_page`
+//! ([`FaultPage`]); or, when the folio is locked already, it sleeps until
+//! it is not ([`FaultWait`]).
+//!
+//! C header: [`include/linux/mm.h`](srctree/include/linux/mm.h)
+
+use crate::collection::CollectedFolio;
+use crate::migration::FaultPage;
+use crate::page_table::{PmdGuard, PteEntry, PteValue};
+use kernel::{bindings, mm::virt::VmaRef, types::Opaque};
+
+/// What a fault handler returns (`vm_fault_t`): 0 or `VM_FAULT_*` bits.
+pub type VmFaultReason = bindings::vm_fault_t;
+
+/// `VM_FAULT_RETRY`.
+pub const VM_FAULT_RETRY: VmFaultReason = bindings::vm_fault_reason_VM_FAULT_RETRY;
+
+/// A CPU fault on a device-private entry, under the mmap lock.
+///
+/// # Invariants
+///
+/// The fault is valid and its mm's mmap lock is held for the lifetime of
+/// the borrow; no page-table lock is held.
+#[repr(transparent)]
+pub struct VmFault(Opaque<bindings::vm_fault>);
+
+impl VmFault {
+    /// Borrows the fault `ptr`; a fault taken under the per-VMA lock is
+    /// not: that lock is released and `None` returned, for the caller to
+    /// return [`VM_FAULT_RETRY`] and be called again under the mmap lock.
+    /// `migrate_to_ram()` implementations are not ready to run under the
+    /// VMA lock.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a valid fault for `'a`, under the mmap lock or the VMA
+    /// lock, with no page-table lock held.
+    #[inline]
+    pub unsafe fn under_mmap_lock<'a>(ptr: *mut bindings::vm_fault) -> Option<&'a VmFault> {
+        // SAFETY: The caller passes a valid fault.
+        let (flags, vma) = unsafe { ((*ptr).flags, (*ptr).__bindgen_anon_1.vma) };
+        if flags & bindings::fault_flag_FAULT_FLAG_VMA_LOCK != 0 {
+            // SAFETY: The fault holds the VMA read lock; the fault is not
+            // used past it.
+            unsafe { bindings::vma_end_read(vma) };
+            return None;
+        }
+        // INVARIANT: The fault holds the mmap lock.
+        // SAFETY: `VmFault` is a transparent wrapper of `struct vm_fault`,
+        // valid for `'a`.
+        Some(unsafe { &*ptr.cast() })
+    }
+
+    #[inline]
+    fn as_raw(&self) -> *mut bindings::vm_fault {
+        self.0.get()
+    }
+
+    /// The faulting VMA.
+    #[inline]
+    pub fn vma(&self) -> &VmaRef {
+        // SAFETY: The mmap lock keeps the VMA, by the type invariant.
+        unsafe { VmaRef::from_raw((*self.as_raw()).__bindgen_anon_1.vma) }
+    }
+
+    /// The faulting address, page aligned.
+    #[inline]
+    pub fn address(&self) -> usize {
+        // SAFETY: Reads a field of the valid fault.
+        unsafe { (*self.as_raw()).__bindgen_anon_1.address }
+    }
+
+    /// The PTE the fault read (`vmf->orig_pte`).
+    #[inline]
+    pub fn orig_pte(&self) -> PteValue {
+        // SAFETY: Reads a field of the valid fault.
+        PteValue::from_raw(unsafe { (*self.as_raw()).__bindgen_anon_2.orig_pte })
+    }
+
+    /// Whether `pmd`, locked, still holds the PMD the fault read
+    /// (`vmf->orig_pmd`).
+    #[inline]
+    pub fn pmd_unchanged(&self, pmd: &PmdGuard<'_>) -> bool {
+        // SAFETY: We hold the lock of this PMD; the fault is valid.
+        unsafe {
+            bindings::pmd_same(
+                bindings::pmdp_get(pmd.as_raw()),
+                (*self.as_raw()).__bindgen_anon_2.orig_pmd,
+            )
+        }
+    }
+
+    /// Checks, under the PTE lock, that the device-private PTE the fault
+    /// read is unchanged, and trylocks and references its folio (the
+    /// device-private branch of `do_swap_page()`).
+    pub fn lock_device_private_pte(&self) -> DeviceFault<'_> {
+        if !matches!(self.orig_pte().entry(), PteEntry::DevicePrivate { .. }) {
+            return DeviceFault::Changed;
+        }
+        let f = self.as_raw();
+        // SAFETY: The fault read a device-private PTE, whose PMD stays
+        // allocated under the mmap lock; the PTE is mapped and locked here
+        // and released on every path below, or by the `FaultWait`.
+        unsafe {
+            let orig = (*f).__bindgen_anon_2.orig_pte;
+            let entry = bindings::softleaf_from_pte(orig);
+            (*f).page = bindings::pfn_to_page(bindings::softleaf_to_pfn(entry));
+            (*f).pte = bindings::pte_offset_map_lock(
+                (*(*f).__bindgen_anon_1.vma).vm_mm,
+                (*f).pmd,
+                (*f).__bindgen_anon_1.address,
+                &mut (*f).ptl,
+            );
+            if (*f).pte.is_null() {
+                return DeviceFault::Changed;
+            }
+            if !bindings::pte_same(bindings::ptep_get((*f).pte), orig) {
+                bindings::pte_unmap_unlock((*f).pte, (*f).ptl);
+                return DeviceFault::Changed;
+            }
+            let locked = self.trylock_page();
+            if locked.is_some() {
+                bindings::pte_unmap_unlock((*f).pte, (*f).ptl);
+            } else {
+                bindings::pte_unmap((*f).pte);
+            }
+            self.locked_or_wait(locked, entry, (*f).ptl)
+        }
+    }
+
+    /// The PMD version of [`VmFault::lock_device_private_pte`]
+    /// (`do_huge_pmd_device_private()`).
+    pub fn lock_device_private_pmd(&self) -> DeviceFault<'_> {
+        let f = self.as_raw();
+        // SAFETY: The fault read a device-private PMD entry (checked
+        // first), whose PMD stays allocated under the mmap lock; its lock
+        // is taken here and released on every path below, or by the
+        // `FaultWait`.
+        unsafe {
+            let orig = (*f).__bindgen_anon_2.orig_pmd;
+            let entry = bindings::softleaf_from_pmd(orig);
+            if !bindings::softleaf_is_device_private(entry) {
+                return DeviceFault::Changed;
+            }
+            let ptl = bindings::pmd_lock((*(*f).__bindgen_anon_1.vma).vm_mm, (*f).pmd);
+            if !bindings::pmd_same(bindings::pmdp_get((*f).pmd), orig) {
+                bindings::spin_unlock(ptl);
+                return DeviceFault::Changed;
+            }
+            (*f).page = bindings::pfn_to_page(bindings::softleaf_to_pfn(entry));
+            (*f).pte = core::ptr::null_mut();
+            let locked = self.trylock_page();
+            if locked.is_some() {
+                bindings::spin_unlock(ptl);
+            }
+            self.locked_or_wait(locked, entry, ptl)
+        }
+    }
+
+    /// Trylocks and references the folio of `vmf->page`.
+    ///
+    /// # Safety
+    ///
+    /// `vmf->page` is named by an entry whose lock is held.
+    unsafe fn trylock_page(&self) -> Option<FaultFolio<'_>> {
+        // SAFETY: The caller holds the lock that keeps the page's folio.
+        unsafe {
+            let page = (*self.as_raw()).page;
+            let folio = bindings::page_folio(page);
+            if !bindings::folio_trylock(folio) {
+                return None;
+            }
+            // The reference keeps the folio once the lock is dropped.
+            bindings::folio_get(folio);
+            // INVARIANT: Locked and referenced just above.
+            Some(FaultFolio { fault: self, page })
+        }
+    }
+
+    /// The fault folio, or the waiter for the entry `entry` under `ptl`.
+    ///
+    /// # Safety
+    ///
+    /// Unless `locked`, `ptl` is held over `entry`, and nothing else
+    /// releases it.
+    unsafe fn locked_or_wait<'a>(
+        &'a self,
+        locked: Option<FaultFolio<'a>>,
+        entry: bindings::softleaf_t,
+        ptl: *mut bindings::spinlock_t,
+    ) -> DeviceFault<'a> {
+        match locked {
+            Some(folio) => DeviceFault::Locked(folio),
+            // INVARIANT: The caller hands over the held lock.
+            None => DeviceFault::Contended(FaultWait { entry, ptl }),
+        }
+    }
+
+    /// Makes `folio`, trylocked and referenced by the fault path itself
+    /// (with `FaultPage::NONE`), the fault folio: `vmf->page` becomes its
+    /// head page, and the fault path holds the lock and reference until
+    /// the [`FaultFolio`] is dropped.
+    pub fn hold(&self, folio: CollectedFolio) -> FaultFolio<'_> {
+        let page = folio.folio().head_page();
+        folio.into_slot();
+        // SAFETY: The fault is valid; the driver reads `vmf->page`, and
+        // nothing reads `vmf->pte` once the page table is unlocked.
+        unsafe {
+            (*self.as_raw()).page = page;
+            (*self.as_raw()).pte = core::ptr::null_mut();
+        }
+        // INVARIANT: The collected folio's lock and reference, handed over.
+        FaultFolio { fault: self, page }
+    }
+}
+
+/// What a device-private fault found under the page-table lock.
+pub enum DeviceFault<'a> {
+    /// The entry changed since the fault read it: return to refault.
+    Changed,
+    /// The fault folio, locked and referenced; the page-table lock is
+    /// dropped.
+    Locked(FaultFolio<'a>),
+    /// Another thread holds the folio lock: wait for it, then refault.
+    Contended(FaultWait),
+}
+
+/// The folio of `vmf->page`, locked and referenced by the fault path for
+/// `migrate_to_ram()`; unlocks and drops the reference on drop.
+///
+/// # Invariants
+///
+/// The fault path holds the lock and a reference of the folio that holds
+/// `page`; a split moves them with the page (`migrate_vma_setup()`'s rule
+/// for the fault page).
+pub struct FaultFolio<'a> {
+    fault: &'a VmFault,
+    page: *mut bindings::page,
+}
+
+impl FaultFolio<'_> {
+    /// The fault page, as a migration sees it.
+    #[inline]
+    pub fn fault_page(&self) -> FaultPage {
+        // SAFETY: We hold the page's folio locked and referenced, by the
+        // type invariant, for as long as the value is borrowed.
+        unsafe { FaultPage::new(self.page) }
+    }
+
+    /// Calls the driver's `migrate_to_ram()` for the fault.
+    #[inline]
+    pub fn migrate_to_ram(&self) -> VmFaultReason {
+        // SAFETY: The fault is valid, no page-table lock is held, and the
+        // fault folio is locked and referenced, as the driver expects.
+        unsafe { bindings::folio_migrate_call_migrate_to_ram(self.fault.as_raw()) }
+    }
+}
+
+impl Drop for FaultFolio<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: The lock and the reference are ours, on the folio that
+        // holds the page now, by the type invariant.
+        unsafe {
+            let folio = bindings::page_folio(self.page);
+            bindings::folio_unlock(folio);
+            bindings::folio_put(folio);
+        }
+    }
+}
+
+/// A fault whose folio another thread holds locked, with the page-table
+/// lock over its entry still held; [`FaultWait::wait`] sleeps until the
+/// folio is unlocked, dropping it drops the lock.
+///
+/// # Invariants
+///
+/// `ptl` is held over `entry`, and owned by this value.
+pub struct FaultWait {
+    entry: bindings::softleaf_t,
+    ptl: *mut bindings::spinlock_t,
+}
+
+impl FaultWait {
+    /// Sleeps until the folio is unlocked
+    /// (`softleaf_entry_wait_on_locked()`), releasing the page-table lock.
+    #[inline]
+    pub fn wait(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: We hold `ptl`, which keeps the folio alive until the
+        // waiter is queued; the call releases it.
+        unsafe { bindings::softleaf_entry_wait_on_locked(this.entry, this.ptl) };
+    }
+}
+
+impl Drop for FaultWait {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: We own the lock by the type invariant.
+        unsafe { bindings::spin_unlock(self.ptl) };
+    }
+}
