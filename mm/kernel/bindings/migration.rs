@@ -808,6 +808,30 @@ impl<'a> SourceSlots<'a, Unmapped> {
 }
 
 // Folio queries migration needs beyond the basic ones of `folio`.
+/// The views of the arrays of a migration past unmap, as the entry points
+/// of `migrate_*_pages()` and `_finalize()` get them.
+///
+/// # Safety
+///
+/// `src` holds `npages` slots that went through setup's unmap (or
+/// `migrate_device_range()`'s), `dst` the driver's locked destinations,
+/// and the fault path holds the folio of a non-null `fault_page`; nothing
+/// else accesses the arrays for `'a`.
+pub unsafe fn unmapped_arrays<'a>(
+    src: *mut usize,
+    dst: *mut usize,
+    npages: usize,
+    fault_page: *mut bindings::page,
+) -> (SourceSlots<'a, Unmapped>, DestSlots<'a>) {
+    // SAFETY: The caller guarantees the arrays and the fault folio.
+    unsafe {
+        (
+            SourceSlots::from_raw(src, npages, FaultPage::new(fault_page)),
+            DestSlots::from_raw(dst, npages),
+        )
+    }
+}
+
 impl Folio {
     /// Whether any page of the folio is mapped (`folio_mapped()`).
     #[inline]

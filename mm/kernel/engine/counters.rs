@@ -15,7 +15,7 @@ use kernel::{bindings, c_str, ffi::c_char, prelude::*, str::CStr};
 /// One engine counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
-pub(crate) enum Counter {
+pub enum Counter {
     /// Holes collected (a PMD-sized hole counts once).
     Holes,
     /// PMD entries read by collection.
@@ -84,7 +84,7 @@ pub(crate) enum Counter {
 }
 
 /// Highest folio order counted on its own; larger ones count here too.
-pub(crate) const MAX_COUNTED_ORDER: usize = 9;
+pub const MAX_COUNTED_ORDER: usize = 9;
 
 const NR_COUNTERS: usize = Counter::FolioOrder0 as usize + MAX_COUNTED_ORDER + 1;
 
@@ -144,7 +144,7 @@ static FAULT_WAIT_MAX_NS: AtomicUsize = AtomicUsize::new(0);
 /// # Invariants
 ///
 /// Bit `i` of `touched` is set when `counts[i]` may be non-zero.
-pub(crate) struct Stats {
+pub struct Stats {
     counts: [usize; NR_COUNTERS],
     touched: u64,
 }
@@ -152,7 +152,7 @@ pub(crate) struct Stats {
 impl Stats {
     /// No counts yet.
     #[inline]
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         Self {
             counts: [0; NR_COUNTERS],
             touched: 0,
@@ -161,7 +161,7 @@ impl Stats {
 
     /// Adds `n` to `counter`.
     #[inline]
-    pub(crate) fn add(&mut self, counter: Counter, n: usize) {
+    pub fn add(&mut self, counter: Counter, n: usize) {
         self.touch(counter as usize, n);
     }
 
@@ -174,13 +174,13 @@ impl Stats {
 
     /// Adds one to `counter`.
     #[inline]
-    pub(crate) fn inc(&mut self, counter: Counter) {
+    pub fn inc(&mut self, counter: Counter) {
         self.add(counter, 1);
     }
 
     /// Raises the maximum `counter` to `v`.
     #[inline]
-    pub(crate) fn max(&mut self, counter: Counter, v: usize) {
+    pub fn max(&mut self, counter: Counter, v: usize) {
         let c = &mut self.counts[counter as usize];
         *c = (*c).max(v);
         self.touch(counter as usize, 0);
@@ -188,9 +188,16 @@ impl Stats {
 
     /// Counts a folio of `order` collected whole.
     #[inline]
-    pub(crate) fn folio(&mut self, order: u32) {
+    pub fn folio(&mut self, order: u32) {
         let order = (order as usize).min(MAX_COUNTED_ORDER);
         self.touch(Counter::FolioOrder0 as usize + order, 1);
+    }
+}
+
+impl Default for Stats {
+    #[inline]
+    fn default() -> Self {
+        Self::new()
     }
 }
 
