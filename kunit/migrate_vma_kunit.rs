@@ -83,6 +83,28 @@ mod tests {
         }
         // A slot can take one destination only.
         assert_eq!(m.set_destination(0, Folio::alloc_movable(0)?), Err(EINVAL));
+        // The extents and the copy runs cover every page once, each run
+        // contiguous in the range and in memory.
+        let mut seen = 0;
+        for e in m.source_extents() {
+            assert_eq!(e.index, seen);
+            for k in 0..e.npages {
+                assert_eq!(before[e.index + k] as u64, e.pfn + k as u64);
+            }
+            seen += e.npages;
+        }
+        assert_eq!(seen, PAGES);
+        let mut seen = 0;
+        for r in m.copy_runs() {
+            assert_eq!(r.index, seen);
+            for k in 0..r.npages {
+                assert_eq!(before[r.index + k] as u64, r.src_pfn + k as u64);
+                let to = MigratePfn::from_raw(m.dst_entry(r.index + k) as u64);
+                assert_eq!(to.ok().and_then(|d| d.pfn()), Some(r.dst_pfn + k as u64));
+            }
+            seen += r.npages;
+        }
+        assert_eq!(seen, PAGES);
         let done = m.pages();
         for i in 0..PAGES {
             assert!(done.is_migrated(i));
@@ -168,6 +190,14 @@ mod tests {
             assert_eq!(head.pfn(), pfn);
             // A destination of another order is refused.
             assert_eq!(m.set_destination(0, Folio::alloc_movable(0)?), Err(EINVAL));
+            // The THP is one extent of 512 pages; with no destination,
+            // nothing is to be copied.
+            let mut extents = m.source_extents();
+            let whole = extents.next().ok_or(EINVAL)?;
+            assert_eq!((whole.index, whole.npages, whole.folios), (0, 512, 1));
+            assert_eq!(whole.pfn, pfn as u64);
+            assert!(extents.next().is_none());
+            assert_eq!(m.copy_runs().count(), 0);
         }
         // Abandoned: the THP is mapped again (as a PMD or split into PTEs)
         // with its data.

@@ -33,7 +33,11 @@
 //! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h)
 
 use crate::folio::Folio;
-use crate::migrate_core::{folio_array::FolioArray, pfn::MigratePfn};
+use crate::migrate_core::{
+    extent::{CopyRun, CopyRuns, Extent},
+    folio_array::FolioArray,
+    pfn::{MigratePfn, MIGRATE_PFN_MIGRATE},
+};
 use core::{ffi::c_void, marker::PhantomData};
 use kernel::{
     bindings,
@@ -230,6 +234,29 @@ impl Inner<'_> {
         unsafe { core::slice::from_raw_parts(self.args.src.cast::<u64>(), self.npages()) }
     }
 
+    /// The `dst` array, as the driver filled it through
+    /// [`Collected::set_destination`].
+    fn dst_slots(&self) -> &[u64] {
+        if self.npages() == 0 {
+            return &[];
+        }
+        // SAFETY: As in `src_slots()`; the driver writes `dst` only through
+        // `&mut Collected`, which cannot coexist with this borrow.
+        unsafe { core::slice::from_raw_parts(self.args.dst.cast::<u64>(), self.npages()) }
+    }
+
+    /// `slots` as a folio array; the engine and `set_destination()` write
+    /// only well-formed ones.
+    fn folio_array<'s>(&self, slots: &'s [u64]) -> Option<FolioArray<'s>> {
+        match FolioArray::with_base(slots, self.base) {
+            Ok(array) => Some(array),
+            Err(_) => {
+                kernel::warn_on!(true);
+                None
+            }
+        }
+    }
+
     fn dst(&self, i: usize) -> usize {
         if i >= self.npages() {
             return 0;
@@ -324,6 +351,13 @@ impl<'a> Collected<'a> {
         self.inner.src(i)
     }
 
+    /// The raw destination entry of slot `i` (0 outside the range or
+    /// before [`Collected::set_destination`]).
+    #[inline]
+    pub fn dst_entry(&self, i: usize) -> usize {
+        self.inner.dst(i)
+    }
+
     /// The folio collected at slot `i`, if it may be migrated.
     ///
     /// It is locked and referenced by the migration until finalize.
@@ -342,18 +376,33 @@ impl<'a> Collected<'a> {
     /// The collected folios as `(slot, folio)`, stepping over the tail
     /// slots of each large folio.
     pub fn sources(&self) -> impl Iterator<Item = (usize, &Folio)> + '_ {
-        let folios = match FolioArray::with_base(self.inner.src_slots(), self.inner.base) {
-            Ok(array) => Some(array.iter()),
-            Err(_) => {
-                // Collection writes only well-formed arrays.
-                kernel::warn_on!(true);
-                None
-            }
-        };
-        folios
+        self.inner
+            .folio_array(self.inner.src_slots())
+            .into_iter()
+            .flat_map(|array| array.iter())
+            .filter_map(move |(i, _)| Some((i, self.source(i)?)))
+    }
+
+    /// The collected folios as extents: runs of folios that follow each
+    /// other in the range and in physical memory, for a driver that copies
+    /// one extent at a time.
+    pub fn source_extents(&self) -> impl Iterator<Item = Extent> + '_ {
+        self.inner
+            .folio_array(self.inner.src_slots())
+            .into_iter()
+            .flat_map(|array| array.extents_with(MIGRATE_PFN_MIGRATE))
+    }
+
+    /// The copies the destinations set so far ask for: runs of pages that
+    /// are contiguous in the range, in the sources and in the destinations,
+    /// one device copy each.
+    pub fn copy_runs(&self) -> impl Iterator<Item = CopyRun> + '_ {
+        let src = self.inner.folio_array(self.inner.src_slots());
+        let dst = self.inner.folio_array(self.inner.dst_slots());
+        src.zip(dst)
+            .and_then(|(src, dst)| CopyRuns::new(src, dst).ok())
             .into_iter()
             .flatten()
-            .filter_map(move |(i, _)| Some((i, self.source(i)?)))
     }
 
     /// Gives `folio` as the destination of slot `i`.
