@@ -83,6 +83,16 @@ pub fn thp_migration_supported() -> bool {
     unsafe { bindings::thp_migration_supported() }
 }
 
+/// The value of a core result that an invariant of the caller makes
+/// infallible; a failure is a bug: it warns and reads as `fallback`.
+#[inline]
+pub fn or_warn<T, E>(result: core::result::Result<T, E>, fallback: T) -> T {
+    result.unwrap_or_else(|_| {
+        kernel::warn_on!(true);
+        fallback
+    })
+}
+
 /// Whether `vma` is one `migrate_vma_setup()` refuses: hugetlb, DAX or
 /// `VM_SPECIAL`.
 #[inline]
@@ -483,9 +493,10 @@ impl<'a> SourceSlots<'a, Collected> {
                 // SAFETY: We hold a reference.
                 if unsafe { bindings::folio_trylock(folio) } {
                     // INVARIANT: The slot holds the lock and the reference.
-                    slots[i] = MigratePfn::new(pfn as u64, 0)
-                        .map(|m| m.with_migrate().raw())
-                        .unwrap_or(0);
+                    slots[i] = or_warn(
+                        MigratePfn::new(pfn as u64, 0).map(|m| m.with_migrate().raw()),
+                        0,
+                    );
                     found = DevicePfn::Locked { order };
                 } else {
                     // SAFETY: Drops the reference just taken.
@@ -655,7 +666,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
     #[inline]
     pub fn demote_to_page(&mut self, i: usize) {
         // INVARIANT: The PFN stays, and with it what the slot holds.
-        let head = self.get(i).subpage(0).unwrap_or(MigratePfn::EMPTY);
+        let head = or_warn(self.get(i).subpage(0), MigratePfn::EMPTY);
         if head.pfn().is_some() {
             self.slots[i] = head.without_migrate().raw();
         }
@@ -756,7 +767,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
         // INVARIANT: Each page is now a folio of its own, locked and
         // referenced by the split, and still isolated.
         for (k, slot) in self.slots[i..i + PMD_NR].iter_mut().enumerate() {
-            *slot = head.subpage(k).unwrap_or(MigratePfn::EMPTY).raw();
+            *slot = or_warn(head.subpage(k), MigratePfn::EMPTY).raw();
         }
         Ok(())
     }

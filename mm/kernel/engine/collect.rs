@@ -20,7 +20,7 @@ use crate::folio::Folio;
 use crate::migrate_core::collect::{
     self as rules, CollectArgs, Decision, PageInfo, PageKind, Source,
 };
-use crate::migration::FaultPage;
+use crate::migration::{or_warn, FaultPage};
 use crate::page_table::{
     flush_tlb_range, pmd_peek, PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_ORDER, PMD_SIZE,
 };
@@ -112,7 +112,11 @@ impl Collector<'_> {
     fn hole(&mut self, start: usize, end: usize) {
         match rules::migrate_vma_collect_hole(&self.rules, start as u64, end as u64) {
             Ok(d) => self.record_other(&d),
-            Err(_) => self.skip(start, end),
+            Err(_) => {
+                // The walk only asks for ranges inside one PMD.
+                kernel::warn_on!(true);
+                self.skip(start, end)
+            }
         }
     }
 
@@ -197,6 +201,8 @@ impl Collector<'_> {
             {
                 Ok(d) => d,
                 Err(_) => {
+                    // As for a hole: the range is inside this PMD.
+                    kernel::warn_on!(true);
                     drop(pmd);
                     self.skip(start, end);
                     return PmdStep::Done;
@@ -389,9 +395,11 @@ impl Collector<'_> {
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
             let (seen, fault_entry) = self.classify(&run, addr);
-            let decision =
-                rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64)
-                    .unwrap_or(Decision::Skip { slots: 1 });
+            // The walk stays inside the range and one PMD: an error is a bug.
+            let decision = or_warn(
+                rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64),
+                Decision::Skip { slots: 1 },
+            );
             match decision {
                 Decision::CollectSmall {
                     source: Source::Page { .. },

@@ -6,7 +6,7 @@
 
 use super::counters::{Counter, Stats};
 use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
-use crate::migration::{self, DestSlots, Slots, SourceSlots, Unmapped};
+use crate::migration::{self, or_warn, DestSlots, Slots, SourceSlots, Unmapped};
 use crate::mmu_notifier::MmuNotifierRange;
 use crate::page_table::PAGE_SIZE;
 use crate::populate::{insert_page, Inserted};
@@ -41,7 +41,7 @@ fn fill_hole(
     if hole.is_compound() && !dest.is_compound() {
         // A 2 MiB hole the driver fills with small pages.
         nr = PMD_NR;
-        src.set_hole(i, hole.subpage(0).unwrap_or(MigratePfn::EMPTY));
+        src.set_hole(i, or_warn(hole.subpage(0), MigratePfn::EMPTY));
     }
     let addr = m.start + i * PAGE_SIZE;
     for j in i..(i + nr).min(src.len()) {
