@@ -126,7 +126,7 @@ impl<'a> PteRun<'a> {
     /// The page `raw`, the present PTE [`PteRun::read`] returned for
     /// `addr`, maps (`vm_normal_page()`), or null for the zero page and
     /// special mappings.
-    pub fn normal_page_of(&self, addr: usize, raw: PteValue) -> *mut bindings::page {
+    pub(crate) fn normal_page_of(&self, addr: usize, raw: PteValue) -> *mut bindings::page {
         if addr < self.start || addr >= self.end || !raw.is_present() {
             return core::ptr::null_mut();
         }
@@ -138,7 +138,7 @@ impl<'a> PteRun<'a> {
     /// The page a present, normal PTE at `addr` maps (`vm_normal_page()`),
     /// or null for the zero page, special mappings and non-present entries.
     /// The page stays valid while the lock is held.
-    pub fn normal_page(&self, addr: usize) -> *mut bindings::page {
+    fn normal_page(&self, addr: usize) -> *mut bindings::page {
         match self.read(addr) {
             Some((raw, PteEntry::Present { .. })) => self.normal_page_of(addr, raw),
             _ => core::ptr::null_mut(),
