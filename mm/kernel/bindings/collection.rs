@@ -5,7 +5,8 @@
 //! `migrate_vma_collect_pmd()` looks at one entry at a time, with the
 //! page-table lock held: it reads the page the entry names, trylocks and
 //! references its folio for a slot ([`CollectedFolio`]), replaces the
-//! entry by a migration entry ([`PteRun::migrate_page`],
+//! entry by a migration entry ([`PteRun::migrate_page`], which takes a
+//! [`PteSnapshot`] of what the walk read, so a page is looked up once;
 //! [`PmdGuard::migrate_folio`]), or pins a large folio to split it once the
 //! lock is dropped ([`SplitRef`]). Each type owns what it took and gives it
 //! back on drop, so a path that gives up leaves the folio as it found it.
@@ -15,12 +16,11 @@
 
 use crate::folio::{Folio, LockedFolio};
 use crate::migration::FaultPage;
-use crate::page_table::{MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun};
+use crate::page_table::{MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, PteValue};
 use core::marker::PhantomData;
 use kernel::{
     bindings,
     error::{Error, Result},
-    mm::virt::VmaRef,
     sync::aref::ARef,
 };
 
@@ -61,57 +61,114 @@ impl<'a> MappedPage<'a> {
     }
 }
 
+/// The page an entry of a [`PteRun`] named when it was read, to find it
+/// again under the same lock without a second `vm_normal_page()`.
+///
+/// # Invariants
+///
+/// `page` is the page that `raw`, the entry at `addr` in the page tables of
+/// `mm`, named when it was read under its PTE lock: the normal page of a
+/// present entry, or the page of a device-private one.
+#[derive(Clone, Copy)]
+pub struct PteSnapshot {
+    mm: *const bindings::mm_struct,
+    addr: usize,
+    raw: PteValue,
+    pfn: usize,
+    page: *mut bindings::page,
+}
+
+impl PteSnapshot {
+    /// The address of the entry.
+    #[inline]
+    pub fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// The PFN of the page.
+    #[inline]
+    pub fn pfn(&self) -> usize {
+        self.pfn
+    }
+}
+
 impl PteRun<'_> {
-    /// The page the entry at `addr` names: the normal page a present PTE
-    /// maps (`vm_normal_page()`), or the page of a device-private entry.
-    /// `None` for any other entry, the zero page and special mappings.
-    pub fn page(&self, addr: usize) -> Option<MappedPage<'_>> {
+    /// What the entry at `addr` names: the normal page a present PTE maps
+    /// (`vm_normal_page()`), or the page of a device-private entry. `None`
+    /// for any other entry, the zero page and special mappings.
+    pub fn snapshot(&self, addr: usize) -> Option<PteSnapshot> {
         let (raw, entry) = self.read(addr)?;
-        let page = match entry {
-            PteEntry::Present { .. } => self.normal_page_of(addr, raw),
+        let (page, pfn) = match entry {
+            PteEntry::Present { pfn, .. } => (self.normal_page_of(addr, raw), pfn),
             // SAFETY: A device-private entry names a page with a memmap
             // entry.
-            PteEntry::DevicePrivate { pfn, .. } => unsafe { bindings::pfn_to_page(pfn) },
+            PteEntry::DevicePrivate { pfn, .. } => (unsafe { bindings::pfn_to_page(pfn) }, pfn),
             _ => return None,
         };
         if page.is_null() {
             return None;
         }
-        // INVARIANT: The entry, stable under the lock we hold, references
-        // the page's folio.
-        Some(MappedPage {
+        // INVARIANT: `page` is what `raw`, just read at `addr`, names.
+        Some(PteSnapshot {
+            mm: self.vma().mm().as_raw(),
+            addr,
+            raw,
+            pfn,
             page,
+        })
+    }
+
+    /// The page `snap` named, if its entry is still the same: an entry
+    /// that holds the same value at the same address of the same mm names
+    /// the same page, which it keeps referenced while the lock is held.
+    #[inline]
+    pub fn page_of(&self, snap: &PteSnapshot) -> Option<MappedPage<'_>> {
+        let (raw, _) = self.read(snap.addr)?;
+        if !core::ptr::eq(snap.mm, self.vma().mm().as_raw()) || !raw.same(&snap.raw) {
+            return None;
+        }
+        // INVARIANT: The entry, unchanged and stable under the lock we
+        // hold, references the page's folio.
+        Some(MappedPage {
+            page: snap.page,
             _lock: PhantomData,
         })
     }
 
-    /// Replaces the present or device-private PTE at `addr`, which must
-    /// name a page of `folio`, by a migration entry, as
+    /// The page the entry at `addr` names (see [`PteRun::snapshot`]).
+    #[inline]
+    pub fn page(&self, addr: usize) -> Option<MappedPage<'_>> {
+        self.page_of(&self.snapshot(addr)?)
+    }
+
+    /// Trylocks and references the folio of the page `snap` names, unless
+    /// it is `fault`'s (then only references it), and replaces its present
+    /// or device-private PTE by a migration entry, as
     /// `migrate_vma_collect_pmd()` does: flushes the page's cache, shares
     /// an anon-exclusive page (clearing and flushing its PTE first), moves
     /// the dirty bit to the folio, installs the entry and drops the page's
-    /// rmap and the mapping's reference: `folio`'s own reference keeps the
-    /// folio for the migration, as for a PMD.
+    /// rmap and the mapping's reference: the returned folio's own reference
+    /// keeps it for the migration, as for a PMD.
     ///
     /// A present PTE's TLB entry is left to the caller to flush, unless the
-    /// outcome says it was flushed. On [`PteMigration::Pinned`] and
-    /// [`PteMigration::Unchanged`] the PTE is as it was.
+    /// outcome says it was flushed. On any other outcome than
+    /// [`PteMigration::Installed`] the PTE and the folio are as they were.
     pub fn migrate_page(
         &mut self,
-        vma: &VmaRef,
-        addr: usize,
-        folio: &CollectedFolio,
+        snap: &PteSnapshot,
+        fault: &FaultPage,
         write: bool,
     ) -> PteMigration {
-        let Some(page) = self.page(addr) else {
+        let Some(mapped) = self.page_of(snap) else {
             return PteMigration::Unchanged;
         };
-        if !core::ptr::eq(page.folio(), folio.folio()) {
-            return PteMigration::Unchanged;
-        }
-        let (page, pfn) = (page.page, page.pfn());
+        let pfn = snap.pfn;
+        let Some(folio) = CollectedFolio::trylock(mapped.folio(), fault) else {
+            return PteMigration::Contended;
+        };
+        let (vma, addr, page) = (self.vma(), snap.addr, snap.page);
         let raw = folio.folio().as_raw();
-        let present = matches!(self.entry(addr), Some(PteEntry::Present { .. }));
+        let present = snap.raw.is_present();
         if present {
             // SAFETY: The page is mapped at `addr` in the VMA.
             unsafe { bindings::flush_cache_page(vma.as_ptr(), addr, pfn) };
@@ -151,7 +208,7 @@ impl PteRun<'_> {
         } else {
             MigrationKind::Readable
         };
-        // The entry was read as present or device-private just above, so
+        // The entry is the present or device-private one `snap` read, so
         // it has a migration entry.
         let entry = match old.into_migration_entry(kind) {
             Ok(entry) => entry,
@@ -173,6 +230,7 @@ impl PteRun<'_> {
             bindings::folio_put(raw);
         }
         PteMigration::Installed {
+            folio,
             present,
             flushed: anon_exclusive,
         }
@@ -180,21 +238,25 @@ impl PteRun<'_> {
 }
 
 /// What [`PteRun::migrate_page`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PteMigration {
-    /// The migration entry is installed; `present` when it replaced a
-    /// present PTE, whose TLB entry was `flushed` already or is the
-    /// caller's to flush.
+    /// The migration entry is installed, and `folio` holds the lock and
+    /// reference for the migration; `present` when it replaced a present
+    /// PTE, whose TLB entry was `flushed` already or is the caller's to
+    /// flush.
     Installed {
+        /// The folio, locked and referenced.
+        folio: CollectedFolio,
         /// Whether the PTE was present (else device-private).
         present: bool,
         /// Whether its TLB entry was flushed.
         flushed: bool,
     },
+    /// The folio is locked by someone else: nothing changed.
+    Contended,
     /// The anon-exclusive page is pinned: its PTE was cleared, flushed
     /// and put back.
     Pinned,
-    /// The PTE does not name a page of the folio: nothing changed.
+    /// The entry changed since the snapshot: nothing changed.
     Unchanged,
 }
 

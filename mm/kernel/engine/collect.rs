@@ -15,7 +15,7 @@
 //! unmapped.
 
 use super::counters::{Counter, Stats};
-use crate::collection::{CollectedFolio, MappedPage, PteMigration, SplitRef};
+use crate::collection::{CollectedFolio, MappedPage, PteMigration, PteSnapshot, SplitRef};
 use crate::folio::Folio;
 use crate::migrate_core::collect::{
     self as rules, CollectArgs, Decision, PageInfo, PageKind, Source,
@@ -309,19 +309,27 @@ impl Collector<'_> {
         self.stats.inc(Counter::FaultEntriesCollected);
     }
 
-    /// Reduces the PTE at `addr` to what the rules decide on; also says
-    /// whether it is the fault path's migration entry for the fault folio.
-    fn classify(&self, run: &PteRun<'_>, addr: usize) -> (rules::PteEntry, bool) {
+    /// Reduces the PTE at `addr` to what the rules decide on; also returns
+    /// what it names, for [`PteRun::migrate_page`], and whether it is the
+    /// fault path's migration entry for the fault folio.
+    fn classify(
+        &self,
+        run: &PteRun<'_>,
+        addr: usize,
+    ) -> (rules::PteEntry, Option<PteSnapshot>, bool) {
         let Some(entry) = run.entry(addr) else {
-            return (rules::PteEntry::None, false);
+            return (rules::PteEntry::None, None, false);
         };
-        let seen = match entry {
-            PteEntry::None => rules::PteEntry::None,
-            PteEntry::Zero => rules::PteEntry::Zero,
-            PteEntry::Present { bits, .. } => {
-                let Some(page) = run.page(addr) else {
-                    return (rules::PteEntry::Special, false);
-                };
+        let snap = match entry {
+            PteEntry::Present { .. } | PteEntry::DevicePrivate { .. } => run.snapshot(addr),
+            _ => None,
+        };
+        let page = snap.as_ref().and_then(|s| run.page_of(s));
+        let seen = match (entry, page) {
+            (PteEntry::None, _) => rules::PteEntry::None,
+            (PteEntry::Zero, _) => rules::PteEntry::Zero,
+            (PteEntry::Present { .. }, None) => rules::PteEntry::Special,
+            (PteEntry::Present { bits, .. }, Some(page)) => {
                 let folio = page.folio();
                 let kind = if !folio.is_zone_device() {
                     PageKind::System
@@ -338,30 +346,28 @@ impl Collector<'_> {
                     write: bits.write,
                 }
             }
-            PteEntry::DevicePrivate { write, .. } => match run.page(addr) {
-                Some(page) => rules::PteEntry::DevicePrivate {
-                    page: self.page_info(&page),
-                    owner_matches: self.owner_matches(Some(page.folio())),
-                    write,
-                },
-                None => rules::PteEntry::Swap,
+            (PteEntry::DevicePrivate { write, .. }, Some(page)) => rules::PteEntry::DevicePrivate {
+                page: self.page_info(&page),
+                owner_matches: self.owner_matches(Some(page.folio())),
+                write,
             },
+            (PteEntry::DevicePrivate { .. }, None) => rules::PteEntry::Swap,
             // Seen as the device-private entry it replaced.
-            PteEntry::Migration { pfn, write } if self.is_fault_entry(pfn, false) => {
+            (PteEntry::Migration { pfn, write }, _) if self.is_fault_entry(pfn, false) => {
                 let Some(page) = self.fault.page() else {
-                    return (rules::PteEntry::Migration, false);
+                    return (rules::PteEntry::Migration, None, false);
                 };
                 let seen = rules::PteEntry::DevicePrivate {
                     page: self.page_info(&page),
                     owner_matches: self.owner_matches(Some(page.folio())),
                     write,
                 };
-                return (seen, true);
+                return (seen, None, true);
             }
-            PteEntry::Migration { .. } => rules::PteEntry::Migration,
+            (PteEntry::Migration { .. }, _) => rules::PteEntry::Migration,
             _ => rules::PteEntry::Swap,
         };
-        (seen, false)
+        (seen, snap, false)
     }
 
     /// What the rules need to know of `page`.
@@ -394,7 +400,7 @@ impl Collector<'_> {
         let mut addr = from;
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
-            let (seen, fault_entry) = self.classify(&run, addr);
+            let (seen, snap, fault_entry) = self.classify(&run, addr);
             // The walk stays inside the range and one PMD: an error is a bug.
             let decision = or_warn(
                 rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64),
@@ -409,14 +415,17 @@ impl Collector<'_> {
                     source: Source::Page { write, .. },
                     ..
                 } => {
-                    if !self.migrate_pte(&mut run, &decision, addr, write, unmapped) {
+                    let migrated = snap.is_some_and(|snap| {
+                        self.migrate_pte(&mut run, &decision, &snap, write, unmapped)
+                    });
+                    if !migrated {
                         self.skip(addr, addr + PAGE_SIZE);
                     }
                 }
                 Decision::CollectWhole { .. } | Decision::SplitFirst { .. } => {
                     // A large folio mapped by PTEs: split it and look again.
                     // The rules choose this only for a page.
-                    let Some(page) = run.page(addr) else {
+                    let Some(page) = snap.as_ref().and_then(|s| run.page_of(s)) else {
                         kernel::warn_on!(true);
                         self.skip(addr, addr + PAGE_SIZE);
                         addr += PAGE_SIZE;
@@ -451,7 +460,7 @@ impl Collector<'_> {
         Ok(())
     }
 
-    /// Locks the folio of the page at `addr` and replaces its PTE by a
+    /// Locks the folio of the page `snap` names and replaces its PTE by a
     /// migration entry, storing the slots of `decision` for it; counts a
     /// present PTE in `unmapped`. Returns `false`, with everything as it
     /// was, when the folio is contended or pinned.
@@ -459,28 +468,28 @@ impl Collector<'_> {
         &mut self,
         run: &mut PteRun<'_>,
         decision: &Decision,
-        addr: usize,
+        snap: &PteSnapshot,
         write: bool,
         unmapped: &mut usize,
     ) -> bool {
-        let Some(page) = run.page(addr) else {
-            return false;
-        };
-        let pfn = page.pfn();
-        let Some(folio) = CollectedFolio::trylock(page.folio(), &self.fault) else {
-            self.stats.inc(Counter::FailTrylock);
-            return false;
-        };
-        match run.migrate_page(self.vma, addr, &folio, write) {
-            PteMigration::Installed { present, flushed } => {
+        match run.migrate_page(snap, &self.fault, write) {
+            PteMigration::Installed {
+                folio,
+                present,
+                flushed,
+            } => {
                 if flushed {
                     self.stats.inc(Counter::TlbFlushes);
                 }
                 *unmapped += usize::from(present);
                 self.stats.inc(Counter::PteMigrationEntries);
-                self.record_folio(decision, folio, pfn);
+                self.record_folio(decision, folio, snap.pfn());
                 self.stats.folio(0);
                 true
+            }
+            PteMigration::Contended => {
+                self.stats.inc(Counter::FailTrylock);
+                false
             }
             PteMigration::Pinned => {
                 self.stats.inc(Counter::TlbFlushes);

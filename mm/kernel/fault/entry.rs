@@ -40,16 +40,15 @@ fn install_pte_entry<'a>(fault: &'a VmFault, stats: &mut Stats) -> Option<FaultF
     if !raw.same(&fault.orig_pte()) {
         return None;
     }
-    let page = run.page(addr)?;
-    if page.folio().order() != 0 {
+    let snap = run.snapshot(addr)?;
+    if run.page_of(&snap)?.folio().order() != 0 {
         return None;
     }
     // The fault path's own lock and reference, not a migration's.
-    let folio = CollectedFolio::trylock(page.folio(), &FaultPage::NONE)?;
-    match run.migrate_page(fault.vma(), addr, &folio, write) {
-        PteMigration::Installed { .. } => {}
-        PteMigration::Pinned | PteMigration::Unchanged => return None,
-    }
+    let PteMigration::Installed { folio, .. } = run.migrate_page(&snap, &FaultPage::NONE, write)
+    else {
+        return None;
+    };
     drop(run);
     stats.inc(Counter::FaultEntries);
     Some(fault.hold(folio))

@@ -97,6 +97,12 @@ impl<'a> PteRun<'a> {
         self.end == self.start
     }
 
+    /// The VMA the run belongs to.
+    #[inline]
+    pub fn vma(&self) -> &'a VmaRef {
+        self.vma
+    }
+
     /// Reads the entry that maps `addr`, or `None` outside the run.
     #[inline]
     pub fn entry(&self, addr: usize) -> Option<PteEntry> {
