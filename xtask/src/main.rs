@@ -9,9 +9,9 @@
 mod apply;
 mod bench;
 mod build;
-mod module_index;
 mod export;
 mod initramfs;
+mod module_index;
 mod plot;
 mod results;
 mod series;

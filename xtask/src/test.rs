@@ -145,7 +145,7 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
         vm::boot(&kernel, &initrd, VM_LIMIT, false, &log)
     })?;
     eprintln!("    console log: {}", log.display());
-    Ok(evaluate(&boot, &steps))
+    Ok(evaluate(&boot, &steps, EXPECTED_KUNIT, MIN_CASES))
 }
 
 /// The debugfs file that chooses the migrate_device engine.
@@ -155,9 +155,10 @@ const COUNTERS: &str = "/sys/kernel/debug/migrate_device/counters";
 
 /// The userspace suites: the upstream hmm-tests, unmodified, under each
 /// engine with the Rust engine's counters checked after each run, then the
-/// differential test of the two engines, the fault livelock test, the 2 MiB
-/// fault with and without a free 2 MiB page, and faults racing with an
-/// eviction.
+/// exact counters of a fixed workload, NUMA moves of device-private
+/// memory, the differential test of the two engines, the fault livelock
+/// test, the 2 MiB fault with and without a free 2 MiB page, and faults
+/// racing with an eviction.
 pub fn vm_steps() -> Vec<Step> {
     let mut steps = Vec::new();
     for engine in ["c", "rust", "rust-entry"] {
@@ -174,6 +175,16 @@ pub fn vm_steps() -> Vec<Step> {
             timeout_secs: 60,
         });
     }
+    steps.push(Step {
+        name: "counted-work".into(),
+        command: "counted_work".into(),
+        timeout_secs: 120,
+    });
+    steps.push(Step {
+        name: "numa-moves".into(),
+        command: "numa_moves".into(),
+        timeout_secs: 300,
+    });
     steps.push(Step {
         name: "differential".into(),
         command: "differential".into(),
@@ -197,6 +208,44 @@ pub fn vm_steps() -> Vec<Step> {
     steps
 }
 
+/// The KUnit suites the test kernel must run, each with the fewest cases
+/// it has: a suite lost to a config typo, or a case lost from one, fails
+/// the run instead of passing unseen.
+pub const EXPECTED_KUNIT: &[(&str, usize)] = &[
+    ("migrate_core", 14),
+    ("folio_migrate_bindings", 7),
+    ("folio_migrate_migrate_vma", 4),
+    ("folio_migrate_pagemap", 5),
+    ("folio_migrate_device", 2),
+];
+
+/// The fewest results (passed, failed or skipped) each userspace step
+/// reports; a step that prints a shorter plan fails.
+pub const MIN_CASES: &[(&str, usize)] = &[
+    ("hmm-tests:c", 78),
+    ("hmm-tests:rust", 78),
+    ("hmm-tests:rust-entry", 78),
+    ("engine-counters:c", 3),
+    ("engine-counters:rust", 6),
+    ("engine-counters:rust-entry", 7),
+    ("counted-work", 6),
+    ("numa-moves", 18),
+    ("differential", 22),
+    ("fault-livelock", 6),
+    ("thp-fault", 6),
+    ("evict-race", 6),
+];
+
+/// Adds a problem to `suite` if it has fewer than `min` results.
+fn check_min_cases(suite: &mut Suite, min: usize) {
+    if suite.cases.len() < min {
+        suite.problems.push(format!(
+            "{} results, expected at least {min}",
+            suite.cases.len()
+        ));
+    }
+}
+
 /// `--add PATH` files, placed in the guest's `/opt/bin`.
 pub fn added(paths: &[PathBuf]) -> Result<Payload> {
     paths
@@ -211,7 +260,14 @@ pub fn added(paths: &[PathBuf]) -> Result<Payload> {
 }
 
 /// Results of one boot: KUnit suites, each step, and the kernel log.
-pub fn evaluate(boot: &vm::Boot, steps: &[Step]) -> Vec<Suite> {
+/// `kunit` lists the KUnit suites that must have run and `min_cases` the
+/// fewest results of a step, each with its minimum case count.
+pub fn evaluate(
+    boot: &vm::Boot,
+    steps: &[Step],
+    kunit: &[(&str, usize)],
+    min_cases: &[(&str, usize)],
+) -> Vec<Suite> {
     let mut suites: Vec<Suite> = results::parse_ktap(boot.boot_lines.iter().map(String::as_str))
         .into_iter()
         .map(|mut s| {
@@ -225,6 +281,17 @@ pub fn evaluate(boot: &vm::Boot, steps: &[Step]) -> Vec<Suite> {
             problems: vec!["no KUnit suite ran".into()],
             ..Default::default()
         });
+    }
+    for &(name, min) in kunit {
+        let full = format!("kunit:{name}");
+        match suites.iter_mut().find(|s| s.name == full) {
+            Some(s) => check_min_cases(s, min),
+            None => suites.push(Suite {
+                name: full,
+                problems: vec!["expected KUnit suite did not run".into()],
+                ..Default::default()
+            }),
+        }
     }
     for st in steps {
         let got = boot.steps.iter().find(|o| o.name == st.name);
@@ -244,6 +311,9 @@ pub fn evaluate(boot: &vm::Boot, steps: &[Step]) -> Vec<Suite> {
                 .push(format!("killed after its {} s limit", st.timeout_secs)),
             Some(0) => {}
             Some(rc) => s.problems.push(format!("exit status {rc}")),
+        }
+        if let Some(&(_, min)) = min_cases.iter().find(|(n, _)| *n == st.name) {
+            check_min_cases(&mut s, min);
         }
         suites.push(s);
     }
@@ -360,11 +430,33 @@ mod tests {
                 timeout_secs: 1,
             },
         ];
-        let s = evaluate(&boot, &steps);
+        let s = evaluate(&boot, &steps, &[("a", 1)], &[("hmm-tests", 1)]);
         let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["kunit:a", "hmm-tests", "other", "kernel-log"]);
         assert!(s[0].passed() && s[1].passed());
         assert!(!s[2].passed(), "a step that never ran fails");
         assert!(!s[3].passed(), "a WARN fails the run");
+    }
+
+    #[test]
+    fn missing_kunit_suite_and_short_plans_fail() {
+        let boot = vm::split(
+            "    # Subtest: a\n    1..1\n    ok 1 t\nok 1 a\n@@fm boot-done\n@@fm begin x\n1..1\nok 1 y\n\
+             @@fm end x 0 1 1\n@@fm done\n"
+                .lines()
+                .map(String::from)
+                .collect(),
+        );
+        let steps = vec![Step {
+            name: "x".into(),
+            command: "x".into(),
+            timeout_secs: 1,
+        }];
+        let s = evaluate(&boot, &steps, &[("a", 2), ("b", 1)], &[("x", 2)]);
+        let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["kunit:a", "kunit:b", "x", "kernel-log"]);
+        assert!(!s[0].passed(), "a KUnit suite with too few cases fails");
+        assert!(!s[1].passed(), "a missing KUnit suite fails");
+        assert!(!s[2].passed(), "a step with too few results fails");
     }
 }
