@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * counted_work: the work counters of a workload that fixes them. Under each
+ * migrate_device engine, 2 MiB of anonymous memory goes to the device and
+ * back with test_hmm's migrate ioctls, first as 512 small pages, then as
+ * one THP; the counters of the engine that ran (migrate_device/counters
+ * for the Rust engines, counters_c for C) must then read exactly what that
+ * workload is: 1024 small folios and 1024 PTE migration entries, or two
+ * 2 MiB folios and two PMD migration entries, no split, no CPU fault, and
+ * no TLB flush beyond one per PTE and one per range. The other engine's
+ * counters must stay 0. The data is checked after the round trip.
+ * TAP output.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "test_hmm_uapi.h"
+#include "util.h"
+
+#define PMD_BYTES (2UL << 20)
+#define PAGE_BYTES 4096UL
+#define NPAGES (PMD_BYTES / PAGE_BYTES)
+#define COUNTERS_C COUNTERS "_c"
+#define KPF_THP 22
+
+static int dev_fd, pagemap_fd, kpageflags_fd;
+
+/* Counter @name of the counters file @path, 0 when there is none. */
+static unsigned long counter_of(const char *path, const char *name)
+{
+	FILE *f = fopen(path, "r");
+	char n[64];
+	unsigned long v, out = 0;
+
+	if (!f)
+		return 0;
+	while (fscanf(f, "%63s %lu", n, &v) == 2)
+		if (!strcmp(n, name))
+			out = v;
+	fclose(f);
+	return out;
+}
+
+/* The sum of every counter of @path. */
+static unsigned long counters_sum(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char n[64];
+	unsigned long v, sum = 0;
+
+	if (!f)
+		return 0;
+	while (fscanf(f, "%63s %lu", n, &v) == 2)
+		if (strcmp(n, "fault_wait_max_ns"))
+			sum += v;
+	fclose(f);
+	return sum;
+}
+
+/* Whether the page at @p is part of a THP (/proc/kpageflags). */
+static int is_thp(void *p)
+{
+	uint64_t pm, kf;
+
+	if (pread(pagemap_fd, &pm, 8, (uintptr_t)p / PAGE_BYTES * 8) != 8 ||
+	    !(pm >> 63))
+		return 0;
+	if (pread(kpageflags_fd, &kf, 8, (pm & ((1ULL << 55) - 1)) * 8) != 8)
+		return 0;
+	return (kf >> KPF_THP) & 1;
+}
+
+static int migrate(unsigned long req, char *p, void *mirror)
+{
+	struct hmm_dmirror_cmd cmd = {
+		.addr = (uintptr_t)p,
+		.ptr = (uintptr_t)mirror,
+		.npages = NPAGES,
+	};
+
+	return ioctl(dev_fd, req, &cmd) ? -errno : 0;
+}
+
+struct expect {
+	const char *name;
+	unsigned long want;
+};
+
+/*
+ * One round trip of @thp kind under @engine; prints one TAP line, numbered
+ * @n. Returns 1 when it passed, 0 when it failed, -1 when it was skipped.
+ */
+static int round_trip(int n, const char *engine, int thp)
+{
+	const char *mine = strcmp(engine, "c") ? COUNTERS : COUNTERS_C;
+	const char *other = strcmp(engine, "c") ? COUNTERS_C : COUNTERS;
+	const char *kind = thp ? "thp" : "4k";
+	const struct expect small[] = {
+		{ "folios_order_0", 2 * NPAGES },
+		{ "pte_migration_entries", 2 * NPAGES },
+		{ "folios_order_9", 0 },
+		{ "pmd_migration_entries", 0 },
+		{ "splits", 0 },
+		{ "faults", 0 },
+	};
+	const struct expect huge[] = {
+		{ "folios_order_9", 2 },
+		{ "pmd_migration_entries", 2 },
+		{ "folios_order_0", 0 },
+		{ "pte_migration_entries", 0 },
+		{ "splits", 0 },
+		{ "faults", 0 },
+	};
+	const struct expect *want = thp ? huge : small;
+	const unsigned long max_flushes = thp ? 2 : 2 * NPAGES + 2;
+	char *map = mmap(NULL, 2 * PMD_BYTES, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *mirror = malloc(PMD_BYTES);
+	char why[200] = "";
+	unsigned long flushes, idle;
+	char *p;
+	size_t i;
+	int ret = 0;
+
+	if (map == MAP_FAILED || !mirror) {
+		printf("not ok %d %s %s: cannot map buffers\n", n, engine, kind);
+		goto out;
+	}
+	p = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
+	madvise(p, PMD_BYTES, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	for (i = 0; i < PMD_BYTES; i++)
+		p[i] = (char)(i * 7 + 3);
+	if (thp && !is_thp(p)) {
+		printf("ok %d %s %s # SKIP no THP for the buffer\n", n, engine, kind);
+		ret = -1;
+		goto out;
+	}
+	write_file(COUNTERS, "0");
+	write_file(COUNTERS_C, "0");
+	if (migrate(HMM_DMIRROR_MIGRATE_TO_DEV, p, mirror) ||
+	    migrate(HMM_DMIRROR_MIGRATE_TO_SYS, p, mirror)) {
+		printf("not ok %d %s %s: a migration failed\n", n, engine, kind);
+		goto out;
+	}
+	for (i = 0; i < PMD_BYTES; i++)
+		if (p[i] != (char)(i * 7 + 3)) {
+			printf("not ok %d %s %s: data differs at %zu\n", n, engine, kind, i);
+			goto out;
+		}
+	for (i = 0; i < 6; i++) {
+		unsigned long got = counter_of(mine, want[i].name);
+
+		if (got != want[i].want && !*why)
+			snprintf(why, sizeof(why), "%s %lu, want %lu", want[i].name,
+				 got, want[i].want);
+	}
+	flushes = counter_of(mine, "tlb_flushes");
+	if (!*why && (!flushes || flushes > max_flushes))
+		snprintf(why, sizeof(why), "tlb_flushes %lu, want 1..%lu", flushes,
+			 max_flushes);
+	idle = counters_sum(other);
+	if (!*why && idle)
+		snprintf(why, sizeof(why), "the other engine's counters sum to %lu",
+			 idle);
+	printf("%s %d %s %s: %lu small folios, %lu 2 MiB folios, %lu PTE and %lu PMD migration entries, %lu TLB flushes%s%s\n",
+	       *why ? "not ok" : "ok", n, engine, kind,
+	       counter_of(mine, "folios_order_0"), counter_of(mine, "folios_order_9"),
+	       counter_of(mine, "pte_migration_entries"),
+	       counter_of(mine, "pmd_migration_entries"), flushes,
+	       *why ? ": " : "", why);
+	ret = !*why;
+out:
+	free(mirror);
+	if (map != MAP_FAILED)
+		munmap(map, 2 * PMD_BYTES);
+	return ret;
+}
+
+int main(void)
+{
+	static const char *const engines[] = { "c", "rust", "rust-entry" };
+	int e, k, n = 0, bad = 0;
+
+	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
+		return 0;
+	if (access(COUNTERS_C, R_OK)) {
+		printf("1..0 # SKIP no %s\n", COUNTERS_C);
+		return 0;
+	}
+	printf("1..6\n");
+	for (e = 0; e < 3; e++) {
+		if (write_file(ENGINE, engines[e])) {
+			printf("Bail out! cannot select engine %s\n", engines[e]);
+			return 1;
+		}
+		for (k = 0; k < 2; k++)
+			bad += round_trip(++n, engines[e], k) == 0;
+	}
+	write_file(ENGINE, "rust");
+	write_file(COUNTERS, "0");
+	write_file(COUNTERS_C, "0");
+	close(dev_fd);
+	return bad ? 1 : 0;
+}
