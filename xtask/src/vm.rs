@@ -24,7 +24,9 @@ pub const X86_64: QemuConfig = QemuConfig {
     binary: "qemu-system-x86_64",
     memory: "4G",
     smp: 2,
-    cmdline: "console=ttyS0 panic=-1 oops=panic log_buf_len=8M rdinit=/init",
+    // numa=fake=2 gives the test kernel (CONFIG_NUMA_EMU) two nodes; the
+    // bench kernel has no NUMA and ignores it.
+    cmdline: "console=ttyS0 panic=-1 oops=panic log_buf_len=8M numa=fake=2 rdinit=/init",
 };
 
 /// What one step printed and how it ended.
