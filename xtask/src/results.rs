@@ -101,6 +101,38 @@ fn result_line(s: &str) -> Option<(Outcome, String)> {
     Some((outcome, name))
 }
 
+/// The count of a `1..N` plan line (after `1..`), and the reason of a
+/// `1..0 # SKIP reason` plan, which skips the whole suite.
+fn plan(rest: &str) -> Option<(usize, Option<String>)> {
+    let (count, directive) = match rest.split_once('#') {
+        Some((c, d)) => (c, Some(d.trim())),
+        None => (rest, None),
+    };
+    let count: usize = count.trim().parse().ok()?;
+    let skip = directive
+        .filter(|d| count == 0 && d.get(..4).is_some_and(|w| w.eq_ignore_ascii_case("skip")))
+        .map(|d| d[4..].trim().to_string());
+    Some((count, skip))
+}
+
+/// Records a plan line in `suite`: the first plan counts; a skipped suite
+/// gets one skipped case naming the reason, so that it shows as skipped
+/// rather than as a suite without a plan.
+fn record_plan(suite: &mut Suite, rest: &str) {
+    if suite.plan.is_some() {
+        return;
+    }
+    if let Some((count, skip)) = plan(rest) {
+        suite.plan = Some(count);
+        if let Some(reason) = skip {
+            suite.cases.push(Case {
+                name: format!("whole suite skipped: {reason}"),
+                outcome: Outcome::Skip,
+            });
+        }
+    }
+}
+
 fn indent(s: &str) -> usize {
     s.len() - s.trim_start_matches(' ').len()
 }
@@ -134,9 +166,7 @@ pub fn parse_ktap<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Suite> {
         };
         if ind == *sind {
             if let Some(n) = s.strip_prefix("1..") {
-                if suite.plan.is_none() {
-                    suite.plan = n.trim().parse().ok();
-                }
+                record_plan(suite, n);
             } else if let Some((outcome, name)) = result_line(s) {
                 suite.cases.push(Case { name, outcome });
             }
@@ -172,9 +202,7 @@ pub fn parse_kselftest(name: &str, text: &str) -> Suite {
             continue;
         }
         if let Some(n) = l.strip_prefix("1..") {
-            if suite.plan.is_none() {
-                suite.plan = n.trim().parse().ok();
-            }
+            record_plan(&mut suite, n);
         } else if let Some((outcome, name)) = result_line(l) {
             suite.cases.push(Case { name, outcome });
         }
@@ -275,6 +303,25 @@ mod tests {
         // The second suite was cut off: missing result and no close.
         assert!(!s[1].passed());
         assert_eq!(s[1].problems.len(), 2);
+    }
+
+    #[test]
+    fn a_skipped_plan_is_a_skip_not_a_missing_plan() {
+        let text = "    # Subtest: a\n    1..0 # SKIP no device\nok 1 a # SKIP no device\n";
+        let s = parse_ktap(text.lines());
+        assert_eq!(s[0].plan, Some(0));
+        assert_eq!(s[0].count(Outcome::Skip), 1);
+        assert!(s[0].passed(), "{:?}", s[0].problems);
+        let s = parse_kselftest("x", "TAP version 13\n1..0 # SKIP no counters\n");
+        assert_eq!((s.plan, s.count(Outcome::Skip)), (Some(0), 1));
+        assert!(s.passed(), "{:?}", s.problems);
+        assert_eq!(plan("3"), Some((3, None)));
+        assert_eq!(plan("0 # skip why"), Some((0, Some("why".into()))));
+        assert_eq!(
+            plan("2 # SKIP why"),
+            Some((2, None)),
+            "only 1..0 skips a suite"
+        );
     }
 
     #[test]
