@@ -157,8 +157,8 @@ const COUNTERS: &str = "/sys/kernel/debug/migrate_device/counters";
 /// engine with the Rust engine's counters checked after each run, then the
 /// exact counters of a fixed workload, NUMA moves of device-private
 /// memory, the differential test of the two engines, the fault livelock
-/// test, the 2 MiB fault with and without a free 2 MiB page, and faults
-/// racing with an eviction.
+/// test, the 2 MiB fault with and without a free 2 MiB page, faults
+/// racing with an eviction, and a seeded random stress of it all.
 pub fn vm_steps() -> Vec<Step> {
     let mut steps = Vec::new();
     for engine in ["c", "rust", "rust-entry"] {
@@ -205,6 +205,11 @@ pub fn vm_steps() -> Vec<Step> {
         command: "evict_race".into(),
         timeout_secs: 600,
     });
+    steps.push(Step {
+        name: "stress".into(),
+        command: "stress --seconds 8".into(),
+        timeout_secs: 300,
+    });
     steps
 }
 
@@ -234,6 +239,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("fault-livelock", 6),
     ("thp-fault", 6),
     ("evict-race", 6),
+    ("stress", 3),
 ];
 
 /// Adds a problem to `suite` if it has fewer than `min` results.
