@@ -20,6 +20,8 @@ pub enum Flavour {
     Bench,
     /// The test options, built for each prefix of the series in turn.
     Series,
+    /// The test options with generic KASAN.
+    Kasan,
 }
 
 impl Flavour {
@@ -28,19 +30,24 @@ impl Flavour {
             Flavour::Test => "test",
             Flavour::Bench => "bench",
             Flavour::Series => "series",
+            Flavour::Kasan => "kasan",
         }
     }
 
     /// Fragment files, in merge order, relative to the repository.
     fn fragments(self) -> Vec<&'static str> {
-        vec![
+        let mut f = vec![
             "xtask/config/base.config",
             match self {
-                Flavour::Test | Flavour::Series => "xtask/config/test.config",
+                Flavour::Test | Flavour::Series | Flavour::Kasan => "xtask/config/test.config",
                 Flavour::Bench => "xtask/config/bench.config",
             },
-            "kunit/.kunitconfig",
-        ]
+        ];
+        if self == Flavour::Kasan {
+            f.push("xtask/config/kasan.config");
+        }
+        f.push("kunit/.kunitconfig");
+        f
     }
 }
 

@@ -36,7 +36,7 @@ commands:
   tree                    fetch linux-source-7.3 and make the working tree
   apply [--tree DIR]      apply the series to DIR (default: the working tree, reset first)
   build [--bench]         configure and build the test (or bench) kernel
-  test [--host-only] [--vm-only] [--add PATH]...
+  test [--host-only] [--vm-only] [--kasan] [--add PATH]...
                           host tests, then KUnit and userspace suites in the VM
   vm --run CMD [--add PATH]... [--bench] [--timeout SECS]
                           boot the test kernel and run CMD in it
@@ -154,6 +154,7 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
             let opts = test::Options {
                 skip_host: args.flag("--vm-only"),
                 skip_vm: args.flag("--host-only"),
+                kasan: args.flag("--kasan"),
                 add: args
                     .values("--add")?
                     .into_iter()

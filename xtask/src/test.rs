@@ -22,6 +22,8 @@ pub struct Options {
     pub skip_vm: bool,
     /// Extra programs for the VM's `/opt/bin`.
     pub add: Vec<PathBuf>,
+    /// Build and boot the KASAN flavour instead of the test flavour.
+    pub kasan: bool,
 }
 
 /// Runs everything and prints one line per suite and the closing count.
@@ -128,12 +130,18 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
     let repo = repo_root();
     let tree = stage("kernel tree", || tree::worktree("work"))?;
     stage("apply series", || apply::reapply(&tree, &repo))?;
-    let out = stage("configure (test flavour)", || {
-        build::configure(&tree, &repo, Flavour::Test)
+    let flavour = if opts.kasan {
+        Flavour::Kasan
+    } else {
+        Flavour::Test
+    };
+    let out = stage(&format!("configure ({} flavour)", flavour.name()), || {
+        build::configure(&tree, &repo, flavour)
     })?;
-    let kernel = stage("build kernel (test flavour)", || {
-        build::build_kernel(&tree, &out)
-    })?;
+    let kernel = stage(
+        &format!("build kernel ({} flavour)", flavour.name()),
+        || build::build_kernel(&tree, &out),
+    )?;
     let mut payload: Payload = build::guest_programs(&tree, &out, &repo)?;
     payload.extend(added(&opts.add)?);
     let steps = vm_steps();
