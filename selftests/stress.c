@@ -14,7 +14,8 @@
  * run and is reported with the seed, the operation that found it and the
  * place. The harness fails the run on any warning in the kernel log.
  *
- * Usage: stress [--seed N] [--seconds S] (per engine; default 8 s).
+ * Usage: stress [--seed N] [--seconds S] [--engine E]: S seconds per
+ * engine (default 8), every engine unless E is given.
  * TAP output.
  */
 #define _GNU_SOURCE
@@ -332,8 +333,9 @@ int main(int argc, char **argv)
 {
 	static const char *const engines[] = { "c", "rust", "rust-entry" };
 	unsigned int seconds = 8;
+	const char *only = NULL;
 	char mthp_was[64] = "";
-	int e, bad = 0, fd;
+	int e, n = 0, bad = 0, fd;
 
 	seed = (unsigned long)time(NULL);
 	for (int i = 1; i + 1 < argc; i += 2) {
@@ -341,6 +343,8 @@ int main(int argc, char **argv)
 			seed = strtoul(argv[i + 1], NULL, 0);
 		else if (!strcmp(argv[i], "--seconds"))
 			seconds = strtoul(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--engine"))
+			only = argv[i + 1];
 	}
 	if (tap_begin(&dev_fd, NULL))
 		return 0;
@@ -360,13 +364,15 @@ int main(int argc, char **argv)
 		write_file(MTHP_ENABLED, "madvise");
 	}
 	printf("# seed %lu, %u s per engine\n", seed, seconds);
-	printf("1..3\n");
+	printf("1..%d\n", only ? 1 : 3);
 	for (e = 0; e < 3; e++) {
+		if (only && strcmp(only, engines[e]))
+			continue;
 		if (write_file(ENGINE, engines[e])) {
 			printf("Bail out! cannot select engine %s\n", engines[e]);
 			return 1;
 		}
-		bad += !run(e + 1, engines[e], seconds);
+		bad += !run(++n, engines[e], seconds);
 	}
 	if (mthp_was[0])
 		write_file(MTHP_ENABLED, mthp_was);

@@ -38,7 +38,7 @@ commands:
   build [--bench]         configure and build the test (or bench) kernel
   test [--host-only] [--vm-only] [--kasan] [--add PATH]...
                           host tests, then KUnit and userspace suites in the VM
-  vm --run CMD [--add PATH]... [--bench] [--timeout SECS]
+  vm --run CMD [--add PATH]... [--bench|--kasan] [--timeout SECS]
                           boot the test kernel and run CMD in it
   bench [--quick]         run the benchmarks in the bench kernel
   export --out DIR        the series as git format-patch files
@@ -174,7 +174,13 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
                 .into_iter()
                 .map(PathBuf::from)
                 .collect();
-            let bench = args.flag("--bench");
+            let flavour = if args.flag("--bench") {
+                build::Flavour::Bench
+            } else if args.flag("--kasan") {
+                build::Flavour::Kasan
+            } else {
+                build::Flavour::Test
+            };
             let timeout = match args.value("--timeout")? {
                 Some(t) => t
                     .parse::<u64>()
@@ -183,7 +189,7 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
             };
             args.done()?;
             setup()?;
-            return vm_run(&command, &add, bench, timeout);
+            return vm_run(&command, &add, flavour, timeout);
         }
         "bench" => {
             let quick = args.flag("--quick");
@@ -222,12 +228,7 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
 }
 
 /// Boots the kernel and runs one command, printing its output and status.
-fn vm_run(command: &str, add: &[PathBuf], bench: bool, timeout: u64) -> Result<bool> {
-    let flavour = if bench {
-        build::Flavour::Bench
-    } else {
-        build::Flavour::Test
-    };
+fn vm_run(command: &str, add: &[PathBuf], flavour: build::Flavour, timeout: u64) -> Result<bool> {
     let repo = util::repo_root();
     let t = stage("kernel tree", || tree::worktree("work"))?;
     stage("apply series", || apply::reapply(&t, &repo))?;
