@@ -90,32 +90,51 @@ impl PteSnapshot {
     pub fn pfn(&self) -> usize {
         self.pfn
     }
+
+    /// The entry's value as it was read.
+    #[inline]
+    pub fn value(&self) -> PteValue {
+        self.raw
+    }
 }
 
 impl PteRun<'_> {
-    /// What the entry at `addr` names: the normal page a present PTE maps
-    /// (`vm_normal_page()`), or the page of a device-private entry. `None`
-    /// for any other entry, the zero page and special mappings.
-    pub fn snapshot(&self, addr: usize) -> Option<PteSnapshot> {
+    /// Reads the entry at `addr`, and what it names: the normal page a
+    /// present PTE maps (`vm_normal_page()`) or the page of a
+    /// device-private entry, both as a snapshot to find the page again and
+    /// as the page itself, borrowed while the lock is held. The second is
+    /// `None` for any other entry, the zero page and special mappings;
+    /// `None` outside the run.
+    #[allow(clippy::type_complexity)]
+    pub fn read_page(
+        &self,
+        addr: usize,
+    ) -> Option<(PteEntry, Option<(PteSnapshot, MappedPage<'_>)>)> {
         let (raw, entry) = self.read(addr)?;
         let (page, pfn) = match entry {
             PteEntry::Present { pfn, .. } => (self.normal_page_of(addr, raw), pfn),
             // SAFETY: A device-private entry names a page with a memmap
             // entry.
             PteEntry::DevicePrivate { pfn, .. } => (unsafe { bindings::pfn_to_page(pfn) }, pfn),
-            _ => return None,
+            _ => return Some((entry, None)),
         };
         if page.is_null() {
-            return None;
+            return Some((entry, None));
         }
-        // INVARIANT: `page` is what `raw`, just read at `addr`, names.
-        Some(PteSnapshot {
+        // INVARIANT: `page` is what `raw`, just read at `addr`, names; the
+        // entry, stable under the lock we hold, references its folio.
+        let snap = PteSnapshot {
             mm: self.vma().mm().as_raw(),
             addr,
             raw,
             pfn,
             page,
-        })
+        };
+        let mapped = MappedPage {
+            page,
+            _lock: PhantomData,
+        };
+        Some((entry, Some((snap, mapped))))
     }
 
     /// The page `snap` named, if its entry is still the same: an entry
@@ -133,12 +152,6 @@ impl PteRun<'_> {
             page: snap.page,
             _lock: PhantomData,
         })
-    }
-
-    /// The page the entry at `addr` names (see [`PteRun::snapshot`]).
-    #[inline]
-    pub fn page(&self, addr: usize) -> Option<MappedPage<'_>> {
-        self.page_of(&self.snapshot(addr)?)
     }
 
     /// Trylocks and references the folio of the page `snap` names, unless

@@ -317,14 +317,13 @@ impl Collector<'_> {
         run: &PteRun<'_>,
         addr: usize,
     ) -> (rules::PteEntry, Option<PteSnapshot>, bool) {
-        let Some(entry) = run.entry(addr) else {
+        let Some((entry, named)) = run.read_page(addr) else {
             return (rules::PteEntry::None, None, false);
         };
-        let snap = match entry {
-            PteEntry::Present { .. } | PteEntry::DevicePrivate { .. } => run.snapshot(addr),
-            _ => None,
+        let (snap, page) = match named {
+            Some((snap, page)) => (Some(snap), Some(page)),
+            None => (None, None),
         };
-        let page = snap.as_ref().and_then(|s| run.page_of(s));
         let seen = match (entry, page) {
             (PteEntry::None, _) => rules::PteEntry::None,
             (PteEntry::Zero, _) => rules::PteEntry::Zero,

@@ -33,15 +33,11 @@ use kernel::bindings;
 fn install_pte_entry<'a>(fault: &'a VmFault, stats: &mut Stats) -> Option<FaultFolio<'a>> {
     let addr = fault.address();
     let mut run = PteRun::lock(fault.vma(), addr, addr + PAGE_SIZE)?;
-    let (raw, entry) = run.read(addr)?;
-    let PteEntry::DevicePrivate { write, .. } = entry else {
+    let (entry, named) = run.read_page(addr)?;
+    let (PteEntry::DevicePrivate { write, .. }, Some((snap, page))) = (entry, named) else {
         return None;
     };
-    if !raw.same(&fault.orig_pte()) {
-        return None;
-    }
-    let snap = run.snapshot(addr)?;
-    if run.page_of(&snap)?.folio().order() != 0 {
+    if !snap.value().same(&fault.orig_pte()) || page.folio().order() != 0 {
         return None;
     }
     // The fault path's own lock and reference, not a migration's.
