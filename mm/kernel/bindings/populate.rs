@@ -21,8 +21,10 @@ pub enum Inserted {
     Page,
     /// A PMD-sized folio, by one huge PMD.
     HugePmd,
-    /// Nothing: the address cannot take the destination.
+    /// Nothing: the address cannot take the destination page.
     Failed,
+    /// Nothing: the address cannot take the PMD-sized destination.
+    FailedHugePmd,
 }
 
 /// The device-private entry of `pfn` in `vma`, writable if `vma` is.
@@ -51,27 +53,32 @@ pub fn vma_is_anonymous(vma: &VmaRef) -> bool {
 /// Maps the destination `folio` at `addr` in `vma`, a hole: one page, or
 /// one PMD for a PMD-sized destination when THP migration is built in.
 pub fn insert_page(vma: &VmaRef, addr: usize, folio: &DestFolio<'_>) -> Inserted {
+    let huge = thp_migration_supported() && folio.is_compound();
+    let failed = match huge {
+        true => Inserted::FailedHugePmd,
+        false => Inserted::Failed,
+    };
     if !vma_is_anonymous(vma) {
-        return Inserted::Failed;
+        return failed;
     }
     let mm = vma.mm().as_raw();
     // SAFETY: The mmap lock is held while `vma` is borrowed, as the
     // allocation needs.
     let pmdp = unsafe { bindings::folio_migrate_pmd_alloc(mm, addr) };
     if pmdp.is_null() {
-        return Inserted::Failed;
+        return failed;
     }
     // SAFETY: `pmdp` is the PMD of `addr`, allocated above under the mmap
     // lock; `folio` is the locked destination.
     let ok = unsafe {
-        if thp_migration_supported() && folio.is_compound() {
+        if huge {
             insert_huge_pmd(vma, addr, folio, pmdp)
         } else {
             insert_pte(vma, addr, folio, pmdp)
         }
     };
     match ok {
-        false => Inserted::Failed,
+        false => failed,
         true if folio.is_compound() => Inserted::HugePmd,
         true => Inserted::Page,
     }

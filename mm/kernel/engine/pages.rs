@@ -50,7 +50,6 @@ fn fill_hole(
         let Some(folio) = dst.dest(j) else {
             continue;
         };
-        let compound = folio.is_compound() && migration::thp_migration_supported();
         match insert_page(m.vma, addr + (j - i) * PAGE_SIZE, &folio) {
             Inserted::Page => {
                 // A hole that is now mapped: order 0, MIGRATE_PFN_MIGRATE.
@@ -58,7 +57,7 @@ fn fill_hole(
                 stats.inc(Counter::Inserted);
             }
             Inserted::HugePmd => stats.inc(Counter::Inserted),
-            Inserted::Failed if compound => {
+            Inserted::FailedHugePmd => {
                 // 7.3 gives up on every slot of the PMD.
                 for k in j..(j + PMD_NR).min(src.len()) {
                     src.clear_migrate(k);
