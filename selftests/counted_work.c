@@ -29,25 +29,8 @@
 #define PAGE_BYTES 4096UL
 #define NPAGES (PMD_BYTES / PAGE_BYTES)
 #define COUNTERS_C COUNTERS "_c"
-#define KPF_THP 22
 
 static int dev_fd, pagemap_fd, kpageflags_fd;
-
-/* Counter @name of the counters file @path, 0 when there is none. */
-static unsigned long counter_of(const char *path, const char *name)
-{
-	FILE *f = fopen(path, "r");
-	char n[64];
-	unsigned long v, out = 0;
-
-	if (!f)
-		return 0;
-	while (fscanf(f, "%63s %lu", n, &v) == 2)
-		if (!strcmp(n, name))
-			out = v;
-	fclose(f);
-	return out;
-}
 
 /* The sum of every counter of @path. */
 static unsigned long counters_sum(const char *path)
@@ -65,17 +48,12 @@ static unsigned long counters_sum(const char *path)
 	return sum;
 }
 
-/* Whether the page at @p is part of a THP (/proc/kpageflags). */
+/* Whether the page at @p is part of a THP. */
 static int is_thp(void *p)
 {
-	uint64_t pm, kf;
+	uint64_t kf;
 
-	if (pread(pagemap_fd, &pm, 8, (uintptr_t)p / PAGE_BYTES * 8) != 8 ||
-	    !(pm >> 63))
-		return 0;
-	if (pread(kpageflags_fd, &kf, 8, (pm & ((1ULL << 55) - 1)) * 8) != 8)
-		return 0;
-	return (kf >> KPF_THP) & 1;
+	return page_flags(pagemap_fd, kpageflags_fd, p, &kf) && (kf >> KPF_THP & 1);
 }
 
 static int migrate(unsigned long req, char *p, void *mirror)
@@ -121,20 +99,17 @@ static int round_trip(int n, const char *engine, int thp)
 	};
 	const struct expect *want = thp ? huge : small;
 	const unsigned long max_flushes = thp ? 2 : 2 * NPAGES + 2;
-	char *map = mmap(NULL, 2 * PMD_BYTES, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
 	void *mirror = malloc(PMD_BYTES);
 	char why[200] = "";
 	unsigned long flushes, idle;
-	char *p;
 	size_t i;
 	int ret = 0;
 
-	if (map == MAP_FAILED || !mirror) {
+	if (!p || !mirror) {
 		printf("not ok %d %s %s: cannot map buffers\n", n, engine, kind);
 		goto out;
 	}
-	p = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
 	madvise(p, PMD_BYTES, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	for (i = 0; i < PMD_BYTES; i++)
 		p[i] = (char)(i * 7 + 3);
@@ -156,13 +131,13 @@ static int round_trip(int n, const char *engine, int thp)
 			goto out;
 		}
 	for (i = 0; i < 6; i++) {
-		unsigned long got = counter_of(mine, want[i].name);
+		unsigned long got = counter_in(mine, want[i].name);
 
 		if (got != want[i].want && !*why)
 			snprintf(why, sizeof(why), "%s %lu, want %lu", want[i].name,
 				 got, want[i].want);
 	}
-	flushes = counter_of(mine, "tlb_flushes");
+	flushes = counter_in(mine, "tlb_flushes");
 	if (!*why && (!flushes || flushes > max_flushes))
 		snprintf(why, sizeof(why), "tlb_flushes %lu, want 1..%lu", flushes,
 			 max_flushes);
@@ -172,15 +147,15 @@ static int round_trip(int n, const char *engine, int thp)
 			 idle);
 	printf("%s %d %s %s: %lu small folios, %lu 2 MiB folios, %lu PTE and %lu PMD migration entries, %lu TLB flushes%s%s\n",
 	       *why ? "not ok" : "ok", n, engine, kind,
-	       counter_of(mine, "folios_order_0"), counter_of(mine, "folios_order_9"),
-	       counter_of(mine, "pte_migration_entries"),
-	       counter_of(mine, "pmd_migration_entries"), flushes,
+	       counter_in(mine, "folios_order_0"), counter_in(mine, "folios_order_9"),
+	       counter_in(mine, "pte_migration_entries"),
+	       counter_in(mine, "pmd_migration_entries"), flushes,
 	       *why ? ": " : "", why);
 	ret = !*why;
 out:
 	free(mirror);
-	if (map != MAP_FAILED)
-		munmap(map, 2 * PMD_BYTES);
+	if (p)
+		munmap(p, PMD_BYTES);
 	return ret;
 }
 

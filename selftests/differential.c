@@ -64,17 +64,10 @@ static void note_long(struct record *r, unsigned long v)
 /* A PMD-aligned anonymous region of @size, THP or not. */
 static char *region(size_t size, int thp)
 {
-	char *p = mmap(NULL, size + PMD_BYTES, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *a;
+	char *a = map_aligned(size, PMD_BYTES, 0);
 
-	if (p == MAP_FAILED)
-		return NULL;
-	a = (char *)(((uintptr_t)p + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
-	if (a > p)
-		munmap(p, a - p);
-	munmap(a + size, p + size + PMD_BYTES - (a + size));
-	madvise(a, size, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	if (a)
+		madvise(a, size, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	return a;
 }
 

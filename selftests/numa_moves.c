@@ -78,19 +78,16 @@ static const char *move_to_node1(enum mover how, char *p)
 /* One case; prints its TAP line and returns whether it passed. */
 static int one(int n, const char *engine, int thp, enum mover how)
 {
-	char *map = mmap(NULL, 2 * PMD_BYTES, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
 	void *mirror = malloc(PMD_BYTES);
 	struct hmm_dmirror_cmd cmd;
 	const char *why = NULL;
-	char *p;
 	size_t i;
 
-	if (map == MAP_FAILED || !mirror) {
+	if (!p || !mirror) {
 		why = "cannot map buffers";
 		goto out;
 	}
-	p = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
 	madvise(p, PMD_BYTES, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	for (i = 0; i < PMD_BYTES; i++)
 		p[i] = (char)(i * 13 + n);
@@ -114,8 +111,8 @@ out:
 	printf("%s %d %s %s %s%s%s\n", why ? "not ok" : "ok", n, engine,
 	       thp ? "thp" : "4k", mover_names[how], why ? ": " : "", why ? why : "");
 	free(mirror);
-	if (map != MAP_FAILED)
-		munmap(map, 2 * PMD_BYTES);
+	if (p)
+		munmap(p, PMD_BYTES);
 	return !why;
 }
 

@@ -120,18 +120,10 @@ static int migrate(unsigned long req, char *p, size_t bytes, void *mirror)
  * block inside its VMA, so that 64 KiB folios back it. */
 static char *map_region(int kind)
 {
-	size_t off = kind == 2 ? MTHP_BYTES : 0;
-	char *p = mmap(NULL, 3 * PMD_BYTES, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *a;
+	char *a = map_aligned(PMD_BYTES, PMD_BYTES, kind == 2 ? MTHP_BYTES : 0);
 
-	if (p == MAP_FAILED)
-		return NULL;
-	a = (char *)(((uintptr_t)p + PMD_BYTES - 1) & ~(PMD_BYTES - 1)) + off;
-	if (a > p)
-		munmap(p, a - p);
-	munmap(a + PMD_BYTES, p + 3 * PMD_BYTES - (a + PMD_BYTES));
-	madvise(a, PMD_BYTES, kind ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	if (a)
+		madvise(a, PMD_BYTES, kind ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	return a;
 }
 

@@ -42,14 +42,12 @@ static int count_back(char *p, int *thp)
 
 	*thp = 0;
 	for (unsigned long i = 0; i < PMD_PAGES; i++) {
-		uint64_t pm = 0, kf = 0;
+		uint64_t kf;
 
-		if (pread(pagemap_fd, &pm, 8, ((uintptr_t)p / PAGE_BYTES + i) * 8) != 8 ||
-		    !(pm >> 63 & 1))
+		if (!page_flags(pagemap_fd, kpageflags_fd, p + i * PAGE_BYTES, &kf))
 			continue;
 		present++;
-		if (pread(kpageflags_fd, &kf, 8, (pm & ((1ULL << 55) - 1)) * 8) == 8 &&
-		    (kf >> 22 & 1))
+		if (kf >> KPF_THP & 1)
 			(*thp)++;
 	}
 	return present;

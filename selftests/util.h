@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Small helpers the selftests share, and the benchmarks through engine.h:
- * sysfs/debugfs files, the start of a TAP run and the clock.
+ * sysfs/debugfs files, the start of a TAP run, aligned mappings, page
+ * flags and the clock.
  */
 #ifndef SELFTESTS_UTIL_H
 #define SELFTESTS_UTIL_H
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +23,7 @@
 #define DMIRROR "/dev/hmm_dmirror0"
 #define PAGEMAP "/proc/self/pagemap"
 #define KPAGEFLAGS "/proc/kpageflags"
+#define KPF_THP 22
 
 /*
  * Starts the TAP output of a test that switches engines: opens test_hmm's
@@ -81,10 +85,10 @@ static inline unsigned long read_ulong(const char *path)
 	return v;
 }
 
-/* One of the Rust engine's counters, 0 when there is none. */
-static inline unsigned long counter(const char *name)
+/* Counter @name of the counters file @path, 0 when there is none. */
+static inline unsigned long counter_in(const char *path, const char *name)
 {
-	FILE *f = fopen(COUNTERS, "r");
+	FILE *f = fopen(path, "r");
 	char n[64];
 	unsigned long v, out = 0;
 
@@ -95,6 +99,52 @@ static inline unsigned long counter(const char *name)
 			out = v;
 	fclose(f);
 	return out;
+}
+
+/* One of the Rust engine's counters, 0 when there is none. */
+static inline unsigned long counter(const char *name)
+{
+	return counter_in(COUNTERS, name);
+}
+
+/*
+ * A private anonymous read-write mapping of @size bytes that starts @off
+ * bytes past an @align boundary, with nothing else of the mapping left
+ * around it; NULL when it cannot be made.
+ */
+static inline char *map_aligned(size_t size, size_t align, size_t off)
+{
+	size_t span = size + align + off;
+	char *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *a;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1)) + off;
+	if (a > p)
+		munmap(p, a - p);
+	if (p + span > a + size)
+		munmap(a + size, p + span - (a + size));
+	return a;
+}
+
+/*
+ * Whether a page is present at @addr (/proc/self/pagemap open as
+ * @pagemap_fd); if so, *@flags gets its /proc/kpageflags word (0 when that
+ * cannot be read).
+ */
+static inline int page_flags(int pagemap_fd, int kpageflags_fd, const void *addr,
+			     uint64_t *flags)
+{
+	uint64_t pm = 0;
+
+	*flags = 0;
+	if (pread(pagemap_fd, &pm, 8, (uintptr_t)addr / 4096 * 8) != 8 || !(pm >> 63 & 1))
+		return 0;
+	if (pread(kpageflags_fd, flags, 8, (pm & ((1ULL << 55) - 1)) * 8) != 8)
+		*flags = 0;
+	return 1;
 }
 
 static inline double now_us(void)
