@@ -64,7 +64,7 @@ pub use self::collect::{
     migrate_vma_collect_hole, migrate_vma_collect_huge_pmd, migrate_vma_collect_pmd,
     migrate_vma_collect_pte, migrate_vma_collect_skip, CollectArgs, Decision, Failure, Orders,
     PageInfo, PageKind, PmdEntry, PteEntry, SelectFlags, Source, MIGRATE_VMA_SELECT_COMPOUND,
-    MIGRATE_VMA_SELECT_DEVICE_COHERENT, MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+    MIGRATE_VMA_SELECT_DEVICE_COHERENT, MIGRATE_VMA_SELECT_DEVICE_PRIVATE, MIGRATE_VMA_SELECT_MTHP,
     MIGRATE_VMA_SELECT_SYSTEM,
 };
 pub use self::error::Error;

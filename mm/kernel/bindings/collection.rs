@@ -16,9 +16,13 @@
 
 use crate::folio::{Folio, LockedFolio};
 use crate::migration::FaultPage;
-use crate::page_table::{MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, PteValue};
+use crate::page_table::{
+    flush_tlb_range, MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, PteValue, TakenPte,
+    PAGE_SIZE,
+};
 use core::marker::PhantomData;
 use kernel::{
+    alloc::{flags::GFP_NOWAIT, KVec},
     bindings,
     error::{Error, Result},
     sync::aref::ARef,
@@ -250,12 +254,170 @@ impl PteRun<'_> {
     }
 }
 
-/// What [`PteRun::migrate_page`] did.
+/// The most pages a PTE-mapped folio collected whole has: one PTE table.
+const MAX_RUN_PAGES: usize = 512;
+
+impl PteRun<'_> {
+    /// Whether the entry `snap` read heads a large folio that this run maps
+    /// whole and alone: the `folio_nr_pages()` entries from it map the
+    /// folio's pages in order, all present or all device-private, nothing
+    /// else maps the folio, and nobody may have pinned it. `Some(write)`
+    /// then says whether every one of those entries is writable.
+    pub fn maps_folio_whole(&self, snap: &PteSnapshot) -> Option<bool> {
+        let folio = self.page_of(snap)?.folio();
+        let nr = folio.nr_pages();
+        if nr < 2 || nr > MAX_RUN_PAGES || folio.pfn() != snap.pfn {
+            return None;
+        }
+        let present = snap.raw.is_present();
+        let mut write = true;
+        for k in 0..nr {
+            let (pfn, w) = match self.read(snap.addr + k * PAGE_SIZE)?.1 {
+                PteEntry::Present { pfn, bits } if present => (pfn, bits.write),
+                PteEntry::DevicePrivate { pfn, write } if !present => (pfn, write),
+                _ => return None,
+            };
+            if pfn != snap.pfn + k {
+                return None;
+            }
+            write &= w;
+        }
+        // Each of the `nr` entries counts once: any other mapping, such as a
+        // forked child's, adds to the count.
+        let alone = usize::try_from(folio.mapcount()).is_ok_and(|m| m == nr);
+        (alone && !folio.maybe_dma_pinned()).then_some(write)
+    }
+
+    /// Collects the large folio whose head `snap` read, which this run maps
+    /// whole and alone ([`PteRun::maps_folio_whole`]), as one: trylocks and
+    /// references it once (the fault folio is only referenced), clears all
+    /// its entries and flushes their TLB entries once, shares its
+    /// anon-exclusive pages, installs a migration entry per page (writable
+    /// or exclusive as that page's entry was), moves the dirty bits to the
+    /// folio, and drops the rmap and the mappings' references of the whole
+    /// run at once.
+    ///
+    /// The entries are cleared before any page is shared, so a pin taken
+    /// through GUP-fast is seen at the first share, before anything is
+    /// given up: then every entry is put back and the outcome is
+    /// [`PteMigration::Pinned`]. On any outcome but
+    /// [`PteMigration::Installed`] the entries and the folio are as they
+    /// were.
+    pub fn migrate_folio(&mut self, snap: &PteSnapshot, fault: &FaultPage) -> PteMigration {
+        if self.maps_folio_whole(snap).is_none() {
+            return PteMigration::Unchanged;
+        }
+        let Some(mapped) = self.page_of(snap) else {
+            return PteMigration::Unchanged;
+        };
+        let Some(folio) = CollectedFolio::trylock(mapped.folio(), fault) else {
+            return PteMigration::Contended;
+        };
+        let nr = folio.folio().nr_pages();
+        let Ok(mut taken) = KVec::<TakenPte>::with_capacity(nr, GFP_NOWAIT) else {
+            return PteMigration::Unchanged;
+        };
+        let (vma, start, present) = (self.vma(), snap.addr, snap.raw.is_present());
+        let raw = folio.folio().as_raw();
+        // SAFETY: `k` is below the folio's page count.
+        let page = |k: usize| unsafe { bindings::folio_page(raw, k) };
+        for k in 0..nr {
+            let addr = start + k * PAGE_SIZE;
+            if present {
+                // SAFETY: The page is mapped at `addr` in the VMA.
+                unsafe { bindings::flush_cache_page(vma.as_ptr(), addr, snap.pfn + k) };
+            }
+            let Ok(old) = self.get_and_clear(addr) else {
+                // Not reached: `maps_folio_whole()` read every entry.
+                kernel::warn_on!(true);
+                return self.put_back(taken, PteMigration::Unchanged);
+            };
+            if taken.push(old, GFP_NOWAIT).is_err() {
+                // Not reached: the capacity is `nr`.
+                kernel::warn_on!(true);
+                return self.put_back(taken, PteMigration::Unchanged);
+            }
+        }
+        if present {
+            flush_tlb_range(vma, start, start + nr * PAGE_SIZE);
+        }
+        let mut exclusive = [0u64; MAX_RUN_PAGES / 64];
+        if folio.folio().is_anon() {
+            for k in 0..nr {
+                // SAFETY: The folio is locked and `page(k)` is one of its
+                // pages, whose entry is cleared and flushed, as sharing an
+                // anon-exclusive page requires.
+                let share = unsafe {
+                    if !bindings::PageAnonExclusive(page(k)) {
+                        continue;
+                    }
+                    bindings::folio_try_share_anon_rmap_pte(raw, page(k))
+                };
+                if share != 0 {
+                    // Pinned: only the first share can see it, since no
+                    // pin is taken once the entries are gone.
+                    kernel::warn_on!(exclusive.iter().any(|&w| w != 0));
+                    return self.put_back(taken, PteMigration::Pinned);
+                }
+                exclusive[k / 64] |= 1 << (k % 64);
+            }
+        }
+        let mut dirty = false;
+        for (k, old) in taken.into_iter().enumerate() {
+            dirty |= old.is_dirty();
+            let write = match old.entry() {
+                PteEntry::Present { bits, .. } => bits.write,
+                PteEntry::DevicePrivate { write, .. } => write,
+                _ => false,
+            };
+            let kind = if write {
+                MigrationKind::Writable
+            } else if exclusive[k / 64] & (1 << (k % 64)) != 0 {
+                MigrationKind::ReadableExclusive
+            } else {
+                MigrationKind::Readable
+            };
+            // Every entry is one `maps_folio_whole()` read: present or
+            // device-private, each with a migration entry.
+            let entry = old.into_migration_entry(kind).unwrap_or_else(|old| old);
+            if self.restore(entry).is_err() {
+                kernel::warn_on!(true);
+            }
+        }
+        // SAFETY: The folio is locked and referenced; its `nr` entries no
+        // longer map it: drop their rmap and the mappings' references, which
+        // `folio`'s own reference replaces.
+        unsafe {
+            if dirty {
+                bindings::folio_mark_dirty(raw);
+            }
+            bindings::folio_remove_rmap_ptes(raw, page(0), nr as i32, vma.as_ptr());
+            bindings::folio_put_refs(raw, nr as i32);
+        }
+        PteMigration::Installed {
+            folio,
+            present,
+            flushed: present,
+        }
+    }
+
+    /// Puts every entry of `taken` back and returns `outcome`.
+    fn put_back(&mut self, taken: KVec<TakenPte>, outcome: PteMigration) -> PteMigration {
+        for old in taken {
+            if self.restore(old).is_err() {
+                kernel::warn_on!(true);
+            }
+        }
+        outcome
+    }
+}
+
+/// What [`PteRun::migrate_page`] or [`PteRun::migrate_folio`] did.
 pub enum PteMigration {
-    /// The migration entry is installed, and `folio` holds the lock and
-    /// reference for the migration; `present` when it replaced a present
-    /// PTE, whose TLB entry was `flushed` already or is the caller's to
-    /// flush.
+    /// The migration entries are installed, and `folio` holds the lock and
+    /// reference for the migration; `present` when they replaced present
+    /// PTEs, whose TLB entries were `flushed` already or are the caller's
+    /// to flush.
     Installed {
         /// The folio, locked and referenced.
         folio: CollectedFolio,

@@ -22,6 +22,7 @@
 
 use crate::folio::Folio;
 use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
+use crate::page_table::{pmd_peek, PmdEntry};
 use core::{marker::PhantomData, ptr};
 use kernel::{
     bindings,
@@ -151,13 +152,6 @@ impl FaultPage {
     #[inline]
     pub fn is_in(&self, folio: &Folio) -> bool {
         self.folio().is_some_and(|f| ptr::eq(f, folio))
-    }
-
-    /// Whether the fault page is the page at `pfn`.
-    #[inline]
-    pub fn is_pfn(&self, pfn: usize) -> bool {
-        // SAFETY: The page is valid by the type invariant.
-        !self.page.is_null() && unsafe { bindings::page_to_pfn(self.page) } == pfn
     }
 
     /// The raw page, null for none.
@@ -713,41 +707,46 @@ impl<'a> SourceSlots<'a, Unmapped> {
         Ok(())
     }
 
-    /// `migrate_vma_split_unmapped_folio()`: splits the unmapped PMD-sized
-    /// folio of slot `i`, unmapped by a PMD migration entry at `addr` in
-    /// `vma`, into pages, and rewrites its slots one per page.
+    /// `migrate_vma_split_unmapped_folio()`: splits the unmapped large
+    /// folio of slot `i` into pages and rewrites its slots one per page. A
+    /// PMD-sized folio unmapped by a PMD migration entry at `addr` in `vma`
+    /// has that entry split into PTE migration entries first; a folio
+    /// collected from PTEs (mTHP) has them already.
     ///
     /// Unlike 7.3 this also splits the fault folio: `folio_split_unmapped()`
     /// allows the caller one reference, and the fault path holds a second
-    /// one across `migrate_to_ram()`, so a 2 MiB device-private fault whose
-    /// driver found no 2 MiB page could not fall back to 4 KiB pages. The
-    /// fault path's reference is set aside for the split and taken again on
-    /// the folio of the fault page, which is the head page (a fault on a
-    /// PMD names its head), so it stays with the lock the fault path will
-    /// release.
-    pub fn split_pmd(&mut self, vma: &VmaRef, i: usize, addr: usize) -> Result {
+    /// one across `migrate_to_ram()`, so a device-private fault whose
+    /// driver found no folio of the order could not fall back to 4 KiB
+    /// pages. The fault path's reference is set aside for the split and
+    /// taken again on the folio that holds the fault page afterwards, which
+    /// the split leaves locked like every other page, so it stays with the
+    /// lock the fault path will release.
+    pub fn split_unmapped(&mut self, vma: &VmaRef, i: usize, addr: usize) -> Result {
         let head = self.get(i);
         let Some(folio) = self.folio(i) else {
             return Err(EINVAL);
         };
-        if self.slots.len() < i + PMD_NR
-            || folio.nr_pages() != PMD_NR
+        let nr = folio.nr_pages();
+        if nr < 2
+            || self.slots.len() < i + nr
             || !head.is_migrate()
             || folio.is_zone_device() && !folio.is_device_private()
         {
             return Err(EINVAL);
         }
         let raw = folio.as_raw();
-        // SAFETY: `split_huge_pmd_address()` with `freeze` drops a
-        // reference at the end: take it first. The slot's PMD migration
-        // entry is at `addr` by the caller's word, and the mmap lock is held
-        // while `vma` is borrowed.
-        unsafe {
-            bindings::folio_get(raw);
-            bindings::split_huge_pmd_address(vma.as_ptr(), addr, true);
+        if nr == PMD_NR && matches!(pmd_peek(vma, addr), Some(PmdEntry::Migration { .. })) {
+            // SAFETY: `split_huge_pmd_address()` with `freeze` drops a
+            // reference once it split the PMD migration entry just seen at
+            // `addr`: take it first. The mmap lock is held while `vma` is
+            // borrowed.
+            unsafe {
+                bindings::folio_get(raw);
+                bindings::split_huge_pmd_address(vma.as_ptr(), addr, true);
+            }
         }
-        // The fault path's reference is on `folio` if it heads it.
-        let fault_ref = self.fault.is_pfn(folio.pfn());
+        // The fault path's reference is on `folio` if it holds the page.
+        let fault_ref = self.fault.is_in(folio);
         if fault_ref {
             // SAFETY: The migration holds its own reference.
             unsafe { bindings::folio_put(raw) };
@@ -757,7 +756,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
         if fault_ref {
             if let Some(f) = self.fault.folio() {
                 // SAFETY: Gives the fault path its reference back, on the
-                // folio its page heads now.
+                // folio its page is in now.
                 unsafe { bindings::folio_get(f.as_raw()) };
             }
         }
@@ -766,7 +765,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
         }
         // INVARIANT: Each page is now a folio of its own, locked and
         // referenced by the split, and still isolated.
-        for (k, slot) in self.slots[i..i + PMD_NR].iter_mut().enumerate() {
+        for (k, slot) in self.slots[i..i + nr].iter_mut().enumerate() {
             *slot = or_warn(head.subpage(k), MigratePfn::EMPTY).raw();
         }
         Ok(())
@@ -872,6 +871,14 @@ impl Folio {
     pub fn is_device_coherent(&self) -> bool {
         // SAFETY: The folio is valid by the type invariant.
         unsafe { bindings::folio_is_device_coherent(self.as_raw()) }
+    }
+
+    /// Whether someone may hold a DMA pin on the folio
+    /// (`folio_maybe_dma_pinned()`): then it must not migrate.
+    #[inline]
+    pub fn maybe_dma_pinned(&self) -> bool {
+        // SAFETY: The folio is valid by the type invariant.
+        unsafe { bindings::folio_maybe_dma_pinned(self.as_raw()) }
     }
 
     /// Whether the folio is on an LRU list (`folio_test_lru()`).

@@ -18,7 +18,7 @@ use super::counters::{Counter, Stats};
 use crate::collection::{CollectedFolio, MappedPage, PteMigration, PteSnapshot, SplitRef};
 use crate::folio::Folio;
 use crate::migrate_core::collect::{
-    self as rules, CollectArgs, Decision, PageInfo, PageKind, Source,
+    self as rules, CollectArgs, Decision, Failure, Orders, PageInfo, PageKind, Source,
 };
 use crate::migration::{or_warn, FaultPage};
 use crate::page_table::{
@@ -324,6 +324,25 @@ impl Collector<'_> {
             Some((snap, page)) => (Some(snap), Some(page)),
             None => (None, None),
         };
+        // For a large folio's head, whether the run maps it whole and alone,
+        // and if so whether all its entries are writable; only looked at
+        // when the driver takes large folios whole.
+        let whole = match (&snap, &page) {
+            (Some(snap), Some(page)) if self.rules.orders != Orders::NONE => {
+                let folio = page.folio();
+                if folio.is_large() && page.pfn() == folio.pfn() {
+                    run.maps_folio_whole(snap)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let info = |page: &MappedPage<'_>| PageInfo {
+            mapped_whole: whole.is_some(),
+            ..self.page_info(page)
+        };
+        let write_all = |write: bool| write && whole.unwrap_or(true);
         let seen = match (entry, page) {
             (PteEntry::None, _) => rules::PteEntry::None,
             (PteEntry::Zero, _) => rules::PteEntry::Zero,
@@ -340,15 +359,15 @@ impl Collector<'_> {
                     PageKind::OtherZoneDevice
                 };
                 rules::PteEntry::Present {
-                    page: self.page_info(&page),
+                    page: info(&page),
                     kind,
-                    write: bits.write,
+                    write: write_all(bits.write),
                 }
             }
             (PteEntry::DevicePrivate { write, .. }, Some(page)) => rules::PteEntry::DevicePrivate {
-                page: self.page_info(&page),
+                page: info(&page),
                 owner_matches: self.owner_matches(Some(page.folio())),
-                write,
+                write: write_all(write),
             },
             (PteEntry::DevicePrivate { .. }, None) => rules::PteEntry::Swap,
             // Seen as the device-private entry it replaced.
@@ -377,8 +396,7 @@ impl Collector<'_> {
             index: page.pfn() - folio.pfn(),
             fault_folio: self.fault.is_in(folio),
             has_mapping: page.has_mapping(),
-            // Only the PMD order is collected whole: a PTE-mapped large
-            // folio is split first, as 7.3 does.
+            // Set by `classify()` for a large folio the run maps whole.
             mapped_whole: false,
         }
     }
@@ -421,6 +439,34 @@ impl Collector<'_> {
                         self.skip(addr, addr + PAGE_SIZE);
                     }
                 }
+                Decision::CollectWhole {
+                    slots,
+                    source: Source::Page { .. },
+                    ..
+                } if !fault_entry => {
+                    // A large folio this run maps whole: one lock, one
+                    // reference, its entries replaced under this lock.
+                    let failure = match snap {
+                        Some(snap) => self.migrate_ptes(&mut run, &decision, &snap, unmapped),
+                        None => Some(Failure::Unmap),
+                    };
+                    if let Some(f @ (Failure::Trylock | Failure::Unmap)) = failure {
+                        let skip = decision.on_failure(f).unwrap_or(Decision::Skip { slots });
+                        self.record(&skip, 0);
+                    }
+                    if failure != Some(Failure::Split) {
+                        addr += slots * PAGE_SIZE;
+                        continue;
+                    }
+                    let Some(page) = snap.as_ref().and_then(|s| run.page_of(s)) else {
+                        self.skip(addr, addr + slots * PAGE_SIZE);
+                        addr += slots * PAGE_SIZE;
+                        continue;
+                    };
+                    let pin = SplitRef::new(page.folio(), self.fault);
+                    drop(run);
+                    return self.split_then_retry(pin, start, end, addr, unmapped);
+                }
                 Decision::CollectWhole { .. } | Decision::SplitFirst { .. } => {
                     // A large folio mapped by PTEs: split it and look again.
                     // The rules choose this only for a page.
@@ -434,18 +480,7 @@ impl Collector<'_> {
                     // Splitting sleeps: leave lazy MMU mode and the PTE
                     // lock first.
                     drop(run);
-                    let split = pin.split();
-                    self.stats.inc(Counter::Splits);
-                    if split.is_err() {
-                        self.stats.inc(Counter::FailSplit);
-                        if *unmapped != 0 {
-                            flush_tlb_range(self.vma, start, end);
-                            self.stats.inc(Counter::TlbFlushes);
-                        }
-                        self.skip(addr, end);
-                        return Ok(());
-                    }
-                    return Err(addr);
+                    return self.split_then_retry(pin, start, end, addr, unmapped);
                 }
                 d => self.record_other(&d),
             }
@@ -457,6 +492,74 @@ impl Collector<'_> {
             self.stats.inc(Counter::TlbFlushes);
         }
         Ok(())
+    }
+
+    /// Splits the large folio `pin` holds, met at `addr` (the PTE lock
+    /// dropped), so that the walk looks at the PMD again from `addr`
+    /// (`Err(addr)`); if the split fails, the rest of the range is skipped.
+    fn split_then_retry(
+        &mut self,
+        pin: SplitRef,
+        start: usize,
+        end: usize,
+        addr: usize,
+        unmapped: &mut usize,
+    ) -> Result<(), usize> {
+        let split = pin.split();
+        self.stats.inc(Counter::Splits);
+        if split.is_err() {
+            self.stats.inc(Counter::FailSplit);
+            if *unmapped != 0 {
+                flush_tlb_range(self.vma, start, end);
+                self.stats.inc(Counter::TlbFlushes);
+            }
+            self.skip(addr, end);
+            return Ok(());
+        }
+        Err(addr)
+    }
+
+    /// Collects the large folio whose head `snap` names, which the run maps
+    /// whole, as one: its PTEs become migration entries under this lock,
+    /// and the slots of `decision` get its head. Counts present PTEs in
+    /// `unmapped`. Returns what failed instead: the trylock, the unmap (the
+    /// entries changed), or [`Failure::Split`] when the folio turned out
+    /// pinned and is to be split, as 7.3 would.
+    fn migrate_ptes(
+        &mut self,
+        run: &mut PteRun<'_>,
+        decision: &Decision,
+        snap: &PteSnapshot,
+        unmapped: &mut usize,
+    ) -> Option<Failure> {
+        match run.migrate_folio(snap, &self.fault) {
+            PteMigration::Installed {
+                folio,
+                present,
+                flushed,
+            } => {
+                let (nr, order) = (folio.folio().nr_pages(), folio.folio().order());
+                if flushed {
+                    self.stats.inc(Counter::TlbFlushes);
+                }
+                // Their TLB entries are flushed already unless they were
+                // device-private, which have none.
+                *unmapped += usize::from(present && !flushed) * nr;
+                self.stats.add(Counter::PteMigrationEntries, nr);
+                self.record_folio(decision, folio, snap.pfn());
+                self.stats.folio(order);
+                None
+            }
+            PteMigration::Contended => {
+                self.stats.inc(Counter::FailTrylock);
+                Some(Failure::Trylock)
+            }
+            PteMigration::Pinned => {
+                self.stats.inc(Counter::FailAnonShare);
+                Some(Failure::Split)
+            }
+            PteMigration::Unchanged => Some(Failure::Unmap),
+        }
     }
 
     /// Locks the folio of the page `snap` names and replaces its PTE by a

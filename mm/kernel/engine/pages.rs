@@ -124,11 +124,11 @@ pub(crate) fn migrate_pages(
         );
 
         if thp_migration && slot.is_migrate() {
-            let (src_large, dst_large) = (slot.is_compound(), dest.is_compound());
-            if src_large && !dst_large {
+            let (src_order, dst_order) = (slot.order(), dest.order());
+            if src_order > 0 && dst_order == 0 {
                 // The destination is a single page: split the source.
                 let split = match migrate {
-                    Some(m) => src.split_pmd(m.vma, i, m.start + i * PAGE_SIZE),
+                    Some(m) => src.split_unmapped(m.vma, i, m.start + i * PAGE_SIZE),
                     None => Err(kernel::error::code::EINVAL),
                 };
                 if split.is_err() {
@@ -139,13 +139,25 @@ pub(crate) fn migrate_pages(
                     continue;
                 }
                 stats.inc(Counter::Splits);
-            } else if dst_large && !src_large {
+            } else if dst_order != src_order && dst_order != 0 {
+                // A destination of another order: refused, the source
+                // stays.
                 src.clear_migrate(i);
+                stats.inc(Counter::FailDestination);
                 i += 1;
                 continue;
             }
         }
 
+        if newfolio.is_device_private()
+            && migrate.is_some_and(|m| newfolio.pgmap_owner() != Some(m.owner))
+        {
+            // Device memory of another driver than the one migrating.
+            src.clear_migrate(i);
+            stats.inc(Counter::FailDestination);
+            i += 1;
+            continue;
+        }
         if to_device {
             // Only anonymous memory goes to device memory; drop it from the
             // swap cache if it is there.
@@ -162,9 +174,10 @@ pub(crate) fn migrate_pages(
             continue;
         }
 
-        // The fault path holds one more reference to the fault page.
+        // The fault path holds one more reference to the fault folio, which
+        // the fault page may be any page of.
         let fault = src.fault();
-        let extra = i32::from(slot.pfn().is_some_and(|pfn| fault.is_pfn(pfn as usize)));
+        let extra = i32::from(src.folio(i).is_some_and(|f| fault.is_in(f)));
         match src.migrate_to(i, dst, i, extra) {
             Ok(()) => stats.inc(Counter::Migrated),
             Err(_) => {

@@ -12,8 +12,9 @@
 //! the PTEs. The walk itself, the locks and the page-table updates are the
 //! engine's; the decisions are the same as 7.3's for every case 7.3 handles.
 //!
-//! The one extension is mTHP. With no accepted order besides the PMD one
-//! ([`CollectArgs::orders`] empty) the answers are exactly 7.3's. When the
+//! The one extension is mTHP. With no accepted order
+//! ([`CollectArgs::orders`] empty, as for a caller without
+//! [`MIGRATE_VMA_SELECT_MTHP`]) the answers are exactly 7.3's. When the
 //! caller accepts order `n`, a PTE-mapped folio of order `n` whose head is
 //! mapped at a `1 << n`-page aligned address, whose pages are all mapped in
 //! order by the PTEs that follow and that lies inside the range is collected
@@ -61,6 +62,10 @@ pub const MIGRATE_VMA_SELECT_DEVICE_PRIVATE: u64 = 1 << 1;
 pub const MIGRATE_VMA_SELECT_DEVICE_COHERENT: u64 = 1 << 2;
 /// `MIGRATE_VMA_SELECT_COMPOUND`: collect PMD-sized folios and holes whole.
 pub const MIGRATE_VMA_SELECT_COMPOUND: u64 = 1 << 3;
+/// `MIGRATE_VMA_SELECT_MTHP`: collect PTE-mapped large folios of any order
+/// whole, each in one head slot that carries its order. New with this
+/// series; Linux 7.3 ignores the bit.
+pub const MIGRATE_VMA_SELECT_MTHP: u64 = 1 << 4;
 
 /// The `flags` of `struct migrate_vma`: a set of `MIGRATE_VMA_SELECT_*` bits
 /// (`enum migrate_vma_direction`, `include/linux/migrate.h`).
@@ -78,6 +83,8 @@ impl SelectFlags {
     pub const DEVICE_COHERENT: Self = Self(MIGRATE_VMA_SELECT_DEVICE_COHERENT);
     /// [`MIGRATE_VMA_SELECT_COMPOUND`].
     pub const COMPOUND: Self = Self(MIGRATE_VMA_SELECT_COMPOUND);
+    /// [`MIGRATE_VMA_SELECT_MTHP`].
+    pub const MTHP: Self = Self(MIGRATE_VMA_SELECT_MTHP);
 
     /// The flags of a raw `migrate->flags`. Bits that Linux 7.3 does not
     /// define are kept and, as in C, ignored.
@@ -120,6 +127,9 @@ pub struct Orders(u32);
 impl Orders {
     /// No order.
     pub const NONE: Self = Self(0);
+    /// Every order of a large folio that PTEs can map, 1 to the PMD order:
+    /// what [`MIGRATE_VMA_SELECT_MTHP`] asks for.
+    pub const PTE_MAPPED: Self = Self(((1 << (PMD_ORDER + 1)) - 1) & !1);
 
     /// The orders of `bits`; fails with [`Error::OrderTooLarge`] if a bit
     /// above the PUD order is set.
@@ -158,10 +168,10 @@ impl Orders {
 pub struct CollectArgs {
     /// `migrate->flags`.
     pub flags: SelectFlags,
-    /// Orders of large folios the caller accepts whole besides the PMD order,
-    /// which `MIGRATE_VMA_SELECT_COMPOUND` selects. Empty for a Linux 7.3
-    /// caller; with an order other than the PMD one, PTE-mapped folios of that
-    /// order are collected whole (the mTHP extension).
+    /// Orders of PTE-mapped large folios the caller accepts whole (the mTHP
+    /// extension); a PMD-mapped folio needs `MIGRATE_VMA_SELECT_COMPOUND` or
+    /// the PMD order here. Empty for a Linux 7.3 caller, which gets every
+    /// PTE-mapped large folio split, even with COMPOUND.
     pub orders: Orders,
     /// `thp_migration_supported()`: PMD migration entries exist.
     pub thp_migration: bool,
@@ -178,6 +188,22 @@ impl CollectArgs {
             orders: Orders::NONE,
             thp_migration: true,
             anonymous: true,
+        }
+    }
+
+    /// The arguments of a caller with `flags`: [`MIGRATE_VMA_SELECT_MTHP`]
+    /// accepts every [`Orders::PTE_MAPPED`] order, else none is accepted
+    /// besides what COMPOUND selects.
+    pub const fn from_flags(flags: SelectFlags, thp_migration: bool, anonymous: bool) -> Self {
+        Self {
+            flags,
+            orders: if flags.contains(SelectFlags::MTHP) {
+                Orders::PTE_MAPPED
+            } else {
+                Orders::NONE
+            },
+            thp_migration,
+            anonymous,
         }
     }
 

@@ -20,7 +20,8 @@ pub struct PageInfo {
     pub has_mapping: bool,
     /// For the head page of a large folio: the `1 << order` PTEs from this one
     /// map the folio's pages in order, all of the same kind (present, or
-    /// device-private). Only the mTHP extension reads it.
+    /// device-private), and nothing else maps it or pins it. Only the mTHP
+    /// extension reads it.
     pub mapped_whole: bool,
 }
 
@@ -173,7 +174,9 @@ fn collect_page(
     };
     if page.order > 0 {
         let aligned = is_aligned(addr, PAGE_SIZE << page.order);
-        if args.accepts(page.order)
+        // PTE-mapped, even a PMD-order folio is whole only for an mTHP
+        // caller: 7.3 splits it whatever the flags.
+        if args.orders.contains(page.order)
             && page.index == 0
             && aligned
             && nr <= remaining

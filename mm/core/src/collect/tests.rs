@@ -749,15 +749,18 @@ fn mthp_not_whole_falls_back_to_split() {
 }
 
 #[test]
-fn pte_mapped_pmd_order_folio_needs_compound_or_order() {
-    // A PMD-order folio mapped by PTEs: 7.3 splits it (:357-376); with
-    // COMPOUND accepted it is collected whole.
+fn pte_mapped_pmd_order_folio_needs_the_mthp_order() {
+    // A PMD-order folio mapped by PTEs: 7.3 splits it (:357-376), with or
+    // without COMPOUND; an mTHP caller gets it whole.
+    for a in [sys(), sys_thp()] {
+        assert!(matches!(
+            migrate_vma_collect_pte(&a, &present(PageInfo::head(9)), A, PMD_END),
+            Ok(Decision::SplitFirst { .. })
+        ));
+    }
+    let mthp = CollectArgs::from_flags(SelectFlags::SYSTEM | SelectFlags::MTHP, true, true);
     assert!(matches!(
-        migrate_vma_collect_pte(&sys(), &present(PageInfo::head(9)), A, PMD_END),
-        Ok(Decision::SplitFirst { .. })
-    ));
-    assert!(matches!(
-        migrate_vma_collect_pte(&sys_thp(), &present(PageInfo::head(9)), A, PMD_END),
+        migrate_vma_collect_pte(&mthp, &present(PageInfo::head(9)), A, PMD_END),
         Ok(Decision::CollectWhole {
             order: 9,
             slots: 512,
@@ -800,6 +803,13 @@ fn orders_and_flags() {
     let mut b = a;
     b.orders = Orders::NONE.with(PMD_ORDER).unwrap();
     assert!(b.accepts(PMD_ORDER));
+    // MTHP asks for every order PTEs can map, and nothing else does.
+    let m = CollectArgs::from_flags(SelectFlags::SYSTEM | SelectFlags::MTHP, true, true);
+    assert_eq!(m.orders, Orders::PTE_MAPPED);
+    assert!(!m.orders.contains(0) && (1..=PMD_ORDER).all(|o| m.orders.contains(o)));
+    assert!(!m.orders.contains(PMD_ORDER + 1));
+    let c = CollectArgs::from_flags(SelectFlags::SYSTEM | SelectFlags::COMPOUND, true, true);
+    assert_eq!(c.orders, Orders::NONE);
 }
 
 #[test]

@@ -4,13 +4,38 @@
 
 use super::super::counters::{Counter, Stats};
 use super::super::{collect, unmap};
-use crate::migrate_core::collect::{CollectArgs, Orders, SelectFlags};
+use crate::migrate_core::collect::{CollectArgs, SelectFlags};
 use crate::migration::{self, Collected, FaultPage, SourceSlots};
 use crate::page_table::PAGE_SIZE;
 use kernel::{
     bindings,
     error::{code::EINVAL, Result},
     mm::virt::VmaRef,
+};
+
+// The core restates the select flags of `include/linux/migrate.h`.
+const _: () = {
+    use crate::migrate_core::collect as rules;
+    assert!(
+        rules::MIGRATE_VMA_SELECT_SYSTEM
+            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM as u64
+    );
+    assert!(
+        rules::MIGRATE_VMA_SELECT_DEVICE_PRIVATE
+            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE as u64
+    );
+    assert!(
+        rules::MIGRATE_VMA_SELECT_DEVICE_COHERENT
+            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_COHERENT as u64
+    );
+    assert!(
+        rules::MIGRATE_VMA_SELECT_COMPOUND
+            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND as u64
+    );
+    assert!(
+        rules::MIGRATE_VMA_SELECT_MTHP
+            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_MTHP as u64
+    );
 };
 
 /// `migrate_vma_setup()`.
@@ -67,12 +92,11 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
     };
     src.fill(0);
     let anonymous = crate::populate::vma_is_anonymous(vma);
-    let rules = CollectArgs {
-        flags: SelectFlags::from_bits(args.flags as u64),
-        orders: Orders::NONE,
-        thp_migration: migration::thp_migration_supported(),
+    let rules = CollectArgs::from_flags(
+        SelectFlags::from_bits(args.flags as u64),
+        migration::thp_migration_supported(),
         anonymous,
-    };
+    );
 
     let mut range = crate::mmu_notifier::MmuNotifierRange::migrate(
         vma.mm(),
