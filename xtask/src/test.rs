@@ -165,8 +165,9 @@ const COUNTERS: &str = "/sys/kernel/debug/migrate_device/counters";
 /// engine with the Rust engine's counters checked after each run, then the
 /// exact counters of a fixed workload, NUMA moves of device-private
 /// memory, the differential test of the two engines, the fault livelock
-/// test, the 2 MiB fault with and without a free 2 MiB page, faults
-/// racing with an eviction, and a seeded random stress of it all.
+/// test, the 2 MiB fault with and without a free 2 MiB page, mTHPs of
+/// every size to the device and back, faults racing with an eviction, and
+/// a seeded random stress of it all.
 pub fn vm_steps() -> Vec<Step> {
     let mut steps = Vec::new();
     for engine in ["c", "rust", "rust-entry"] {
@@ -209,6 +210,11 @@ pub fn vm_steps() -> Vec<Step> {
         timeout_secs: 300,
     });
     steps.push(Step {
+        name: "mthp".into(),
+        command: "mthp".into(),
+        timeout_secs: 900,
+    });
+    steps.push(Step {
         name: "evict-race".into(),
         command: "evict_race".into(),
         timeout_secs: 600,
@@ -246,6 +252,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("differential", 22),
     ("fault-livelock", 6),
     ("thp-fault", 6),
+    ("mthp", 189),
     ("evict-race", 6),
     ("stress", 3),
 ];

@@ -1,0 +1,585 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mthp: PTE-mapped large anonymous folios (mTHPs, each size below the PMD
+ * size) on test_hmm's device-private memory, under each migrate_device
+ * engine. Each case fills a fresh 2 MiB region made of folios of that one
+ * size (checked with the size's anon_fault_alloc), migrates it to the
+ * device, then: migrates it back; faults a middle page, with and without
+ * the driver's large allocation failing (HMM_DMIRROR_FLAG_FAIL_ALLOC);
+ * unmaps, mprotect()s or MADV_DONTNEEDs half a folio; forks a child that
+ * writes; evicts all device memory; or has 8 threads fault one folio while
+ * migrate_to_ram() holds the driver's lock for 1 ms.
+ *
+ * No data may be lost under any engine. The Rust engines move each folio
+ * whole both ways: no split, one folio of the same order (their counters),
+ * folios back whole (/proc/kpageflags), one migrate_to_ram() per folio.
+ * 7.3's C splits the folios first, so for engine c those figures are only
+ * reported, and its device holds no large folio whose allocation could
+ * fail (failing its 4 KiB one would return VM_FAULT_OOM): the flag is not
+ * set under c. TAP output.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_hmm_uapi.h"
+#include "util.h"
+
+#define PMD_BYTES (2UL << 20)
+#define PAGE_BYTES 4096UL
+#define NPAGES (PMD_BYTES / PAGE_BYTES)
+#define THP_DIR "/sys/kernel/mm/transparent_hugepage"
+#define COUNTERS_C "/sys/kernel/debug/migrate_device/counters_c"
+#define KPF_COMPOUND_HEAD 15
+#define KPF_COMPOUND_TAIL 16
+#define MAX_SIZES 32
+#define NCASES 9
+#define READERS 8
+#define HOLD_US "1000"
+#define DET 320
+/* The offset of the folio after folio 1, or of folio 1 when there are 2. */
+#define FOLIO2 ((nf > 2 ? 2 : 1) * size)
+
+static int dev_fd, pagemap_fd, kpageflags_fd;
+static unsigned int mirror[PMD_BYTES / sizeof(int)];
+static char msg[160];
+
+/* The size under test: KiB, order, bytes, pages per folio, folios. */
+static int kb, order;
+static size_t size;
+static unsigned long np, nf;
+/*
+ * Whether the engine is a Rust one; its counters file and two of them as
+ * they were before the case's migration to the device.
+ */
+static int rust;
+static const char *cfile;
+static char order_name[32];
+static unsigned long splits0, folios0;
+
+/* The setting of every THP size, to be put back. */
+static struct {
+	int kb;
+	char was[16];
+} thp[MAX_SIZES];
+static int nthp;
+
+/* Reads up to @len - 1 bytes of @path into @buf, without allocating. */
+static void read_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t got = fd < 0 ? -1 : read(fd, buf, len - 1);
+
+	if (fd >= 0)
+		close(fd);
+	buf[got > 0 ? got : 0] = 0;
+}
+
+/*
+ * Saves the setting of every THP size in thp[], smallest first; returns
+ * how many are below the PMD size.
+ */
+static int thp_save(void)
+{
+	DIR *d = opendir(THP_DIR);
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d)) && nthp < MAX_SIZES) {
+		char path[160], line[128], *sel, *end;
+		int i, k;
+
+		if (sscanf(de->d_name, "hugepages-%dkB", &k) != 1)
+			continue;
+		snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/enabled", k);
+		read_text(path, line, sizeof(line));
+		/* "always [inherit] madvise never": keep the selected one. */
+		sel = strchr(line, '[');
+		end = sel ? strchr(sel, ']') : NULL;
+		if (!end || end - sel > (long)sizeof(thp[0].was))
+			continue;
+		*end = 0;
+		for (i = nthp++; i > 0 && thp[i - 1].kb > k; i--)
+			thp[i] = thp[i - 1];
+		thp[i].kb = k;
+		memcpy(thp[i].was, sel + 1, end - sel);
+		n += k < (int)(PMD_BYTES >> 10);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Enables THP size @k alone ("always", all others "never"); 0 restores. */
+static int thp_only(int k)
+{
+	int i, ret = 0;
+
+	for (i = 0; i < nthp; i++) {
+		char path[160];
+
+		snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/enabled", thp[i].kb);
+		if (write_file(path, !k ? thp[i].was : thp[i].kb == k ? "always" : "never"))
+			ret = -1;
+	}
+	return ret;
+}
+
+/* Folios of the size under test allocated at fault so far. */
+static unsigned long fault_allocs(void)
+{
+	char path[160], buf[32];
+
+	snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/stats/anon_fault_alloc", kb);
+	read_text(path, buf, sizeof(buf));
+	return strtoul(buf, NULL, 10);
+}
+
+static void fill(char *p, size_t from, size_t to, unsigned int seed)
+{
+	for (size_t i = from; i < to; i += sizeof(int))
+		*(unsigned int *)(p + i) = (unsigned int)i ^ seed;
+}
+
+/* NULL when bytes @from..@to of the region hold the pattern of @seed. */
+static const char *check(const char *p, size_t from, size_t to, unsigned int seed)
+{
+	for (size_t i = from; i < to; i += sizeof(int)) {
+		unsigned int v = *(const unsigned int *)(p + i);
+
+		if (v != ((unsigned int)i ^ seed)) {
+			snprintf(msg, sizeof(msg), "data lost: byte %zu reads %#x, want %#x",
+				 i, v, (unsigned int)i ^ seed);
+			return msg;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Pages of @pages at @p present in system memory; *@compound gets how many
+ * of those are part of a large folio.
+ */
+static int present(const char *p, unsigned long pages, unsigned long *compound)
+{
+	int n = 0;
+
+	*compound = 0;
+	for (unsigned long i = 0; i < pages; i++) {
+		uint64_t kf;
+
+		if (!page_flags(pagemap_fd, kpageflags_fd, p + i * PAGE_BYTES, &kf))
+			continue;
+		n++;
+		if ((kf >> KPF_COMPOUND_HEAD & 1) || (kf >> KPF_COMPOUND_TAIL & 1))
+			(*compound)++;
+	}
+	return n;
+}
+
+/*
+ * How many of the @folios folios at @p are present and whole: a large
+ * folio's head on the first page, tails on the others.
+ */
+static unsigned long whole(const char *p, unsigned long folios)
+{
+	unsigned long f, i, n = 0;
+
+	for (f = 0; f < folios; f++) {
+		for (i = 0; i < np; i++) {
+			uint64_t kf, want = 1ULL << KPF_THP |
+					    1ULL << (i ? KPF_COMPOUND_TAIL : KPF_COMPOUND_HEAD);
+
+			if (!page_flags(pagemap_fd, kpageflags_fd, p + (f * np + i) * PAGE_BYTES,
+					&kf) || (kf & want) != want)
+				break;
+		}
+		n += i == np;
+	}
+	return n;
+}
+
+/* A fresh region of folios of the size under test, filled with @seed. */
+static char *new_region(unsigned int seed, const char **why)
+{
+	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
+	unsigned long a0, got;
+
+	*why = "cannot map a 2 MiB area";
+	if (!p)
+		return NULL;
+	madvise(p, PMD_BYTES, MADV_HUGEPAGE);
+	a0 = fault_allocs();
+	fill(p, 0, PMD_BYTES, seed);
+	got = fault_allocs() - a0;
+	if (got == nf)
+		return p;
+	snprintf(msg, sizeof(msg), "%lu folios of %d kB allocated at fault, want %lu",
+		 got, kb, nf);
+	*why = msg;
+	munmap(p, PMD_BYTES);
+	return NULL;
+}
+
+static const char *migrate(unsigned long req, char *p)
+{
+	struct hmm_dmirror_cmd cmd = { .addr = (uintptr_t)p, .ptr = (uintptr_t)mirror,
+				       .npages = NPAGES };
+	const char *to = req == HMM_DMIRROR_MIGRATE_TO_DEV ? "to the device" : "back";
+
+	if (ioctl(dev_fd, req, &cmd))
+		snprintf(msg, sizeof(msg), "migration %s failed: %s", to, strerror(errno));
+	else if (cmd.cpages != NPAGES)
+		snprintf(msg, sizeof(msg), "migration %s moved %llu pages, want %lu", to,
+			 (unsigned long long)cmd.cpages, NPAGES);
+	else
+		return NULL;
+	return msg;
+}
+
+/* Migrates the region, filled with @seed, to the device: all of it. */
+static const char *to_dev(char *p, unsigned int seed)
+{
+	const char *why = migrate(HMM_DMIRROR_MIGRATE_TO_DEV, p);
+	unsigned long i, c;
+	int n;
+
+	if (why)
+		return why;
+	for (i = 0; i < PMD_BYTES / sizeof(int); i++)
+		if (mirror[i] != ((unsigned int)(i * sizeof(int)) ^ seed))
+			return "the device received other data";
+	n = present(p, NPAGES, &c);
+	if (!n)
+		return NULL;
+	snprintf(msg, sizeof(msg), "%d pages still present after the migration", n);
+	return msg;
+}
+
+static int set_flags(unsigned long long flags)
+{
+	struct hmm_dmirror_cmd cmd = { .npages = flags };
+
+	return ioctl(dev_fd, HMM_DMIRROR_FLAGS, &cmd);
+}
+
+/* The cases: @p is on the device, filled with @seed. */
+static const char *round_trip(char *p, unsigned int seed, char *det)
+{
+	unsigned long s1 = counter_in(cfile, "splits") - splits0;
+	unsigned long f1 = counter_in(cfile, order_name) - folios0;
+	const char *why = migrate(HMM_DMIRROR_MIGRATE_TO_SYS, p);
+	unsigned long s2, f2, wf, c;
+	int n;
+
+	if (why)
+		return why;
+	s2 = counter_in(cfile, "splits") - splits0;
+	f2 = counter_in(cfile, order_name) - folios0;
+	n = present(p, NPAGES, &c);
+	wf = whole(p, nf);
+	snprintf(det, DET,
+		 "to device: splits %lu, order-%d folios %lu; round trip: splits %lu, order-%d folios %lu; %d pages back, %lu of %lu folios whole%s",
+		 s1, order, f1, s2, order, f2, n, wf, nf, rust ? "" : " (not checked for c)");
+	why = check(p, 0, PMD_BYTES, seed);
+	if (why || !rust)
+		return why;
+	if (s1 || f1 != nf)
+		return "the folios did not move to the device whole";
+	if (n != (int)NPAGES || wf != nf)
+		return "not every folio came back whole";
+	if (s2 || f2 != 2 * nf)
+		return "the folios did not move back whole";
+	return NULL;
+}
+
+static const char *fault_middle(char *p, unsigned int seed, char *det)
+{
+	size_t at = size + size / 2;
+	unsigned long calls, c;
+	const char *why;
+	unsigned int v;
+	int n1, w, others;
+
+	write_file(FAULT_CALLS, "0");
+	v = *(volatile unsigned int *)(p + at);
+	calls = read_ulong(FAULT_CALLS);
+	n1 = present(p + size, np, &c);
+	w = whole(p + size, 1);
+	others = present(p, np, &c) + (nf > 2 ? present(p + 2 * size, np, &c) : 0);
+	snprintf(det, DET,
+		 "migrate_to_ram calls %lu; folio 1: %d of %lu pages back, %s; folios 0 and 2: %d pages back%s",
+		 calls, n1, np, w ? "one folio" : "not one folio", others,
+		 rust ? "" : " (not checked for c)");
+	if (v != ((unsigned int)at ^ seed))
+		return "the faulting read returned other data";
+	why = check(p, 0, PMD_BYTES, seed);
+	if (why || !rust)
+		return why;
+	if (calls != 1)
+		return "not one migrate_to_ram() call";
+	if (n1 != (int)np || !w)
+		return "folio 1 did not come back whole";
+	return others ? "the fault moved a neighbouring folio" : NULL;
+}
+
+static const char *fault_no_folio(char *p, unsigned int seed, char *det)
+{
+	size_t at = size + size / 2;
+	const char *why;
+	unsigned long c;
+	unsigned int v;
+	int n1;
+
+	/* The driver's next large allocation fails; the flag clears itself. */
+	if (rust && set_flags(HMM_DMIRROR_FLAG_FAIL_ALLOC))
+		return "setting the driver's flags failed";
+	v = *(volatile unsigned int *)(p + at);
+	n1 = present(p + size, np, &c);
+	set_flags(0);
+	snprintf(det, DET, "folio 1: %d of %lu pages back, %lu in a large folio%s", n1, np, c,
+		 rust ? "" : " (c has no large device folio: flag not set, not checked)");
+	if (v != ((unsigned int)at ^ seed))
+		return "the faulting read returned other data";
+	why = check(p, 0, PMD_BYTES, seed);
+	if (why || !rust)
+		return why;
+	return n1 != (int)np || c ? "folio 1 did not come back as 4 KiB pages" : NULL;
+}
+
+static const char *partial_munmap(char *p, unsigned int seed, char *det)
+{
+	size_t from = size + size / 2, to = 2 * size;
+
+	if (munmap(p + from, to - from))
+		return "munmap failed";
+	snprintf(det, DET, "bytes %zu..%zu unmapped, the rest read back", from, to);
+	return check(p, 0, from, seed) ?: check(p, to, PMD_BYTES, seed);
+}
+
+static const char *partial_mprotect(char *p, unsigned int seed, char *det)
+{
+	size_t from = FOLIO2, to = from + size / 2;
+	const char *why;
+
+	if (mprotect(p + from, to - from, PROT_READ))
+		return "mprotect failed";
+	snprintf(det, DET, "bytes %zu..%zu read-only, read, made writable, rewritten", from, to);
+	why = check(p, 0, PMD_BYTES, seed);
+	if (why)
+		return why;
+	if (mprotect(p + from, to - from, PROT_READ | PROT_WRITE))
+		return "mprotect back failed";
+	fill(p, from, to, ~seed);
+	why = check(p, from, to, ~seed);
+	return why ?: check(p, 0, from, seed) ?: check(p, to, PMD_BYTES, seed);
+}
+
+static const char *fork_write(char *p, unsigned int seed, char *det)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		fill(p, 0, size, ~seed);
+		_exit(check(p, 0, size, ~seed) || check(p, size, 2 * size, seed));
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return "fork or wait failed";
+	snprintf(det, DET, "the child rewrote folio 0 and read folio 1");
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return "the child read other data";
+	return check(p, 0, PMD_BYTES, seed);
+}
+
+static const char *dontneed(char *p, unsigned int seed, char *det)
+{
+	size_t from = FOLIO2, to = from + size / 2;
+
+	if (madvise(p + from, to - from, MADV_DONTNEED))
+		return "madvise failed";
+	snprintf(det, DET, "bytes %zu..%zu dropped, read as zeros", from, to);
+	for (size_t i = from; i < to; i += sizeof(int))
+		if (*(unsigned int *)(p + i))
+			return "a dropped page does not read as zeros";
+	return check(p, 0, from, seed) ?: check(p, to, PMD_BYTES, seed);
+}
+
+static const char *evict(char *p, unsigned int seed, char *det)
+{
+	struct hmm_dmirror_cmd cmd = { .addr = (uintptr_t)p, .npages = NPAGES };
+	unsigned long wf, c;
+	const char *why;
+	int n;
+
+	if (ioctl(dev_fd, HMM_DMIRROR_RELEASE, &cmd))
+		return "releasing the device memory failed";
+	n = present(p, NPAGES, &c);
+	wf = whole(p, nf);
+	snprintf(det, DET, "%d pages back, %lu of %lu folios whole%s", n, wf, nf,
+		 rust ? "" : " (not checked for c)");
+	if (n != (int)NPAGES)
+		return "not every page came back";
+	why = check(p, 0, PMD_BYTES, seed);
+	if (why || !rust)
+		return why;
+	return wf == nf ? NULL : "not every folio came back whole";
+}
+
+/* Static: readers left waiting by a failed start still use them. */
+static struct reader {
+	pthread_t thread;
+	const unsigned int *addr;
+	unsigned int want;
+	int bad;
+} readers[READERS];
+static pthread_barrier_t go;
+
+static void *read_once(void *arg)
+{
+	struct reader *r = arg;
+
+	pthread_barrier_wait(&go);
+	r->bad = *(const volatile unsigned int *)r->addr != r->want;
+	return NULL;
+}
+
+static const char *many_readers(char *p, unsigned int seed, char *det)
+{
+	const char *why = "cannot set fault_hold_us";
+	unsigned long calls;
+	int t, bad = 0;
+
+	if (write_file(FAULT_HOLD, HOLD_US))
+		goto out;
+	write_file(FAULT_CALLS, "0");
+	why = "pthread_create failed";
+	pthread_barrier_init(&go, NULL, READERS);
+	for (t = 0; t < READERS; t++) {
+		size_t at = size + t * np / READERS * PAGE_BYTES;
+
+		readers[t] = (struct reader){ .addr = (const unsigned int *)(p + at),
+					      .want = (unsigned int)at ^ seed };
+		if (pthread_create(&readers[t].thread, NULL, read_once, &readers[t]))
+			goto out;
+	}
+	for (t = 0; t < READERS; t++)
+		pthread_join(readers[t].thread, NULL);
+	pthread_barrier_destroy(&go);
+	calls = read_ulong(FAULT_CALLS);
+	for (t = 0; t < READERS; t++)
+		bad += readers[t].bad;
+	snprintf(det, DET, "%d threads on pages 0..%lu of folio 1: migrate_to_ram calls %lu%s",
+		 READERS, (READERS - 1) * np / READERS, calls,
+		 rust ? "" : " (not checked for c)");
+	why = bad ? "a reader read other data" : check(p, 0, PMD_BYTES, seed);
+	/* At most 1.1 migrate_to_ram() calls per folio: one. */
+	if (!why && rust && (!calls || calls * 10 > 11))
+		why = "not one migrate_to_ram() call for the folio";
+out:
+	write_file(FAULT_HOLD, "0");
+	return why;
+}
+
+static const struct {
+	const char *name;
+	const char *(*run)(char *p, unsigned int seed, char *det);
+} cases[NCASES] = {
+	{ "round trip", round_trip },
+	{ "fault on a middle page", fault_middle },
+	{ "fault with no folio of that order", fault_no_folio },
+	{ "partial munmap", partial_munmap },
+	{ "partial mprotect", partial_mprotect },
+	{ "fork with child writes", fork_write },
+	{ "MADV_DONTNEED of part", dontneed },
+	{ "eviction", evict },
+	{ "8 readers on one device mTHP", many_readers },
+};
+
+/* Case @c on a fresh region; NULL when it passed, else why not. */
+static const char *run_case(int c, unsigned int seed, char *det)
+{
+	const char *why;
+	char *p = new_region(seed, &why);
+
+	if (!p)
+		return why;
+	splits0 = counter_in(cfile, "splits");
+	folios0 = counter_in(cfile, order_name);
+	why = to_dev(p, seed);
+	if (!why)
+		why = cases[c].run(p, seed, det);
+	munmap(p, PMD_BYTES);
+	return why;
+}
+
+static void restore(void)
+{
+	set_flags(0);
+	write_file(FAULT_HOLD, "0");
+	thp_only(0);
+	write_file(ENGINE, "rust");
+}
+
+int main(void)
+{
+	static const char *const engines[] = { "c", "rust", "rust-entry" };
+	const int nengines = sizeof(engines) / sizeof(engines[0]);
+	int nsizes, e, s, c, n = 0, bad = 0;
+	static char det[DET];
+
+	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
+		return 0;
+	nsizes = thp_save();
+	if (!nsizes) {
+		printf("1..0 # SKIP no mTHP size below %lu kB\n", PMD_BYTES >> 10);
+		return 0;
+	}
+	printf("1..%d\n", nengines * nsizes * NCASES);
+	for (e = 0; e < nengines; e++) {
+		if (write_file(ENGINE, engines[e])) {
+			restore();
+			printf("Bail out! cannot select engine %s\n", engines[e]);
+			return 1;
+		}
+		rust = strcmp(engines[e], "c") != 0;
+		cfile = rust ? COUNTERS : COUNTERS_C;
+		for (s = 0; s < nsizes; s++) {
+			kb = thp[s].kb;
+			size = (size_t)kb << 10;
+			np = size / PAGE_BYTES;
+			nf = PMD_BYTES / size;
+			order = __builtin_ctzl(np);
+			snprintf(order_name, sizeof(order_name), "folios_order_%d", order);
+			if (thp_only(kb)) {
+				restore();
+				printf("Bail out! cannot enable the %d kB mTHP size alone\n", kb);
+				return 1;
+			}
+			for (c = 0; c < NCASES; c++) {
+				const char *why;
+
+				det[0] = 0;
+				why = run_case(c, 0x9e3779b9u * (unsigned int)(n + 1), det);
+				printf("%s %d %s %dkB: %s: %s%s%s\n", why ? "not ok" : "ok", ++n,
+				       engines[e], kb, cases[c].name, why ?: "",
+				       !why || !det[0] ? "" : "; ", det);
+				fflush(stdout);
+				bad += !!why;
+			}
+		}
+	}
+	restore();
+	close(dev_fd);
+	return bad ? 1 : 0;
+}
