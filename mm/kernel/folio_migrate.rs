@@ -31,8 +31,6 @@ pub mod migrate_core;
 // but for the engine's C entry points.
 #[path = "bindings/collection.rs"]
 pub mod collection;
-#[path = "bindings/fault.rs"]
-pub mod vm_fault;
 #[path = "bindings/folio.rs"]
 pub mod folio;
 #[path = "bindings/migration.rs"]
@@ -45,6 +43,8 @@ pub mod page_table;
 pub mod pagemap;
 #[path = "bindings/populate.rs"]
 pub mod populate;
+#[path = "bindings/fault.rs"]
+pub mod vm_fault;
 
 // The driver API.
 pub mod migrate_vma;

@@ -18,11 +18,11 @@ use crate::folio::{Folio, LockedFolio};
 use crate::migration::FaultPage;
 use crate::page_table::{
     flush_tlb_range, MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, PteValue, TakenPte,
-    PAGE_SIZE,
+    PAGE_SIZE, PTRS_PER_PTE,
 };
 use core::marker::PhantomData;
 use kernel::{
-    alloc::{flags::GFP_NOWAIT, KVec},
+    alloc::{flags::GFP_KERNEL, KVVec},
     bindings,
     error::{Error, Result},
     sync::aref::ARef,
@@ -255,7 +255,7 @@ impl PteRun<'_> {
 }
 
 /// The most pages a PTE-mapped folio collected whole has: one PTE table.
-const MAX_RUN_PAGES: usize = 512;
+const MAX_RUN_PAGES: usize = PTRS_PER_PTE;
 
 impl PteRun<'_> {
     /// Whether the entry `snap` read heads a large folio that this run maps
@@ -266,7 +266,7 @@ impl PteRun<'_> {
     pub fn maps_folio_whole(&self, snap: &PteSnapshot) -> Option<bool> {
         let folio = self.page_of(snap)?.folio();
         let nr = folio.nr_pages();
-        if nr < 2 || nr > MAX_RUN_PAGES || folio.pfn() != snap.pfn {
+        if !(2..=MAX_RUN_PAGES).contains(&nr) || folio.pfn() != snap.pfn {
             return None;
         }
         let present = snap.raw.is_present();
@@ -287,132 +287,312 @@ impl PteRun<'_> {
         let alone = usize::try_from(folio.mapcount()).is_ok_and(|m| m == nr);
         (alone && !folio.maybe_dma_pinned()).then_some(write)
     }
+}
 
-    /// Collects the large folio whose head `snap` read, which this run maps
-    /// whole and alone ([`PteRun::maps_folio_whole`]), as one: trylocks and
-    /// references it once (the fault folio is only referenced), clears all
-    /// its entries and flushes their TLB entries once, shares its
-    /// anon-exclusive pages, installs a migration entry per page (writable
-    /// or exclusive as that page's entry was), moves the dirty bits to the
-    /// folio, and drops the rmap and the mappings' references of the whole
-    /// run at once.
-    ///
-    /// The entries are cleared before any page is shared, so a pin taken
-    /// through GUP-fast is seen at the first share, before anything is
-    /// given up: then every entry is put back and the outcome is
-    /// [`PteMigration::Pinned`]. On any outcome but
-    /// [`PteMigration::Installed`] the entries and the folio are as they
-    /// were.
-    pub fn migrate_folio(&mut self, snap: &PteSnapshot, fault: &FaultPage) -> PteMigration {
-        if self.maps_folio_whole(snap).is_none() {
-            return PteMigration::Unchanged;
+impl<'a> PteRun<'a> {
+    /// Starts taking folios for migration into `batch`, whose entries stay
+    /// cleared until [`BatchedRun::finish`] replaces them, all under this
+    /// lock.
+    #[inline]
+    pub fn batched<'r>(&'r mut self, batch: &'r mut PteBatch) -> BatchedRun<'r, 'a>
+    where
+        'a: 'r,
+    {
+        BatchedRun { run: self, batch }
+    }
+}
+
+/// Room for the entries and folios of one run, allocated before its lock is
+/// taken.
+///
+/// # Invariants
+///
+/// Outside a [`BatchedRun`], both vectors are empty.
+pub struct PteBatch {
+    taken: KVVec<TakenPte>,
+    folios: KVVec<BatchedFolio>,
+    present: bool,
+}
+
+/// A folio of a batch: locked and referenced for a slot, its `nr` entries,
+/// the next ones of [`PteBatch::taken`], cleared.
+struct BatchedFolio {
+    folio: CollectedFolio,
+    nr: usize,
+    tag: usize,
+}
+
+impl PteBatch {
+    /// No room: a placeholder while a run borrows the batch.
+    pub const EMPTY: Self = Self {
+        taken: KVVec::new(),
+        folios: KVVec::new(),
+        present: false,
+    };
+
+    /// Room for a run of up to `pages` entries.
+    pub fn new(pages: usize) -> Result<Self> {
+        // INVARIANT: Both start empty.
+        Ok(Self {
+            taken: KVVec::with_capacity(pages, GFP_KERNEL)?,
+            folios: KVVec::with_capacity(pages, GFP_KERNEL)?,
+            present: false,
+        })
+    }
+}
+
+/// A [`PteRun`] that takes folios for migration in two steps, so that the
+/// TLB flush that sharing their anon-exclusive pages needs is done once for
+/// the run rather than once per page: [`BatchedRun::take`] locks a folio
+/// and clears its entries, [`BatchedRun::finish`] flushes the TLB once,
+/// shares the anon-exclusive pages and installs the migration entries.
+/// Dropped unfinished, it puts every entry back and lets the folios go.
+pub struct BatchedRun<'r, 'a> {
+    run: &'r mut PteRun<'a>,
+    batch: &'r mut PteBatch,
+}
+
+/// What [`BatchedRun::take`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// The folio is locked and its entries cleared, until
+    /// [`BatchedRun::finish`] says what became of it.
+    Taken,
+    /// The folio is locked by someone else: nothing changed.
+    Contended,
+    /// The entries changed since the snapshot, or there is no room left:
+    /// nothing changed.
+    Unchanged,
+}
+
+/// What became of a folio [`BatchedRun::finish`] looked at.
+pub enum Finished {
+    /// Its migration entries are installed; `folio` holds the lock and
+    /// reference for the migration's slot.
+    Installed {
+        /// The folio, locked and referenced.
+        folio: CollectedFolio,
+        /// The number of its entries that were replaced.
+        nr: usize,
+    },
+    /// An anon-exclusive page of it is pinned: its entries are back as
+    /// they were, and the folio is released.
+    Pinned {
+        /// The caller's tag given to [`BatchedRun::take`].
+        tag: usize,
+    },
+}
+
+impl<'a> core::ops::Deref for BatchedRun<'_, 'a> {
+    type Target = PteRun<'a>;
+
+    #[inline]
+    fn deref(&self) -> &PteRun<'a> {
+        self.run
+    }
+}
+
+impl BatchedRun<'_, '_> {
+    /// Takes the folio of the page `snap` names: trylocks and references it
+    /// (only references the fault folio, whose lock the fault path holds)
+    /// and clears its entries: all of them when `whole`, for a large folio
+    /// this run maps whole ([`PteRun::maps_folio_whole`]), else the one
+    /// `snap` read. `tag` comes back if [`BatchedRun::finish`] finds the
+    /// folio pinned.
+    pub fn take(&mut self, snap: &PteSnapshot, fault: &FaultPage, whole: bool, tag: usize) -> Take {
+        if whole && self.run.maps_folio_whole(snap).is_none() {
+            return Take::Unchanged;
         }
-        let Some(mapped) = self.page_of(snap) else {
-            return PteMigration::Unchanged;
+        let Some(mapped) = self.run.page_of(snap) else {
+            return Take::Unchanged;
         };
+        let nr = if whole { mapped.folio().nr_pages() } else { 1 };
+        let batch = &mut *self.batch;
+        if batch.taken.capacity() - batch.taken.len() < nr
+            || batch.folios.len() == batch.folios.capacity()
+        {
+            return Take::Unchanged;
+        }
         let Some(folio) = CollectedFolio::trylock(mapped.folio(), fault) else {
-            return PteMigration::Contended;
+            return Take::Contended;
         };
-        let nr = folio.folio().nr_pages();
-        let Ok(mut taken) = KVec::<TakenPte>::with_capacity(nr, GFP_NOWAIT) else {
-            return PteMigration::Unchanged;
-        };
-        let (vma, start, present) = (self.vma(), snap.addr, snap.raw.is_present());
-        let raw = folio.folio().as_raw();
-        // SAFETY: `k` is below the folio's page count.
-        let page = |k: usize| unsafe { bindings::folio_page(raw, k) };
+        let (vma, present) = (self.run.vma(), snap.raw.is_present());
         for k in 0..nr {
-            let addr = start + k * PAGE_SIZE;
+            let addr = snap.addr + k * PAGE_SIZE;
             if present {
                 // SAFETY: The page is mapped at `addr` in the VMA.
                 unsafe { bindings::flush_cache_page(vma.as_ptr(), addr, snap.pfn + k) };
             }
-            let Ok(old) = self.get_and_clear(addr) else {
-                // Not reached: `maps_folio_whole()` read every entry.
-                kernel::warn_on!(true);
-                return self.put_back(taken, PteMigration::Unchanged);
-            };
-            if taken.push(old, GFP_NOWAIT).is_err() {
-                // Not reached: the capacity is `nr`.
-                kernel::warn_on!(true);
-                return self.put_back(taken, PteMigration::Unchanged);
-            }
-        }
-        if present {
-            flush_tlb_range(vma, start, start + nr * PAGE_SIZE);
-        }
-        let mut exclusive = [0u64; MAX_RUN_PAGES / 64];
-        if folio.folio().is_anon() {
-            for k in 0..nr {
-                // SAFETY: The folio is locked and `page(k)` is one of its
-                // pages, whose entry is cleared and flushed, as sharing an
-                // anon-exclusive page requires.
-                let share = unsafe {
-                    if !bindings::PageAnonExclusive(page(k)) {
-                        continue;
-                    }
-                    bindings::folio_try_share_anon_rmap_pte(raw, page(k))
-                };
-                if share != 0 {
-                    // Pinned: only the first share can see it, since no
-                    // pin is taken once the entries are gone.
-                    kernel::warn_on!(exclusive.iter().any(|&w| w != 0));
-                    return self.put_back(taken, PteMigration::Pinned);
-                }
-                exclusive[k / 64] |= 1 << (k % 64);
-            }
-        }
-        let mut dirty = false;
-        for (k, old) in taken.into_iter().enumerate() {
-            dirty |= old.is_dirty();
-            let write = match old.entry() {
-                PteEntry::Present { bits, .. } => bits.write,
-                PteEntry::DevicePrivate { write, .. } => write,
-                _ => false,
-            };
-            let kind = if write {
-                MigrationKind::Writable
-            } else if exclusive[k / 64] & (1 << (k % 64)) != 0 {
-                MigrationKind::ReadableExclusive
-            } else {
-                MigrationKind::Readable
-            };
-            // Every entry is one `maps_folio_whole()` read: present or
-            // device-private, each with a migration entry.
-            let entry = old.into_migration_entry(kind).unwrap_or_else(|old| old);
-            if self.restore(entry).is_err() {
+            // Every entry was read in this run, and there is room for it.
+            let pushed = self
+                .run
+                .get_and_clear(addr)
+                .map(|old| self.batch.taken.push_within_capacity(old));
+            if !matches!(pushed, Ok(Ok(()))) {
                 kernel::warn_on!(true);
             }
         }
-        // SAFETY: The folio is locked and referenced; its `nr` entries no
-        // longer map it: drop their rmap and the mappings' references, which
-        // `folio`'s own reference replaces.
-        unsafe {
-            if dirty {
-                bindings::folio_mark_dirty(raw);
-            }
-            bindings::folio_remove_rmap_ptes(raw, page(0), nr as i32, vma.as_ptr());
-            bindings::folio_put_refs(raw, nr as i32);
+        self.batch.present |= present;
+        if self
+            .batch
+            .folios
+            .push_within_capacity(BatchedFolio { folio, nr, tag })
+            .is_err()
+        {
+            // Not reached: room was checked above.
+            kernel::warn_on!(true);
         }
-        PteMigration::Installed {
-            folio,
-            present,
-            flushed: present,
-        }
+        Take::Taken
     }
 
-    /// Puts every entry of `taken` back and returns `outcome`.
-    fn put_back(&mut self, taken: KVec<TakenPte>, outcome: PteMigration) -> PteMigration {
-        for old in taken {
-            if self.restore(old).is_err() {
-                kernel::warn_on!(true);
+    /// Flushes the TLB entries of the run once if a present entry was
+    /// cleared, then, for each folio taken, in order, shares its
+    /// anon-exclusive pages and replaces each cleared entry by the
+    /// migration entry for its page (writable or exclusive as that entry
+    /// was), moves the dirty bits to the folio, and drops the rmap and the
+    /// mappings' references of its entries at once. A folio whose share
+    /// fails is pinned: its entries are put back and it is released.
+    /// `report` hears of each folio; returns whether the TLB was flushed.
+    ///
+    /// A pin taken through GUP-fast can only have been taken before the
+    /// entries were cleared, so it is seen at the folio's first share,
+    /// before any page of it was shared.
+    pub fn finish(self, mut report: impl FnMut(Finished)) -> bool {
+        let flushed = self.batch.present;
+        if flushed {
+            flush_tlb_range(self.run.vma(), self.run.start(), self.run.end());
+        }
+        self.batch.present = false;
+        let mut folios = core::mem::take(&mut self.batch.folios);
+        let mut taken = core::mem::take(&mut self.batch.taken);
+        let mut entries = taken.drain_all();
+        for BatchedFolio { folio, nr, tag } in folios.drain_all() {
+            match share_pages(&folio, nr) {
+                Some(exclusive) => {
+                    install(self.run, &folio, &mut entries, nr, &exclusive);
+                    report(Finished::Installed { folio, nr });
+                }
+                None => {
+                    for old in entries.by_ref().take(nr) {
+                        if self.run.restore(old).is_err() {
+                            kernel::warn_on!(true);
+                        }
+                    }
+                    drop(folio);
+                    report(Finished::Pinned { tag });
+                }
             }
         }
-        outcome
+        drop(entries);
+        // Give the room back for the next run.
+        self.batch.taken = taken;
+        self.batch.folios = folios;
+        flushed
     }
 }
 
-/// What [`PteRun::migrate_page`] or [`PteRun::migrate_folio`] did.
+impl Drop for BatchedRun<'_, '_> {
+    /// Puts back every entry not finished and lets its folio go, so that no
+    /// entry is left cleared when the lock is dropped.
+    fn drop(&mut self) {
+        let mut entries = self.batch.taken.drain_all();
+        for BatchedFolio { folio, nr, .. } in self.batch.folios.drain_all() {
+            for old in entries.by_ref().take(nr) {
+                if self.run.restore(old).is_err() {
+                    kernel::warn_on!(true);
+                }
+            }
+            drop(folio);
+        }
+        self.batch.present = false;
+    }
+}
+
+/// Shares the anon-exclusive pages among the first `nr` of `folio`, whose
+/// entries are cleared and flushed; `None`, with no page shared, when the
+/// folio is pinned. Otherwise, which pages were exclusive.
+fn share_pages(folio: &CollectedFolio, nr: usize) -> Option<[u64; MAX_RUN_PAGES / 64]> {
+    let mut exclusive = [0u64; MAX_RUN_PAGES / 64];
+    if !folio.folio().is_anon() {
+        return Some(exclusive);
+    }
+    let raw = folio.folio().as_raw();
+    for k in 0..nr.min(MAX_RUN_PAGES) {
+        // SAFETY: The folio is locked and has at least `nr` pages, whose
+        // entries are cleared and their TLB entries flushed, as sharing an
+        // anon-exclusive page requires.
+        let shared = unsafe {
+            let page = bindings::folio_page(raw, k);
+            if !bindings::PageAnonExclusive(page) {
+                continue;
+            }
+            bindings::folio_try_share_anon_rmap_pte(raw, page)
+        };
+        if shared != 0 {
+            // Only the first share can fail: no pin is taken once the
+            // entries are gone.
+            kernel::warn_on!(exclusive.iter().any(|&w| w != 0));
+            return None;
+        }
+        exclusive[k / 64] |= 1 << (k % 64);
+    }
+    Some(exclusive)
+}
+
+/// Replaces the next `nr` cleared `entries`, which map the pages of
+/// `folio` in order, by migration entries, and drops their rmap and
+/// references at once.
+fn install(
+    run: &mut PteRun<'_>,
+    folio: &CollectedFolio,
+    entries: &mut impl Iterator<Item = TakenPte>,
+    nr: usize,
+    exclusive: &[u64; MAX_RUN_PAGES / 64],
+) {
+    let raw = folio.folio().as_raw();
+    let mut dirty = false;
+    for (k, old) in entries.by_ref().take(nr).enumerate() {
+        dirty |= old.is_dirty();
+        let write = match old.entry() {
+            PteEntry::Present { bits, .. } => bits.write,
+            PteEntry::DevicePrivate { write, .. } => write,
+            _ => false,
+        };
+        let kind = if write {
+            MigrationKind::Writable
+        } else if exclusive[k / 64] & (1 << (k % 64)) != 0 {
+            MigrationKind::ReadableExclusive
+        } else {
+            MigrationKind::Readable
+        };
+        // Every entry taken is present or device-private, each with a
+        // migration entry.
+        let entry = old.into_migration_entry(kind).unwrap_or_else(|old| {
+            kernel::warn_on!(true);
+            old
+        });
+        if run.restore(entry).is_err() {
+            kernel::warn_on!(true);
+        }
+    }
+    // SAFETY: The folio is locked and referenced, and its first `nr` pages
+    // are no longer mapped by the entries just replaced: drop their rmap
+    // and the mappings' references, which `folio`'s own replaces.
+    unsafe {
+        if dirty {
+            bindings::folio_mark_dirty(raw);
+        }
+        let head = bindings::folio_page(raw, 0);
+        if nr == 1 {
+            bindings::folio_remove_rmap_pte(raw, head, run.vma().as_ptr());
+        } else {
+            bindings::folio_remove_rmap_ptes(raw, head, nr as i32, run.vma().as_ptr());
+        }
+        bindings::folio_put_refs(raw, nr as i32);
+    }
+}
+
+/// What [`PteRun::migrate_page`] did.
 pub enum PteMigration {
     /// The migration entries are installed, and `folio` holds the lock and
     /// reference for the migration; `present` when they replaced present

@@ -15,14 +15,17 @@
 //! unmapped.
 
 use super::counters::{Counter, Stats};
-use crate::collection::{CollectedFolio, MappedPage, PteMigration, PteSnapshot, SplitRef};
+use crate::collection::{
+    CollectedFolio, Finished, MappedPage, PteBatch, PteSnapshot, SplitRef, Take,
+};
 use crate::folio::Folio;
 use crate::migrate_core::collect::{
     self as rules, CollectArgs, Decision, Failure, Orders, PageInfo, PageKind, Source,
 };
+use crate::migrate_core::pfn::MigratePfn;
 use crate::migration::{or_warn, FaultPage};
 use crate::page_table::{
-    flush_tlb_range, pmd_peek, PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_ORDER, PMD_SIZE,
+    pmd_peek, PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_ORDER, PMD_SIZE,
 };
 use core::ffi::c_void;
 use kernel::mm::virt::VmaRef;
@@ -39,6 +42,8 @@ pub(crate) struct Collector<'a> {
     pub(crate) npages: usize,
     pub(crate) cpages: usize,
     pub(crate) stats: &'a mut Stats,
+    /// Room for the folios of one PTE run.
+    pub(crate) batch: PteBatch,
 }
 
 /// What the PMD step leaves to do.
@@ -123,7 +128,6 @@ impl Collector<'_> {
     /// `migrate_vma_collect_pmd()`: collects `start..end`, inside one PMD.
     fn collect_pmd(&mut self, start: usize, end: usize) {
         let mut addr = start;
-        let mut unmapped = 0;
         loop {
             match pmd_peek(self.vma, addr) {
                 None => return self.hole(addr, end),
@@ -137,7 +141,7 @@ impl Collector<'_> {
                 // The PMD changed under us: look at it again.
                 continue;
             };
-            match self.collect_ptes(run, start, end, addr, &mut unmapped) {
+            match self.collect_ptes(run, end, addr) {
                 Ok(()) => return,
                 Err(resume) => addr = resume,
             }
@@ -401,23 +405,23 @@ impl Collector<'_> {
         }
     }
 
-    /// The PTE loop of `migrate_vma_collect_pmd()`, from `addr` on.
+    /// The PTE loop of `migrate_vma_collect_pmd()`, from `from` on, up to
+    /// `end`.
     ///
-    /// Returns `Err(addr)` when the run had to be dropped to split a folio,
-    /// and the walk must look at the PMD again from `addr`.
-    fn collect_ptes(
-        &mut self,
-        run: PteRun<'_>,
-        start: usize,
-        end: usize,
-        from: usize,
-        unmapped: &mut usize,
-    ) -> Result<(), usize> {
+    /// The folios met are taken in one batch: their entries are cleared as
+    /// the walk goes and become migration entries at the end of the run,
+    /// after one TLB flush for the run (7.3 flushes once per anon-exclusive
+    /// page). Returns `Err(addr)` when the run had to be dropped to split a
+    /// folio, and the walk must look at the PMD again from `addr`.
+    fn collect_ptes(&mut self, run: PteRun<'_>, end: usize, from: usize) -> Result<(), usize> {
         let mut run = run.into_lazy_mmu();
+        let mut batch = core::mem::replace(&mut self.batch, PteBatch::EMPTY);
+        let mut taking = run.batched(&mut batch);
         let mut addr = from;
+        let mut split = None;
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
-            let (seen, snap, fault_entry) = self.classify(&run, addr);
+            let (seen, snap, fault_entry) = self.classify(&taking, addr);
             // The walk stays inside the range and one PMD: an error is a bug.
             let decision = or_warn(
                 rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64),
@@ -429,176 +433,101 @@ impl Collector<'_> {
                     ..
                 } if fault_entry => self.adopt_fault_entry(&decision, 0),
                 Decision::CollectSmall {
-                    source: Source::Page { write, .. },
-                    ..
-                } => {
-                    let migrated = snap.is_some_and(|snap| {
-                        self.migrate_pte(&mut run, &decision, &snap, write, unmapped)
-                    });
-                    if !migrated {
-                        self.skip(addr, addr + PAGE_SIZE);
-                    }
+                    slots,
+                    source: Source::Page { .. },
                 }
-                Decision::CollectWhole {
+                | Decision::CollectWhole {
                     slots,
                     source: Source::Page { .. },
                     ..
                 } if !fault_entry => {
-                    // A large folio this run maps whole: one lock, one
-                    // reference, its entries replaced under this lock.
-                    let failure = match snap {
-                        Some(snap) => self.migrate_ptes(&mut run, &decision, &snap, unmapped),
-                        None => Some(Failure::Unmap),
-                    };
-                    if let Some(f @ (Failure::Trylock | Failure::Unmap)) = failure {
-                        let skip = decision.on_failure(f).unwrap_or(Decision::Skip { slots });
-                        self.record(&skip, 0);
+                    // A page, or a large folio this run maps whole: one
+                    // lock and one reference, its entries cleared now and
+                    // replaced when the run is done.
+                    let whole = matches!(decision, Decision::CollectWhole { .. });
+                    let tag = self.npages;
+                    match snap.map_or(Take::Unchanged, |snap| {
+                        taking.take(&snap, &self.fault, whole, tag)
+                    }) {
+                        Take::Taken => {
+                            let pfn = snap.map_or(0, |snap| snap.pfn());
+                            self.record(&decision, pfn);
+                        }
+                        Take::Contended => {
+                            self.stats.inc(Counter::FailTrylock);
+                            let skip = decision.on_failure(Failure::Trylock);
+                            self.record(&skip.unwrap_or(Decision::Skip { slots }), 0);
+                        }
+                        Take::Unchanged => self.record(&Decision::Skip { slots }, 0),
                     }
-                    if failure != Some(Failure::Split) {
-                        addr += slots * PAGE_SIZE;
-                        continue;
-                    }
-                    let Some(page) = snap.as_ref().and_then(|s| run.page_of(s)) else {
-                        self.skip(addr, addr + slots * PAGE_SIZE);
-                        addr += slots * PAGE_SIZE;
-                        continue;
-                    };
-                    let pin = SplitRef::new(page.folio(), self.fault);
-                    drop(run);
-                    return self.split_then_retry(pin, start, end, addr, unmapped);
+                    addr += slots * PAGE_SIZE;
+                    continue;
                 }
                 Decision::CollectWhole { .. } | Decision::SplitFirst { .. } => {
                     // A large folio mapped by PTEs: split it and look again.
                     // The rules choose this only for a page.
-                    let Some(page) = snap.as_ref().and_then(|s| run.page_of(s)) else {
+                    let Some(page) = snap.as_ref().and_then(|s| taking.page_of(s)) else {
                         kernel::warn_on!(true);
                         self.skip(addr, addr + PAGE_SIZE);
                         addr += PAGE_SIZE;
                         continue;
                     };
-                    let pin = SplitRef::new(page.folio(), self.fault);
-                    // Splitting sleeps: leave lazy MMU mode and the PTE
-                    // lock first.
-                    drop(run);
-                    return self.split_then_retry(pin, start, end, addr, unmapped);
+                    split = Some(SplitRef::new(page.folio(), self.fault));
+                    break;
                 }
                 d => self.record_other(&d),
             }
             addr += PAGE_SIZE;
         }
-        // Only flush the TLB if we actually modified any entries.
-        if *unmapped != 0 {
-            flush_tlb_range(self.vma, start, end);
+        if taking.finish(|done| self.finished(done)) {
             self.stats.inc(Counter::TlbFlushes);
         }
-        Ok(())
+        self.batch = batch;
+        // Splitting sleeps: leave lazy MMU mode and the PTE lock first.
+        drop(run);
+        match split {
+            Some(pin) => self.split_then_retry(pin, addr, end),
+            None => Ok(()),
+        }
     }
 
     /// Splits the large folio `pin` holds, met at `addr` (the PTE lock
     /// dropped), so that the walk looks at the PMD again from `addr`
-    /// (`Err(addr)`); if the split fails, the rest of the range is skipped.
-    fn split_then_retry(
-        &mut self,
-        pin: SplitRef,
-        start: usize,
-        end: usize,
-        addr: usize,
-        unmapped: &mut usize,
-    ) -> Result<(), usize> {
+    /// (`Err(addr)`); if the split fails, the rest of the range up to `end`
+    /// is skipped.
+    fn split_then_retry(&mut self, pin: SplitRef, addr: usize, end: usize) -> Result<(), usize> {
         let split = pin.split();
         self.stats.inc(Counter::Splits);
         if split.is_err() {
             self.stats.inc(Counter::FailSplit);
-            if *unmapped != 0 {
-                flush_tlb_range(self.vma, start, end);
-                self.stats.inc(Counter::TlbFlushes);
-            }
             self.skip(addr, end);
             return Ok(());
         }
         Err(addr)
     }
 
-    /// Collects the large folio whose head `snap` names, which the run maps
-    /// whole, as one: its PTEs become migration entries under this lock,
-    /// and the slots of `decision` get its head. Counts present PTEs in
-    /// `unmapped`. Returns what failed instead: the trylock, the unmap (the
-    /// entries changed), or [`Failure::Split`] when the folio turned out
-    /// pinned and is to be split, as 7.3 would.
-    fn migrate_ptes(
-        &mut self,
-        run: &mut PteRun<'_>,
-        decision: &Decision,
-        snap: &PteSnapshot,
-        unmapped: &mut usize,
-    ) -> Option<Failure> {
-        match run.migrate_folio(snap, &self.fault) {
-            PteMigration::Installed {
-                folio,
-                present,
-                flushed,
-            } => {
-                let (nr, order) = (folio.folio().nr_pages(), folio.folio().order());
-                if flushed {
-                    self.stats.inc(Counter::TlbFlushes);
-                }
-                // Their TLB entries are flushed already unless they were
-                // device-private, which have none.
-                *unmapped += usize::from(present && !flushed) * nr;
+    /// Completes a folio the run took: its slots, recorded when it was
+    /// taken, get its lock and reference, or are emptied if it turned out
+    /// pinned.
+    fn finished(&mut self, done: Finished) {
+        match done {
+            Finished::Installed { folio, nr } => {
+                // Its slots were recorded when it was taken.
+                let order = folio.folio().order();
+                folio.into_slot();
+                self.cpages += 1;
                 self.stats.add(Counter::PteMigrationEntries, nr);
-                self.record_folio(decision, folio, snap.pfn());
                 self.stats.folio(order);
-                None
             }
-            PteMigration::Contended => {
-                self.stats.inc(Counter::FailTrylock);
-                Some(Failure::Trylock)
-            }
-            PteMigration::Pinned => {
+            Finished::Pinned { tag } => {
+                let nr = self
+                    .src
+                    .get(tag)
+                    .map_or(1, |&raw| MigratePfn::from_raw_or_empty(raw).nr_pages());
+                let end = (tag + nr).min(self.npages);
+                self.src[tag..end].fill(0);
                 self.stats.inc(Counter::FailAnonShare);
-                Some(Failure::Split)
             }
-            PteMigration::Unchanged => Some(Failure::Unmap),
-        }
-    }
-
-    /// Locks the folio of the page `snap` names and replaces its PTE by a
-    /// migration entry, storing the slots of `decision` for it; counts a
-    /// present PTE in `unmapped`. Returns `false`, with everything as it
-    /// was, when the folio is contended or pinned.
-    fn migrate_pte(
-        &mut self,
-        run: &mut PteRun<'_>,
-        decision: &Decision,
-        snap: &PteSnapshot,
-        write: bool,
-        unmapped: &mut usize,
-    ) -> bool {
-        match run.migrate_page(snap, &self.fault, write) {
-            PteMigration::Installed {
-                folio,
-                present,
-                flushed,
-            } => {
-                if flushed {
-                    self.stats.inc(Counter::TlbFlushes);
-                }
-                *unmapped += usize::from(present);
-                self.stats.inc(Counter::PteMigrationEntries);
-                self.record_folio(decision, folio, snap.pfn());
-                self.stats.folio(0);
-                true
-            }
-            PteMigration::Contended => {
-                self.stats.inc(Counter::FailTrylock);
-                false
-            }
-            PteMigration::Pinned => {
-                self.stats.inc(Counter::TlbFlushes);
-                self.stats.inc(Counter::FailAnonShare);
-                false
-            }
-            PteMigration::Unchanged => false,
         }
     }
 }

@@ -46,6 +46,8 @@ pub const PAGE_SIZE: usize = bindings::PAGE_SIZE;
 pub const PMD_SIZE: usize = bindings::PMD_SIZE;
 /// Order of a PMD-mapped folio.
 pub const PMD_ORDER: u32 = (PMD_SIZE / PAGE_SIZE).trailing_zeros();
+/// The number of entries of a PTE table (`PTRS_PER_PTE`).
+pub const PTRS_PER_PTE: usize = PMD_SIZE / PAGE_SIZE;
 
 // The core restates the page and PMD sizes so that it can be tested on the
 // host: keep the two in step.

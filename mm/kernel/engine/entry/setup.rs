@@ -4,12 +4,16 @@
 
 use super::super::counters::{Counter, Stats};
 use super::super::{collect, unmap};
+use crate::collection::PteBatch;
 use crate::migrate_core::collect::{CollectArgs, SelectFlags};
 use crate::migration::{self, Collected, FaultPage, SourceSlots};
-use crate::page_table::PAGE_SIZE;
+use crate::page_table::{PAGE_SIZE, PTRS_PER_PTE};
 use kernel::{
     bindings,
-    error::{code::EINVAL, Result},
+    error::{
+        code::{EINVAL, ENOMEM},
+        Result,
+    },
     mm::virt::VmaRef,
 };
 
@@ -98,6 +102,8 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
         anonymous,
     );
 
+    // Room for the folios of one page table, taken before any lock.
+    let batch = PteBatch::new(npages.min(PTRS_PER_PTE)).map_err(|_| ENOMEM)?;
     let mut range = crate::mmu_notifier::MmuNotifierRange::migrate(
         vma.mm(),
         args.start,
@@ -115,6 +121,7 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
         npages: 0,
         cpages: 0,
         stats,
+        batch,
     };
     {
         let _invalidation = range.invalidate();
