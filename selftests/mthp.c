@@ -19,7 +19,6 @@
  * set under c. TAP output.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -38,12 +37,10 @@
 #define PMD_BYTES (2UL << 20)
 #define PAGE_BYTES 4096UL
 #define NPAGES (PMD_BYTES / PAGE_BYTES)
-#define THP_DIR "/sys/kernel/mm/transparent_hugepage"
 #define COUNTERS_C "/sys/kernel/debug/migrate_device/counters_c"
 #define KPF_COMPOUND_HEAD 15
 #define KPF_COMPOUND_TAIL 16
-#define MAX_SIZES 32
-#define NCASES 9
+#define NCASES 12
 #define READERS 8
 #define HOLD_US "1000"
 #define DET 320
@@ -67,83 +64,8 @@ static const char *cfile;
 static char order_name[32];
 static unsigned long splits0, folios0;
 
-/* The setting of every THP size, to be put back. */
-static struct {
-	int kb;
-	char was[16];
-} thp[MAX_SIZES];
-static int nthp;
-
-/* Reads up to @len - 1 bytes of @path into @buf, without allocating. */
-static void read_text(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY);
-	ssize_t got = fd < 0 ? -1 : read(fd, buf, len - 1);
-
-	if (fd >= 0)
-		close(fd);
-	buf[got > 0 ? got : 0] = 0;
-}
-
-/*
- * Saves the setting of every THP size in thp[], smallest first; returns
- * how many are below the PMD size.
- */
-static int thp_save(void)
-{
-	DIR *d = opendir(THP_DIR);
-	struct dirent *de;
-	int n = 0;
-
-	while (d && (de = readdir(d)) && nthp < MAX_SIZES) {
-		char path[160], line[128], *sel, *end;
-		int i, k;
-
-		if (sscanf(de->d_name, "hugepages-%dkB", &k) != 1)
-			continue;
-		snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/enabled", k);
-		read_text(path, line, sizeof(line));
-		/* "always [inherit] madvise never": keep the selected one. */
-		sel = strchr(line, '[');
-		end = sel ? strchr(sel, ']') : NULL;
-		if (!end || end - sel > (long)sizeof(thp[0].was))
-			continue;
-		*end = 0;
-		for (i = nthp++; i > 0 && thp[i - 1].kb > k; i--)
-			thp[i] = thp[i - 1];
-		thp[i].kb = k;
-		memcpy(thp[i].was, sel + 1, end - sel);
-		n += k < (int)(PMD_BYTES >> 10);
-	}
-	if (d)
-		closedir(d);
-	return n;
-}
-
-/* Enables THP size @k alone ("always", all others "never"); 0 restores. */
-static int thp_only(int k)
-{
-	int i, ret = 0;
-
-	for (i = 0; i < nthp; i++) {
-		char path[160];
-
-		snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/enabled", thp[i].kb);
-		if (write_file(path, !k ? thp[i].was : thp[i].kb == k ? "always" : "never"))
-			ret = -1;
-	}
-	return ret;
-}
-
-/* Folios of the size under test allocated at fault so far. */
-static unsigned long fault_allocs(void)
-{
-	char path[160], buf[32];
-
-	snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/stats/anon_fault_alloc", kb);
-	read_text(path, buf, sizeof(buf));
-	return strtoul(buf, NULL, 10);
-}
+/* Every THP size and its setting, to be put back. */
+static struct thp_sizes thp;
 
 static void fill(char *p, size_t from, size_t to, unsigned int seed)
 {
@@ -219,9 +141,9 @@ static char *new_region(unsigned int seed, const char **why)
 	if (!p)
 		return NULL;
 	madvise(p, PMD_BYTES, MADV_HUGEPAGE);
-	a0 = fault_allocs();
+	a0 = thp_fault_allocs(kb);
 	fill(p, 0, PMD_BYTES, seed);
-	got = fault_allocs() - a0;
+	got = thp_fault_allocs(kb) - a0;
 	if (got == nf)
 		return p;
 	snprintf(msg, sizeof(msg), "%lu folios of %d kB allocated at fault, want %lu",
@@ -491,6 +413,61 @@ out:
 	return why;
 }
 
+/*
+ * A bad destination for folio 0 (test_hmm's flag @inject): the engine must
+ * refuse it, so the migration to the device reports the missing pages
+ * (ENOENT), folio 0 stays mapped with its data, whole, and the others go.
+ * Only the Rust engines collect an mTHP whole for test_hmm to pair with a
+ * bad destination; the flag must not outlive the case.
+ */
+static const char *bad_dst(char *p, unsigned int seed, char *det, unsigned long long inject)
+{
+	struct hmm_dmirror_cmd cmd = { .addr = (uintptr_t)p, .ptr = (uintptr_t)mirror,
+				       .npages = NPAGES };
+	unsigned long c;
+	const char *why;
+	int ret, n0, rest;
+
+	if (set_flags(inject))
+		return "setting the driver's flags failed";
+	ret = ioctl(dev_fd, HMM_DMIRROR_MIGRATE_TO_DEV, &cmd) ? errno : 0;
+	set_flags(0);
+	n0 = present(p, np, &c);
+	rest = present(p + size, NPAGES - np, &c);
+	snprintf(det, DET, "migration: %s; folio 0: %d of %lu pages mapped, %s; %d other pages mapped",
+		 ret ? strerror(ret) : "no error", n0, np,
+		 whole(p, 1) ? "whole" : "not whole", rest);
+	why = check(p, 0, PMD_BYTES, seed);
+	if (why)
+		return why;
+	if (ret != ENOENT)
+		return "the migration did not report the refused folio";
+	if (n0 != (int)np || !whole(p, 1))
+		return "folio 0 did not stay mapped whole";
+	return rest ? "the folios after it did not move" : NULL;
+}
+
+static const char *dst_larger(char *p, unsigned int seed, char *det)
+{
+	return bad_dst(p, seed, det, HMM_DMIRROR_FLAG_DST_LARGER);
+}
+
+static const char *dst_foreign(char *p, unsigned int seed, char *det)
+{
+	return bad_dst(p, seed, det, HMM_DMIRROR_FLAG_DST_FOREIGN);
+}
+
+static const char *dst_misaligned(char *p, unsigned int seed, char *det)
+{
+	return bad_dst(p, seed, det, HMM_DMIRROR_FLAG_DST_MISALIGNED);
+}
+
+/* Cases that are given the region still in system memory. */
+static int before_migration(const char *(*run)(char *, unsigned int, char *))
+{
+	return run == dst_larger || run == dst_foreign || run == dst_misaligned;
+}
+
 static const struct {
 	const char *name;
 	const char *(*run)(char *p, unsigned int seed, char *det);
@@ -504,6 +481,9 @@ static const struct {
 	{ "MADV_DONTNEED of part", dontneed },
 	{ "eviction", evict },
 	{ "8 readers on one device mTHP", many_readers },
+	{ "destination of a larger order refused", dst_larger },
+	{ "destination of another device refused", dst_foreign },
+	{ "destination not at its folio's head refused", dst_misaligned },
 };
 
 /* Case @c on a fresh region; NULL when it passed, else why not. */
@@ -516,7 +496,7 @@ static const char *run_case(int c, unsigned int seed, char *det)
 		return why;
 	splits0 = counter_in(cfile, "splits");
 	folios0 = counter_in(cfile, order_name);
-	why = to_dev(p, seed);
+	why = before_migration(cases[c].run) ? NULL : to_dev(p, seed);
 	if (!why)
 		why = cases[c].run(p, seed, det);
 	munmap(p, PMD_BYTES);
@@ -527,7 +507,7 @@ static void restore(void)
 {
 	set_flags(0);
 	write_file(FAULT_HOLD, "0");
-	thp_only(0);
+	thp_size_only(&thp, 0, NULL);
 	write_file(ENGINE, "rust");
 }
 
@@ -540,7 +520,7 @@ int main(void)
 
 	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
 		return 0;
-	nsizes = thp_save();
+	nsizes = thp_sizes_save(&thp, PMD_BYTES >> 10);
 	if (!nsizes) {
 		printf("1..0 # SKIP no mTHP size below %lu kB\n", PMD_BYTES >> 10);
 		return 0;
@@ -555,13 +535,13 @@ int main(void)
 		rust = strcmp(engines[e], "c") != 0;
 		cfile = rust ? COUNTERS : COUNTERS_C;
 		for (s = 0; s < nsizes; s++) {
-			kb = thp[s].kb;
+			kb = thp.kb[s];
 			size = (size_t)kb << 10;
 			np = size / PAGE_BYTES;
 			nf = PMD_BYTES / size;
 			order = __builtin_ctzl(np);
 			snprintf(order_name, sizeof(order_name), "folios_order_%d", order);
-			if (thp_only(kb)) {
+			if (thp_size_only(&thp, kb, "always")) {
 				restore();
 				printf("Bail out! cannot enable the %d kB mTHP size alone\n", kb);
 				return 1;
@@ -570,6 +550,14 @@ int main(void)
 				const char *why;
 
 				det[0] = 0;
+				if (before_migration(cases[c].run) &&
+				    (!rust || (cases[c].run == dst_larger && order + 1 >= 9))) {
+					/* No mTHP on the device to pair, or none larger. */
+					printf("ok %d %s %dkB: %s # SKIP %s\n", ++n, engines[e], kb,
+					       cases[c].name, !rust ? "c splits mTHPs first" :
+					       "no mTHP order above it");
+					continue;
+				}
 				why = run_case(c, 0x9e3779b9u * (unsigned int)(n + 1), det);
 				printf("%s %d %s %dkB: %s: %s%s%s\n", why ? "not ok" : "ok", ++n,
 				       engines[e], kb, cases[c].name, why ?: "",

@@ -2,7 +2,7 @@
 /*
  * Small helpers the selftests share, and the benchmarks through engine.h:
  * sysfs/debugfs files, the start of a TAP run, aligned mappings, page
- * flags and the clock.
+ * flags, THP sizes and the clock.
  */
 #ifndef SELFTESTS_UTIL_H
 #define SELFTESTS_UTIL_H
@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -145,6 +146,86 @@ static inline int page_flags(int pagemap_fd, int kpageflags_fd, const void *addr
 	if (pread(kpageflags_fd, flags, 8, (pm & ((1ULL << 55) - 1)) * 8) != 8)
 		*flags = 0;
 	return 1;
+}
+
+#define THP_DIR "/sys/kernel/mm/transparent_hugepage"
+#define THP_MAX_SIZES 16
+
+/* Every THP size of the kernel, smallest first, and its saved setting. */
+struct thp_sizes {
+	int n;
+	int kb[THP_MAX_SIZES];
+	char was[THP_MAX_SIZES][16];
+};
+
+/*
+ * Records every THP size (hugepages-<N>kB) and its "enabled" setting in @s,
+ * smallest first; returns how many sizes are below @below_kb.
+ */
+static inline int thp_sizes_save(struct thp_sizes *s, int below_kb)
+{
+	int kb, below = 0;
+
+	s->n = 0;
+	for (kb = 4; kb <= (1 << 20) && s->n < THP_MAX_SIZES; kb *= 2) {
+		char path[128], line[128] = "", *sel, *end;
+		int fd, got;
+
+		snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/enabled", kb);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		got = read(fd, line, sizeof(line) - 1);
+		close(fd);
+		line[got > 0 ? got : 0] = 0;
+		/* "always [inherit] madvise never": keep the selected one. */
+		sel = strchr(line, '[');
+		end = sel ? strchr(sel, ']') : NULL;
+		if (!end || end - sel > (long)sizeof(s->was[0]))
+			continue;
+		*end = 0;
+		s->kb[s->n] = kb;
+		memcpy(s->was[s->n++], sel + 1, end - sel);
+		below += kb < below_kb;
+	}
+	return below;
+}
+
+/*
+ * Sets THP size @kb to @mode and every other size to "never"; @kb 0 puts
+ * back what thp_sizes_save() recorded.
+ */
+static inline int thp_size_only(const struct thp_sizes *s, int kb, const char *mode)
+{
+	int i, ret = 0;
+
+	for (i = 0; i < s->n; i++) {
+		char path[128];
+
+		snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/enabled", s->kb[i]);
+		if (write_file(path, !kb ? s->was[i] : s->kb[i] == kb ? mode : "never"))
+			ret = -1;
+	}
+	return ret;
+}
+
+/*
+ * Folios of THP size @kb allocated at fault so far (anon_fault_alloc). Read
+ * without stdio, whose buffer could itself fault in such a folio.
+ */
+static inline unsigned long thp_fault_allocs(int kb)
+{
+	char path[128], buf[32] = "";
+	int fd, got;
+
+	snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/stats/anon_fault_alloc", kb);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	got = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[got > 0 ? got : 0] = 0;
+	return strtoul(buf, NULL, 10);
 }
 
 static inline double now_us(void)

@@ -217,6 +217,20 @@ impl MigratePfn {
         }
     }
 
+    /// The PFN a raw `dst` slot hands over, whether or not the slot decodes:
+    /// `migrate_pfn_to_pfn()` of a slot with [`MIGRATE_PFN_VALID`]. A driver
+    /// locks and references the folio of that page before it writes the
+    /// slot, so a slot refused for a bad order or alignment still names what
+    /// the migration must give back.
+    #[inline]
+    pub const fn handed_over_pfn(raw: u64) -> Option<u64> {
+        if raw & MIGRATE_PFN_VALID == 0 {
+            None
+        } else {
+            Some((raw & MIGRATE_PFN_PFN_MASK) >> MIGRATE_PFN_SHIFT)
+        }
+    }
+
     /// Wraps a raw value that is known to decode, such as a slot of an array
     /// that was validated when it was borrowed.
     pub(super) const fn from_raw_unchecked(raw: u64) -> Self {
@@ -468,6 +482,22 @@ mod tests {
         assert_eq!(MigratePfn::new(0x201, PMD_ORDER), Err(Error::Misaligned));
         assert_eq!(MigratePfn::new(0x8, 4), Err(Error::Misaligned));
         assert!(MigratePfn::new(0x10, 4).is_ok());
+    }
+
+    #[test]
+    fn a_refused_slot_still_names_its_page() {
+        let head = MigratePfn::new(0x200, 4).unwrap().raw();
+        assert_eq!(MigratePfn::handed_over_pfn(head), Some(0x200));
+        // The second page of an order-4 folio, with the order: misaligned.
+        let bad = head + (1 << MIGRATE_PFN_SHIFT);
+        assert_eq!(MigratePfn::from_raw(bad), Err(Error::Misaligned));
+        assert_eq!(MigratePfn::from_raw_or_empty(bad), MigratePfn::EMPTY);
+        assert_eq!(MigratePfn::handed_over_pfn(bad), Some(0x201));
+        assert_eq!(
+            MigratePfn::handed_over_pfn(MigratePfn::hole(4).unwrap().raw()),
+            None
+        );
+        assert_eq!(MigratePfn::handed_over_pfn(0), None);
     }
 
     #[test]

@@ -566,8 +566,9 @@ pub fn lru_add_drain_all() {
 ///
 /// # Invariants
 ///
-/// Each slot with a PFN names the head page of a folio the driver locked
-/// and gave its reference to the migration, not yet released.
+/// Each slot with `MIGRATE_PFN_VALID` names a page of a folio the driver
+/// locked and gave its reference to the migration, not yet released; a
+/// slot that decodes names the folio's head page.
 pub struct DestSlots<'a> {
     slots: &'a mut [u64],
 }
@@ -606,10 +607,22 @@ impl<'a> DestSlots<'a> {
         })
     }
 
-    /// Unlocks and drops slot `i`'s destination, unused, and clears the
-    /// slot's PFN so that it is not released twice.
+    /// The folio of the page slot `i` hands over, whether or not the slot
+    /// decodes: what goes back to the driver when it is not used.
+    #[inline]
+    fn handed_over(&self, i: usize) -> Option<&Folio> {
+        let pfn = MigratePfn::handed_over_pfn(self.slots[i])?;
+        // SAFETY: The driver locked and referenced the folio of that page
+        // (type invariant), which keeps it while `self` is borrowed; a PFN
+        // has at most 50 bits and fits `usize`.
+        Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn as usize)) })
+    }
+
+    /// Unlocks and drops slot `i`'s destination, unused (or refused, such
+    /// as one that names a page other than its folio's head), and clears
+    /// the slot so that it is not released twice.
     fn release(&mut self, i: usize, fault: &FaultPage) {
-        let Some(folio) = self.folio(i) else {
+        let Some(folio) = self.handed_over(i) else {
             return;
         };
         // A destination is never the fault folio.
