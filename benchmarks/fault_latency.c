@@ -8,8 +8,8 @@
  * read the same page, the scenario in which spinning on the fault folio
  * livelocks.
  *
- * For 4 KiB pages every page is one fault; for 2 MiB THPs the first byte
- * of each THP is. p50, p99 and max of the read latency are printed, in
+ * For 4 KiB pages every page is one fault; for 64 KiB mTHPs (that size
+ * enabled alone) and 2 MiB THPs the first byte of each folio is. p50, p99 and max of the read latency are printed, in
  * microseconds, with one "@json" line per figure, under each engine (by
  * default c, rust and rust-entry, whose fault path installs the migration
  * entry itself), with the ratio of each to the first.
@@ -78,11 +78,13 @@ static void *read_once(void *arg)
 
 /*
  * Faults @nfaults units of @unit bytes, each read by @threads threads at
- * once; fills @lat with one latency per read.
+ * once; fills @lat with one latency per read. With @mthp_kb, the buffer
+ * must be made of folios of that many KiB.
  */
-static int run(int fd, int advice, size_t unit, int nfaults, int threads,
-	       double *lat)
+static int run(int fd, int advice, size_t unit, int mthp_kb, int nfaults,
+	       int threads, double *lat)
 {
+	unsigned long allocs = mthp_kb ? thp_fault_allocs(mthp_kb) : 0;
 	size_t size = unit * nfaults, span = size + PMD_BYTES;
 	char *map = mmap(NULL, span, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -103,6 +105,11 @@ static int run(int fd, int advice, size_t unit, int nfaults, int threads,
 	}
 	for (i = 0; i < nfaults; i++)
 		memset(buf + i * unit, 'a' + i % 26, unit);
+	if (mthp_kb && thp_fault_allocs(mthp_kb) - allocs < (unsigned long)nfaults) {
+		fprintf(stderr, "the kernel gave fewer than %d folios of %d KiB\n",
+			nfaults, mthp_kb);
+		goto out;
+	}
 	if (to_device(fd, buf, mirror, size))
 		goto out;
 	for (i = 0; i < nfaults; i++) {
@@ -154,12 +161,21 @@ static double median_of(double *v, int n)
 
 int main(int argc, char **argv)
 {
-	static const struct { const char *name; int advice; size_t unit; } kinds[] = {
-		{ "4k", MADV_NOHUGEPAGE, 0 },
-		{ "thp", MADV_HUGEPAGE, PMD_BYTES },
+	static const struct {
+		const char *name;
+		int advice;
+		size_t unit;
+		/* mTHP size in KiB, enabled alone while the kind runs. */
+		int mthp_kb;
+	} kinds[] = {
+		{ "4k", MADV_NOHUGEPAGE, 0, 0 },
+		{ "64k", MADV_HUGEPAGE, 64UL << 10, 64 },
+		{ "thp", MADV_HUGEPAGE, PMD_BYTES, 0 },
 	};
+	const int nkinds = sizeof(kinds) / sizeof(kinds[0]);
 	int counts[2] = { 1, 8 }, ncounts = 2, rounds = 5;
-	int nfaults = 512, thp_faults = 16, fd, k, i, c, e, r, q;
+	int nfaults = 512, mthp_faults = 64, thp_faults = 16, fd, k, i, c, e, r, q;
+	static struct thp_sizes thp;
 	struct engines eng = { .n = 0 };
 
 	for (i = 1; i < argc; i++) {
@@ -181,6 +197,7 @@ int main(int argc, char **argv)
 			engines_parse(&eng, argv[++i]);
 		} else if (!strcmp(argv[i], "--quick")) {
 			nfaults = 64;
+			mthp_faults = 16;
 			thp_faults = 4;
 			rounds = 2;
 		} else {
@@ -196,6 +213,7 @@ int main(int argc, char **argv)
 		perror(DMIRROR);
 		return 1;
 	}
+	thp_sizes_save(&thp, PMD_BYTES >> 10);
 	printf("%d rounds per figure, engines interleaved; per round p50/p99/max, then min and median over rounds\n",
 	       rounds);
 	printf("%-4s %7s %7s | %-12s | %8s %8s | %8s %8s | %9s\n", "page",
@@ -204,10 +222,11 @@ int main(int argc, char **argv)
 	for (c = 0; c < ncounts; c++) {
 		int threads = counts[c];
 
-		for (k = 0; k < 2; k++) {
+		for (k = 0; k < nkinds; k++) {
 			size_t unit = kinds[k].unit ? kinds[k].unit :
 				      (size_t)sysconf(_SC_PAGESIZE);
-			int n = kinds[k].unit ? thp_faults : nfaults;
+			int n = kinds[k].mthp_kb ? mthp_faults :
+				kinds[k].unit ? thp_faults : nfaults;
 			int reads = n * threads;
 			double *lat = calloc(reads, sizeof(*lat));
 			/* [engine][p50, p99, max][round] */
@@ -216,6 +235,14 @@ int main(int argc, char **argv)
 
 			if (!lat)
 				return 1;
+			if (kinds[k].mthp_kb &&
+			    thp_size_only(&thp, kinds[k].mthp_kb, "madvise")) {
+				fprintf(stderr, "no %d KiB mTHP size to enable; skipped\n",
+					kinds[k].mthp_kb);
+				thp_size_only(&thp, 0, NULL);
+				free(lat);
+				continue;
+			}
 			for (r = 0; r < rounds; r++) {
 				for (i = 0; i < eng.n; i++) {
 					const char *name = engine_at(&eng, r, i);
@@ -223,8 +250,11 @@ int main(int argc, char **argv)
 
 					e = engine_index(&eng, name);
 					if (engine_select(name) ||
-					    run(fd, kinds[k].advice, unit, n, threads, lat))
+					    run(fd, kinds[k].advice, unit, kinds[k].mthp_kb, n,
+						threads, lat)) {
+						thp_size_only(&thp, 0, NULL);
 						return 1;
+					}
 					percentiles(lat, reads, p);
 					for (q = 0; q < 3; q++)
 						pct[e][q][r] = p[q];
@@ -256,6 +286,8 @@ int main(int argc, char **argv)
 				       med[e][0] / med[0][0], "", med[e][1] / med[0][1]);
 			}
 			free(lat);
+			if (kinds[k].mthp_kb)
+				thp_size_only(&thp, 0, NULL);
 		}
 	}
 	close(fd);

@@ -35,7 +35,6 @@
 #define MAX_ROUNDS 64
 #define MAX_SIZES 16
 #define MAX_KINDS 16
-#define THP_DIR "/sys/kernel/mm/transparent_hugepage"
 
 /* A page size to measure: 4 KiB, the PMD THP, or an mTHP size. */
 struct kind {
@@ -45,92 +44,8 @@ struct kind {
 	int mthp_kb;
 };
 
-/* mTHP sizes the kernel offers, below the PMD size. */
-static int mthp_sizes(int *kb, int max)
-{
-	int n = 0;
-
-	for (int size = 8; size < (int)(PMD_BYTES >> 10) && n < max; size *= 2) {
-		char path[128];
-
-		snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/enabled", size);
-		if (!access(path, W_OK))
-			kb[n++] = size;
-	}
-	return n;
-}
-
-/* The setting of every THP size, saved to be put back. */
-static char thp_saved[32][16];
-
-static int thp_size_path(int i, char *path, size_t len)
-{
-	int kb = 8 << i;
-
-	if (kb > (int)(PMD_BYTES >> 10))
-		return -1;
-	snprintf(path, len, THP_DIR "/hugepages-%dkB/enabled", kb);
-	return access(path, W_OK);
-}
-
-/*
- * Enables the one THP size @kb for MADV_HUGEPAGE mappings, all others off;
- * @kb 0 puts the saved settings back.
- */
-static int thp_only(int kb)
-{
-	char path[128];
-	int i;
-
-	for (i = 0; i < 32; i++) {
-		FILE *f;
-		char *sel;
-		char line[128];
-
-		if (thp_size_path(i, path, sizeof(path)))
-			continue;
-		if (!kb) {
-			if (thp_saved[i][0] && write_file(path, thp_saved[i]))
-				return -1;
-			continue;
-		}
-		if (!thp_saved[i][0]) {
-			/* "always [inherit] madvise never": keep the selected one. */
-			f = fopen(path, "r");
-			if (!f || !fgets(line, sizeof(line), f)) {
-				if (f)
-					fclose(f);
-				return -1;
-			}
-			fclose(f);
-			sel = strchr(line, '[');
-			if (!sel || !strchr(sel, ']'))
-				return -1;
-			*strchr(sel, ']') = 0;
-			snprintf(thp_saved[i], sizeof(thp_saved[i]), "%s", sel + 1);
-		}
-		if (write_file(path, (8 << i) == kb ? "madvise" : "never"))
-			return -1;
-	}
-	return 0;
-}
-
-/* Folios of @kb allocated at fault so far (the size's anon_fault_alloc). */
-static unsigned long mthp_allocated(int kb)
-{
-	char path[128];
-	unsigned long v = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), THP_DIR "/hugepages-%dkB/stats/anon_fault_alloc", kb);
-	f = fopen(path, "r");
-	if (f) {
-		if (fscanf(f, "%lu", &v) != 1)
-			v = 0;
-		fclose(f);
-	}
-	return v;
-}
+/* Every THP size and its setting, to be put back. */
+static struct thp_sizes thp;
 
 struct figure {
 	unsigned long long entries[MAX_ENGINES];
@@ -209,7 +124,7 @@ static int round_trip(int fd, const struct kind *kind, size_t size,
 		      int r, char *mirror, double *s2d, double *d2s,
 		      unsigned long long *entries, char **map_out)
 {
-	unsigned long mthp0 = kind->mthp_kb ? mthp_allocated(kind->mthp_kb) : 0;
+	unsigned long mthp0 = kind->mthp_kb ? thp_fault_allocs(kind->mthp_kb) : 0;
 	size_t span = size + PMD_BYTES;
 	char *map = mmap(NULL, span, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -226,7 +141,7 @@ static int round_trip(int fd, const struct kind *kind, size_t size,
 	ok = !madvise(buf, size, kind->advice);
 	if (ok) {
 		memset(buf, 'a' + r % 26, size);
-		if (kind->mthp_kb && mthp_allocated(kind->mthp_kb) == mthp0) {
+		if (kind->mthp_kb && thp_fault_allocs(kind->mthp_kb) == mthp0) {
 			fprintf(stderr, "%s %zu: the kernel gave no %d KiB folio\n",
 				kind->name, size, kind->mthp_kb);
 			ok = 0;
@@ -334,7 +249,7 @@ int main(int argc, char **argv)
 		{ "4k", MADV_NOHUGEPAGE, 0 },
 		{ "thp", MADV_HUGEPAGE, 0 },
 	};
-	int mthp_kb[MAX_KINDS], nkinds = 2, nmthp, is_quick = 0, sized = 0;
+	int nkinds = 2, nmthp, is_quick = 0, sized = 0;
 	size_t sizes[MAX_SIZES];
 	long page = sysconf(_SC_PAGESIZE);
 	int nsizes = 0, rounds = 5, fd, i, k, e, c, o, ic, ir;
@@ -378,14 +293,14 @@ int main(int argc, char **argv)
 	}
 	if (!eng.n)
 		engines_default(&eng, 0);
-	nmthp = mthp_sizes(mthp_kb, MAX_KINDS - nkinds);
-	for (i = 0; i < nmthp; i++) {
-		if (is_quick && mthp_kb[i] != 64)
+	nmthp = thp_sizes_save(&thp, PMD_BYTES >> 10);
+	for (i = 0; i < nmthp && nkinds < MAX_KINDS; i++) {
+		if (is_quick && thp.kb[i] != 64)
 			continue;
 		snprintf(kinds[nkinds].name, sizeof(kinds[nkinds].name), "%dk",
-			 mthp_kb[i]);
+			 thp.kb[i]);
 		kinds[nkinds].advice = MADV_HUGEPAGE;
-		kinds[nkinds++].mthp_kb = mthp_kb[i];
+		kinds[nkinds++].mthp_kb = thp.kb[i];
 	}
 	ic = engine_index(&eng, "c");
 	ir = engine_index(&eng, "rust");
@@ -410,10 +325,10 @@ int main(int argc, char **argv)
 			printf(" %6s", counter_short[c]);
 	printf("\n");
 	for (k = 0; k < nkinds; k++) {
-		if (kinds[k].mthp_kb && thp_only(kinds[k].mthp_kb)) {
+		if (kinds[k].mthp_kb && thp_size_only(&thp, kinds[k].mthp_kb, "madvise")) {
 			fprintf(stderr, "cannot enable the %d KiB mTHP size alone\n",
 				kinds[k].mthp_kb);
-			thp_only(0);
+			thp_size_only(&thp, 0, NULL);
 			return 1;
 		}
 		for (i = 0; i < nsizes; i++) {
@@ -430,7 +345,7 @@ int main(int argc, char **argv)
 			if (kinds[k].mthp_kb && sizes[i] < (size_t)kinds[k].mthp_kb << 10)
 				continue;
 			if (run(fd, &eng, &kinds[k], sizes[i], rounds, &f)) {
-				thp_only(0);
+				thp_size_only(&thp, 0, NULL);
 				return 1;
 			}
 			cp_med = median(f.copy, rounds);
@@ -480,7 +395,7 @@ int main(int argc, char **argv)
 				       ratio(median(f.s2d[ir], rounds), median(f.s2d[ic], rounds)), "",
 				       "", ratio(median(f.d2s[ir], rounds), median(f.d2s[ic], rounds)), "");
 		}
-		if (kinds[k].mthp_kb && thp_only(0)) {
+		if (kinds[k].mthp_kb && thp_size_only(&thp, 0, NULL)) {
 			fprintf(stderr, "cannot restore the THP settings\n");
 			return 1;
 		}
