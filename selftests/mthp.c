@@ -7,8 +7,12 @@
  * device, then: migrates it back; faults a middle page, with and without
  * the driver's large allocation failing (HMM_DMIRROR_FLAG_FAIL_ALLOC);
  * unmaps, mprotect()s or MADV_DONTNEEDs half a folio; forks a child that
- * writes; evicts all device memory; or has 8 threads fault one folio while
- * migrate_to_ram() holds the driver's lock for 1 ms.
+ * writes; evicts all device memory; reads pagemap and smaps, madvises,
+ * move_pages() and mremap()s it; or has 8 threads fault one folio while
+ * migrate_to_ram() holds the driver's lock for 1 ms. Three more cases have
+ * the driver hand over a bad destination for folio 0 (a larger order,
+ * another device, a folio named by its second page), which the Rust
+ * engines must refuse, leaving folio 0 mapped with its data.
  *
  * No data may be lost under any engine. The Rust engines move each folio
  * whole both ways: no split, one folio of the same order (their counters),
@@ -28,6 +32,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,10 +45,13 @@
 #define COUNTERS_C "/sys/kernel/debug/migrate_device/counters_c"
 #define KPF_COMPOUND_HEAD 15
 #define KPF_COMPOUND_TAIL 16
-#define NCASES 12
+#define NCASES 13
 #define READERS 8
 #define HOLD_US "1000"
 #define DET 320
+#ifndef MPOL_MF_MOVE
+#define MPOL_MF_MOVE (1 << 1)
+#endif
 /* The offset of the folio after folio 1, or of folio 1 when there are 2. */
 #define FOLIO2 ((nf > 2 ? 2 : 1) * size)
 
@@ -358,6 +366,61 @@ static const char *evict(char *p, unsigned int seed, char *det)
 	return wf == nf ? NULL : "not every folio came back whole";
 }
 
+/*
+ * The other calls that meet device-private entries, one after another on
+ * the device mTHPs: pagemap and smaps read over them, MADV_COLD and
+ * MADV_PAGEOUT on folio 0, MADV_FREE on half of folio 1 (those pages may
+ * then read as zeros), move_pages() to node 1 (none of them moves), and
+ * mremap() of the whole region away and back. Every other byte keeps its
+ * data.
+ */
+static const char *other_calls(char *p, unsigned int seed, char *det)
+{
+	static uint64_t pm[NPAGES];
+	static void *pages[NPAGES];
+	static int nodes[NPAGES], status[NPAGES];
+	size_t free_to = size + size / 2;
+	char buf[4096];
+	long moved;
+	char *q, *r;
+	int fd;
+
+	if (pread(pagemap_fd, pm, sizeof(pm), (uintptr_t)p / PAGE_BYTES * 8) != sizeof(pm))
+		return "reading pagemap failed";
+	fd = open("/proc/self/smaps", O_RDONLY);
+	if (fd < 0)
+		return "cannot open smaps";
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	close(fd);
+	if (madvise(p, size, MADV_COLD) || madvise(p, size, MADV_PAGEOUT) ||
+	    madvise(p + size, size / 2, MADV_FREE))
+		return "madvise failed";
+	for (unsigned long i = 0; i < NPAGES; i++) {
+		pages[i] = p + i * PAGE_BYTES;
+		nodes[i] = 1;
+	}
+	moved = syscall(SYS_move_pages, 0, NPAGES, pages, nodes, status, MPOL_MF_MOVE);
+	q = map_aligned(PMD_BYTES, PMD_BYTES, 0);
+	if (!q)
+		return "cannot map the mremap() target";
+	r = mremap(p, PMD_BYTES, PMD_BYTES, MREMAP_MAYMOVE | MREMAP_FIXED, q);
+	if (r != q)
+		return "mremap() failed";
+	snprintf(det, DET, "pagemap, smaps, MADV_COLD, MADV_PAGEOUT, MADV_FREE, move_pages() %s, mremap()",
+		 moved < 0 ? strerror(errno) : "done");
+	for (size_t i = size; i < free_to; i += PAGE_BYTES) {
+		/* A MADV_FREE page: its data, or zeros. */
+		if (*(unsigned int *)(q + i) && check(q, i, i + PAGE_BYTES, seed))
+			return "a MADV_FREE page reads neither its data nor zeros";
+	}
+	if (check(q, 0, size, seed) ?: check(q, free_to, PMD_BYTES, seed))
+		return msg;
+	if (mremap(q, PMD_BYTES, PMD_BYTES, MREMAP_MAYMOVE | MREMAP_FIXED, p) != p)
+		return "mremap() back failed";
+	return NULL;
+}
+
 /* Static: readers left waiting by a failed start still use them. */
 static struct reader {
 	pthread_t thread;
@@ -481,6 +544,7 @@ static const struct {
 	{ "MADV_DONTNEED of part", dontneed },
 	{ "eviction", evict },
 	{ "8 readers on one device mTHP", many_readers },
+	{ "pagemap, smaps, madvise, move_pages and mremap", other_calls },
 	{ "destination of a larger order refused", dst_larger },
 	{ "destination of another device refused", dst_foreign },
 	{ "destination not at its folio's head refused", dst_misaligned },

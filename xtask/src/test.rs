@@ -252,7 +252,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("differential", 22),
     ("fault-livelock", 6),
     ("thp-fault", 6),
-    ("mthp", 252),
+    ("mthp", 273),
     ("evict-race", 6),
     ("stress", 3),
 ];
