@@ -302,15 +302,83 @@ impl<'a> PteRun<'a> {
     }
 }
 
+/// The entries a CPU fault's migration takes at most without a heap
+/// allocation: its page, or a small folio.
+const INLINE_PAGES: usize = 4;
+
+/// Room for up to a fixed number of values: inline for the few of a CPU
+/// fault's migration, allocated once beyond that.
+struct Room<T> {
+    inline: [Option<T>; INLINE_PAGES],
+    heap: KVVec<T>,
+    len: usize,
+    cap: usize,
+}
+
+impl<T> Room<T> {
+    /// No room.
+    const EMPTY: Self = Self {
+        inline: [const { None }; INLINE_PAGES],
+        heap: KVVec::new(),
+        len: 0,
+        cap: 0,
+    };
+
+    /// Room for `cap` values, allocated now if they do not fit inline.
+    fn with_capacity(cap: usize) -> Result<Self> {
+        let heap = if cap > INLINE_PAGES {
+            KVVec::with_capacity(cap, GFP_KERNEL)?
+        } else {
+            KVVec::new()
+        };
+        Ok(Self {
+            heap,
+            cap,
+            ..Self::EMPTY
+        })
+    }
+
+    /// How many more values fit.
+    #[inline]
+    fn room(&self) -> usize {
+        self.cap - self.len
+    }
+
+    /// Adds `v`; gives it back when there is no room.
+    #[inline]
+    fn push(&mut self, v: T) -> core::result::Result<(), T> {
+        if self.len == self.cap {
+            return Err(v);
+        }
+        if self.cap <= INLINE_PAGES {
+            self.inline[self.len] = Some(v);
+        } else if let Err(e) = self.heap.push_within_capacity(v) {
+            return Err(e.0);
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Takes every value out, in the order they were added.
+    fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        let n = core::mem::take(&mut self.len);
+        self.inline
+            .iter_mut()
+            .take(n)
+            .filter_map(Option::take)
+            .chain(self.heap.drain_all())
+    }
+}
+
 /// Room for the entries and folios of one run, allocated before its lock is
 /// taken.
 ///
 /// # Invariants
 ///
-/// Outside a [`BatchedRun`], both vectors are empty.
+/// Outside a [`BatchedRun`], both rooms are empty.
 pub struct PteBatch {
-    taken: KVVec<TakenPte>,
-    folios: KVVec<BatchedFolio>,
+    taken: Room<TakenPte>,
+    folios: Room<BatchedFolio>,
     present: bool,
 }
 
@@ -325,17 +393,18 @@ struct BatchedFolio {
 impl PteBatch {
     /// No room: a placeholder while a run borrows the batch.
     pub const EMPTY: Self = Self {
-        taken: KVVec::new(),
-        folios: KVVec::new(),
+        taken: Room::EMPTY,
+        folios: Room::EMPTY,
         present: false,
     };
 
-    /// Room for a run of up to `pages` entries.
+    /// Room for a run of up to `pages` entries: inline for a few, else
+    /// allocated now.
     pub fn new(pages: usize) -> Result<Self> {
         // INVARIANT: Both start empty.
         Ok(Self {
-            taken: KVVec::with_capacity(pages, GFP_KERNEL)?,
-            folios: KVVec::with_capacity(pages, GFP_KERNEL)?,
+            taken: Room::with_capacity(pages)?,
+            folios: Room::with_capacity(pages)?,
             present: false,
         })
     }
@@ -408,9 +477,7 @@ impl BatchedRun<'_, '_> {
         };
         let nr = if whole { mapped.folio().nr_pages() } else { 1 };
         let batch = &mut *self.batch;
-        if batch.taken.capacity() - batch.taken.len() < nr
-            || batch.folios.len() == batch.folios.capacity()
-        {
+        if batch.taken.room() < nr || batch.folios.room() == 0 {
             return Take::Unchanged;
         }
         let Some(folio) = CollectedFolio::trylock(mapped.folio(), fault) else {
@@ -427,7 +494,7 @@ impl BatchedRun<'_, '_> {
             let pushed = self
                 .run
                 .get_and_clear(addr)
-                .map(|old| self.batch.taken.push_within_capacity(old));
+                .map(|old| self.batch.taken.push(old));
             if !matches!(pushed, Ok(Ok(()))) {
                 kernel::warn_on!(true);
             }
@@ -436,7 +503,7 @@ impl BatchedRun<'_, '_> {
         if self
             .batch
             .folios
-            .push_within_capacity(BatchedFolio { folio, nr, tag })
+            .push(BatchedFolio { folio, nr, tag })
             .is_err()
         {
             // Not reached: room was checked above.
@@ -462,19 +529,18 @@ impl BatchedRun<'_, '_> {
         if flushed {
             flush_tlb_range(self.run.vma(), self.run.start(), self.run.end());
         }
-        self.batch.present = false;
-        let mut folios = core::mem::take(&mut self.batch.folios);
-        let mut taken = core::mem::take(&mut self.batch.taken);
-        let mut entries = taken.drain_all();
-        for BatchedFolio { folio, nr, tag } in folios.drain_all() {
+        let (run, batch) = (&mut *self.run, &mut *self.batch);
+        batch.present = false;
+        let mut entries = batch.taken.drain();
+        for BatchedFolio { folio, nr, tag } in batch.folios.drain() {
             match share_pages(&folio, nr) {
                 Some(exclusive) => {
-                    install(self.run, &folio, &mut entries, nr, &exclusive);
+                    install(run, &folio, &mut entries, nr, &exclusive);
                     report(Finished::Installed { folio, nr });
                 }
                 None => {
                     for old in entries.by_ref().take(nr) {
-                        if self.run.restore(old).is_err() {
+                        if run.restore(old).is_err() {
                             kernel::warn_on!(true);
                         }
                     }
@@ -483,10 +549,6 @@ impl BatchedRun<'_, '_> {
                 }
             }
         }
-        drop(entries);
-        // Give the room back for the next run.
-        self.batch.taken = taken;
-        self.batch.folios = folios;
         flushed
     }
 }
@@ -495,16 +557,17 @@ impl Drop for BatchedRun<'_, '_> {
     /// Puts back every entry not finished and lets its folio go, so that no
     /// entry is left cleared when the lock is dropped.
     fn drop(&mut self) {
-        let mut entries = self.batch.taken.drain_all();
-        for BatchedFolio { folio, nr, .. } in self.batch.folios.drain_all() {
+        let (run, batch) = (&mut *self.run, &mut *self.batch);
+        batch.present = false;
+        let mut entries = batch.taken.drain();
+        for BatchedFolio { folio, nr, .. } in batch.folios.drain() {
             for old in entries.by_ref().take(nr) {
-                if self.run.restore(old).is_err() {
+                if run.restore(old).is_err() {
                     kernel::warn_on!(true);
                 }
             }
             drop(folio);
         }
-        self.batch.present = false;
     }
 }
 
