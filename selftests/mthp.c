@@ -550,12 +550,39 @@ static const struct {
 	{ "destination not at its folio's head refused", dst_misaligned },
 };
 
+/*
+ * Moves a 2 MiB THP to the device and back, so that the device folios of
+ * the next case are carved from a freed 2 MiB device folio, whose tail
+ * pages still name their old head; then enables size @kb alone again.
+ */
+static const char *cycle_pmd_folio(int kb)
+{
+	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
+	const char *why = "cannot enable the 2 MiB size";
+
+	if (!p)
+		return "cannot map a 2 MiB area";
+	if (!thp_size_only(&thp, PMD_BYTES >> 10, "always")) {
+		madvise(p, PMD_BYTES, MADV_HUGEPAGE);
+		fill(p, 0, PMD_BYTES, 0);
+		why = migrate(HMM_DMIRROR_MIGRATE_TO_DEV, p) ?:
+		      migrate(HMM_DMIRROR_MIGRATE_TO_SYS, p) ?: check(p, 0, PMD_BYTES, 0);
+	}
+	munmap(p, PMD_BYTES);
+	if (thp_size_only(&thp, kb, "always"))
+		return "cannot enable the mTHP size again";
+	return why;
+}
+
 /* Case @c on a fresh region; NULL when it passed, else why not. */
 static const char *run_case(int c, unsigned int seed, char *det)
 {
-	const char *why;
-	char *p = new_region(seed, &why);
+	const char *why = c ? NULL : cycle_pmd_folio(kb);
+	char *p;
 
+	if (why)
+		return why;
+	p = new_region(seed, &why);
 	if (!p)
 		return why;
 	splits0 = counter_in(cfile, "splits");
