@@ -382,10 +382,12 @@ pub struct PteBatch {
     present: bool,
 }
 
-/// A folio of a batch: locked and referenced for a slot, its `nr` entries,
-/// the next ones of [`PteBatch::taken`], cleared.
+/// A folio of a batch: locked and referenced for a slot, the entries of
+/// its `nr` pages from page `first` on, the next ones of
+/// [`PteBatch::taken`], cleared.
 struct BatchedFolio {
     folio: CollectedFolio,
+    first: usize,
     nr: usize,
     tag: usize,
 }
@@ -476,6 +478,8 @@ impl BatchedRun<'_, '_> {
             return Take::Unchanged;
         };
         let nr = if whole { mapped.folio().nr_pages() } else { 1 };
+        // The page's index in its folio: 0 for a folio taken whole.
+        let first = snap.pfn - mapped.folio().pfn();
         let batch = &mut *self.batch;
         if batch.taken.room() < nr || batch.folios.room() == 0 {
             return Take::Unchanged;
@@ -503,7 +507,12 @@ impl BatchedRun<'_, '_> {
         if self
             .batch
             .folios
-            .push(BatchedFolio { folio, nr, tag })
+            .push(BatchedFolio {
+                folio,
+                first,
+                nr,
+                tag,
+            })
             .is_err()
         {
             // Not reached: room was checked above.
@@ -532,10 +541,16 @@ impl BatchedRun<'_, '_> {
         let (run, batch) = (&mut *self.run, &mut *self.batch);
         batch.present = false;
         let mut entries = batch.taken.drain();
-        for BatchedFolio { folio, nr, tag } in batch.folios.drain() {
-            match share_pages(&folio, nr) {
+        for BatchedFolio {
+            folio,
+            first,
+            nr,
+            tag,
+        } in batch.folios.drain()
+        {
+            match share_pages(&folio, first, nr) {
                 Some(exclusive) => {
-                    install(run, &folio, &mut entries, nr, &exclusive);
+                    install(run, &folio, &mut entries, first, nr, &exclusive);
                     report(Finished::Installed { folio, nr });
                 }
                 None => {
@@ -571,21 +586,26 @@ impl Drop for BatchedRun<'_, '_> {
     }
 }
 
-/// Shares the anon-exclusive pages among the first `nr` of `folio`, whose
-/// entries are cleared and flushed; `None`, with no page shared, when the
-/// folio is pinned. Otherwise, which pages were exclusive.
-fn share_pages(folio: &CollectedFolio, nr: usize) -> Option<[u64; MAX_RUN_PAGES / 64]> {
+/// Shares the anon-exclusive pages among the `nr` of `folio` from page
+/// `first` on, whose entries are cleared and flushed; `None`, with no page
+/// shared, when the folio is pinned. Otherwise, which of them were
+/// exclusive.
+fn share_pages(
+    folio: &CollectedFolio,
+    first: usize,
+    nr: usize,
+) -> Option<[u64; MAX_RUN_PAGES / 64]> {
     let mut exclusive = [0u64; MAX_RUN_PAGES / 64];
     if !folio.folio().is_anon() {
         return Some(exclusive);
     }
     let raw = folio.folio().as_raw();
     for k in 0..nr.min(MAX_RUN_PAGES) {
-        // SAFETY: The folio is locked and has at least `nr` pages, whose
-        // entries are cleared and their TLB entries flushed, as sharing an
-        // anon-exclusive page requires.
+        // SAFETY: The folio is locked and has pages `first..first + nr`,
+        // whose entries are cleared and their TLB entries flushed, as
+        // sharing an anon-exclusive page requires.
         let shared = unsafe {
-            let page = bindings::folio_page(raw, k);
+            let page = bindings::folio_page(raw, first + k);
             if !bindings::PageAnonExclusive(page) {
                 continue;
             }
@@ -603,12 +623,13 @@ fn share_pages(folio: &CollectedFolio, nr: usize) -> Option<[u64; MAX_RUN_PAGES 
 }
 
 /// Replaces the next `nr` cleared `entries`, which map the pages of
-/// `folio` in order, by migration entries, and drops their rmap and
-/// references at once.
+/// `folio` from page `first` on, in order, by migration entries, and drops
+/// their rmap and references at once.
 fn install(
     run: &mut PteRun<'_>,
     folio: &CollectedFolio,
     entries: &mut impl Iterator<Item = TakenPte>,
+    first: usize,
     nr: usize,
     exclusive: &[u64; MAX_RUN_PAGES / 64],
 ) {
@@ -638,18 +659,19 @@ fn install(
             kernel::warn_on!(true);
         }
     }
-    // SAFETY: The folio is locked and referenced, and its first `nr` pages
-    // are no longer mapped by the entries just replaced: drop their rmap
-    // and the mappings' references, which `folio`'s own replaces.
+    // SAFETY: The folio is locked and referenced, and its `nr` pages from
+    // `first` on are no longer mapped by the entries just replaced: drop
+    // their rmap and the mappings' references, which `folio`'s own
+    // replaces.
     unsafe {
         if dirty {
             bindings::folio_mark_dirty(raw);
         }
-        let head = bindings::folio_page(raw, 0);
+        let page = bindings::folio_page(raw, first);
         if nr == 1 {
-            bindings::folio_remove_rmap_pte(raw, head, run.vma().as_ptr());
+            bindings::folio_remove_rmap_pte(raw, page, run.vma().as_ptr());
         } else {
-            bindings::folio_remove_rmap_ptes(raw, head, nr as i32, run.vma().as_ptr());
+            bindings::folio_remove_rmap_ptes(raw, page, nr as i32, run.vma().as_ptr());
         }
         bindings::folio_put_refs(raw, nr as i32);
     }
