@@ -166,8 +166,8 @@ const COUNTERS: &str = "/sys/kernel/debug/migrate_device/counters";
 /// exact counters of a fixed workload, NUMA moves of device-private
 /// memory, the differential test of the two engines, the fault livelock
 /// test, the 2 MiB fault with and without a free 2 MiB page, mTHPs of
-/// every size to the device and back, faults racing with an eviction, and
-/// a seeded random stress of it all.
+/// every size to the device and back, pinned and shared pages in a run,
+/// faults racing with an eviction, and a seeded random stress of it all.
 pub fn vm_steps() -> Vec<Step> {
     let mut steps = Vec::new();
     for engine in ["c", "rust", "rust-entry"] {
@@ -215,6 +215,11 @@ pub fn vm_steps() -> Vec<Step> {
         timeout_secs: 900,
     });
     steps.push(Step {
+        name: "pinned".into(),
+        command: "pinned".into(),
+        timeout_secs: 300,
+    });
+    steps.push(Step {
         name: "evict-race".into(),
         command: "evict_race".into(),
         timeout_secs: 600,
@@ -253,6 +258,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("fault-livelock", 6),
     ("thp-fault", 6),
     ("mthp", 273),
+    ("pinned", 9),
     ("evict-race", 6),
     ("stress", 3),
 ];

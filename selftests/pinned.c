@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pinned: migrations to the device that meet a page someone pinned, or
+ * folios a forked child shares, under each migrate_device engine.
+ *
+ * - A 2 MiB run of 4 KiB pages with one page in the middle pinned for
+ *   the long term (pin_user_pages() through CONFIG_GUP_TEST's
+ *   PIN_LONGTERM_TEST_START): the pinned page stays mapped in system
+ *   memory with its data, every other page moves. The Rust engine clears
+ *   the whole run's entries before it flushes once and shares the pages,
+ *   so this is where it must find the pin and put that entry back.
+ * - The same with 64 KiB mTHPs: a pinned folio can be neither collected
+ *   whole nor split, so, as in 7.3, the walk gives up on the rest of the
+ *   PMD: the folios before it move, it and the ones after stay.
+ * - 64 KiB mTHPs that a forked child still maps: they are not the
+ *   parent's alone, so the Rust engine splits them, and every page moves;
+ *   the child reads its own data afterwards.
+ *
+ * The migration reports the page left behind (the driver cannot read it
+ * back: ENOENT). Data is checked everywhere, under every engine; under
+ * the Rust engines the pinned 4 KiB page must be found when the batch
+ * shares it (one failed share), not later by unmap. TAP output.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_hmm_uapi.h"
+#include "util.h"
+
+#define PMD_BYTES (2UL << 20)
+#define PAGE_BYTES 4096UL
+#define NPAGES (PMD_BYTES / PAGE_BYTES)
+#define MTHP_KB 64
+#define PINNED (NPAGES / 2 + 3)
+#define GUP_TEST "/sys/kernel/debug/gup_test"
+
+/* The ABI of mm/gup_test.h. */
+struct pin_longterm_test {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t flags;
+};
+
+#define PIN_LONGTERM_TEST_START _IOW('g', 7, struct pin_longterm_test)
+#define PIN_LONGTERM_TEST_STOP _IO('g', 8)
+#define PIN_LONGTERM_TEST_FLAG_USE_WRITE 1
+
+static int dev_fd, pagemap_fd, kpageflags_fd, gup_fd;
+/* The engine is a Rust one, whose counters say where the pin was seen. */
+static int rust;
+static unsigned int mirror[PMD_BYTES / sizeof(int)];
+static struct thp_sizes thp;
+static char msg[160];
+
+static void fill(char *p, unsigned int seed)
+{
+	for (size_t i = 0; i < PMD_BYTES; i += sizeof(int))
+		*(unsigned int *)(p + i) = (unsigned int)i ^ seed;
+}
+
+static const char *check(const char *p, unsigned int seed)
+{
+	for (size_t i = 0; i < PMD_BYTES; i += sizeof(int)) {
+		if (*(const unsigned int *)(p + i) != ((unsigned int)i ^ seed)) {
+			snprintf(msg, sizeof(msg), "data lost at byte %zu", i);
+			return msg;
+		}
+	}
+	return NULL;
+}
+
+/* Migrates the region to the device; returns the ioctl's errno, or 0. */
+static int to_dev(char *p)
+{
+	struct hmm_dmirror_cmd cmd = { .addr = (uintptr_t)p, .ptr = (uintptr_t)mirror,
+				       .npages = NPAGES };
+
+	return ioctl(dev_fd, HMM_DMIRROR_MIGRATE_TO_DEV, &cmd) ? errno : 0;
+}
+
+/*
+ * Pages of the region present in system memory, and of those the ones
+ * below page @below; *@pinned_back for the pinned one.
+ */
+static int present(const char *p, unsigned long below, int *before, int *pinned_back)
+{
+	int n = 0;
+
+	*pinned_back = *before = 0;
+	for (unsigned long i = 0; i < NPAGES; i++) {
+		uint64_t kf;
+
+		if (!page_flags(pagemap_fd, kpageflags_fd, p + i * PAGE_BYTES, &kf))
+			continue;
+		n++;
+		*before += i < below;
+		if (i == PINNED)
+			*pinned_back = 1;
+	}
+	return n;
+}
+
+/*
+ * A fresh 2 MiB region of 4 KiB pages (@mthp 0) or of 64 KiB folios, with
+ * the page PINNED pinned; all but that page must move to the device.
+ */
+static const char *pinned_page(int mthp, unsigned int seed, char *det, size_t len)
+{
+	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
+	unsigned long folio_start = mthp ? PINNED & ~(MTHP_KB / 4 - 1UL) : PINNED;
+	struct pin_longterm_test pin;
+	int ret, n, before, pinned_back;
+	const char *why = NULL;
+	unsigned long shares;
+
+	if (!p)
+		return "cannot map a 2 MiB area";
+	madvise(p, PMD_BYTES, mthp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	fill(p, seed);
+	pin = (struct pin_longterm_test){ .addr = (uintptr_t)(p + PINNED * PAGE_BYTES),
+					  .size = PAGE_BYTES,
+					  .flags = PIN_LONGTERM_TEST_FLAG_USE_WRITE };
+	if (ioctl(gup_fd, PIN_LONGTERM_TEST_START, &pin)) {
+		munmap(p, PMD_BYTES);
+		return "pinning the page failed";
+	}
+	shares = counter("fail_anon_share");
+	ret = to_dev(p);
+	shares = counter("fail_anon_share") - shares;
+	n = present(p, folio_start, &before, &pinned_back);
+	snprintf(det, len, "migration: %s; %d pages left in system memory, %d before the pinned folio, the pinned page %s; failed shares %lu%s",
+		 ret ? strerror(ret) : "no error", n, before, pinned_back ? "among them" : "not",
+		 shares, rust ? "" : " (Rust counter, not checked for c)");
+	if (ret != ENOENT)
+		why = "the migration did not report the pinned page";
+	else if (!pinned_back || before)
+		why = "the pinned page moved, or a page before its folio stayed";
+	else if (!mthp && n != 1)
+		why = "a page other than the pinned one stayed";
+	else if (!mthp && rust && shares != 1)
+		/* Collection, not unmap, must have seen the pin. */
+		why = "the batch did not find the pin when it shared the page";
+	ioctl(gup_fd, PIN_LONGTERM_TEST_STOP);
+	why = check(p, seed) ?: why;
+	munmap(p, PMD_BYTES);
+	return why;
+}
+
+/*
+ * 64 KiB folios a forked child still maps: the parent's migration must
+ * move every page and leave the child its data.
+ */
+static const char *shared_with_child(unsigned int seed, char *det, size_t len)
+{
+	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
+	int go[2], status, ret, n, before, pinned_back;
+	const char *why;
+	pid_t pid;
+	char c = 0;
+
+	if (!p || pipe(go))
+		return "cannot map a 2 MiB area or make a pipe";
+	madvise(p, PMD_BYTES, MADV_HUGEPAGE);
+	fill(p, seed);
+	pid = fork();
+	if (pid == 0) {
+		/* Wait for the parent's migration, then read the data. */
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(check(p, seed) ? 1 : 0);
+	}
+	close(go[0]);
+	if (pid < 0)
+		return "fork failed";
+	ret = to_dev(p);
+	n = present(p, 0, &before, &pinned_back);
+	if (write(go[1], &c, 1) != 1)
+		kill(pid, SIGKILL);
+	close(go[1]);
+	waitpid(pid, &status, 0);
+	snprintf(det, len, "migration: %s; %d pages left in system memory; child %s",
+		 ret ? strerror(ret) : "no error", n,
+		 WIFEXITED(status) && !WEXITSTATUS(status) ? "read its data" : "failed");
+	why = check(p, seed);
+	if (!why && ret)
+		why = "the migration failed";
+	if (!why && n)
+		why = "pages of shared folios stayed";
+	if (!why && (!WIFEXITED(status) || WEXITSTATUS(status)))
+		why = "the child read other data";
+	munmap(p, PMD_BYTES);
+	return why;
+}
+
+int main(void)
+{
+	static const char *const engines[] = { "c", "rust", "rust-entry" };
+	static const char *const names[] = {
+		"pinned 4 KiB page in a 2 MiB run",
+		"pinned page in a 64 KiB mTHP",
+		"64 KiB mTHPs shared with a forked child",
+	};
+	int e, k, n = 0, bad = 0;
+	char det[200];
+
+	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
+		return 0;
+	gup_fd = open(GUP_TEST, O_RDWR);
+	if (gup_fd < 0) {
+		printf("1..0 # SKIP cannot open %s (CONFIG_GUP_TEST=n)\n", GUP_TEST);
+		return 0;
+	}
+	thp_sizes_save(&thp, PMD_BYTES >> 10);
+	if (thp_size_only(&thp, MTHP_KB, "always")) {
+		printf("1..0 # SKIP no %d kB mTHP size\n", MTHP_KB);
+		thp_size_only(&thp, 0, NULL);
+		return 0;
+	}
+	printf("1..%d\n", 3 * 3);
+	for (e = 0; e < 3; e++) {
+		if (write_file(ENGINE, engines[e])) {
+			printf("Bail out! cannot select engine %s\n", engines[e]);
+			thp_size_only(&thp, 0, NULL);
+			return 1;
+		}
+		rust = strcmp(engines[e], "c") != 0;
+		for (k = 0; k < 3; k++) {
+			unsigned int seed = 0x2545f491u * (unsigned int)(n + 1);
+			const char *why;
+
+			det[0] = 0;
+			why = k == 2 ? shared_with_child(seed, det, sizeof(det)) :
+				       pinned_page(k, seed, det, sizeof(det));
+			printf("%s %d %s: %s: %s%s%s\n", why ? "not ok" : "ok", ++n, engines[e],
+			       names[k], why ?: "", why ? "; " : "", det);
+			fflush(stdout);
+			bad += !!why;
+		}
+	}
+	thp_size_only(&thp, 0, NULL);
+	write_file(ENGINE, "rust");
+	return bad ? 1 : 0;
+}
