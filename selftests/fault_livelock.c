@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * fault_livelock: the seed 003 scenario. Memory is migrated to the device,
- * then for each page (512 pages of 4 KiB, then 16 THPs) 8 threads released
+ * then for each page (512 pages of 4 KiB, 32 mTHPs of 64 KiB, that size
+ * enabled alone, then 16 THPs) 8 threads released
  * together read it, so that 8 CPU faults race on one device-private fault
  * folio, while the driver holds a lock in migrate_to_ram() for 1 ms
  * (test_hmm's fault_hold_us). Run under each migrate_device engine; every
@@ -16,7 +17,8 @@
  * migrate_to_ram() per page; under the Rust engines, whose fault path
  * sleeps on a contended fault folio at PTE and at PMD level, also at most
  * THREADS CPU faults per page (one per reader) and at most 1.1
- * migrate_to_ram() calls per page. 7.3's C refaults at once at PMD level,
+ * migrate_to_ram() calls per page, where a page is a whole folio for the
+ * mTHPs and THPs. 7.3's C refaults at once at PMD level,
  * so for it those figures are only reported. Without the driver's hold
  * there is no contention to measure, so the run bails out.
  * TAP output.
@@ -85,12 +87,13 @@ static double cpu_ms(void)
 	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
-/* One run; returns 0 and fills @worst_us, @cpu and @faults, or -1 with
+/* One run over @units units of @unit bytes (a large folio each when
+ * @large); returns 0 and fills @worst_us, @cpu and @faults, or -1 with
  * @why set. */
-static int run(int fd, int thp, int units, double *worst_us, double *cpu,
+static int run(int fd, size_t unit, int large, int units, double *worst_us, double *cpu,
 	       long *faults, const char **why)
 {
-	size_t unit = thp ? PMD_BYTES : 4096, size = unit * units;
+	size_t size = unit * units;
 	char *map = mmap(NULL, size + PMD_BYTES, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	void *mirror = malloc(size);
@@ -106,7 +109,7 @@ static int run(int fd, int thp, int units, double *worst_us, double *cpu,
 	if (map == MAP_FAILED || !mirror)
 		goto out;
 	buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
-	madvise(buf, size, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	madvise(buf, size, large ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	for (i = 0; i < units; i++)
 		memset(buf + i * unit, 'a' + i % 26, unit);
 	cmd = (struct hmm_dmirror_cmd){ .addr = (uintptr_t)buf,
@@ -152,12 +155,15 @@ out:
 int main(void)
 {
 	static const char *const engines[] = { "c", "rust", "rust-entry" };
-	static const struct { const char *name; int thp, units; } kinds[] = {
-		{ "4k", 0, 512 },
-		{ "thp", 1, 16 },
+	static const struct { const char *name; size_t unit; int mthp_kb, units; } kinds[] = {
+		{ "4k", 4096, 0, 512 },
+		{ "64k", 64UL << 10, 64, 32 },
+		{ "thp", PMD_BYTES, 0, 16 },
 	};
 	const int nengines = sizeof(engines) / sizeof(engines[0]);
+	const int nkinds = sizeof(kinds) / sizeof(kinds[0]);
 	int fd, e, k, n = 0, bad = 0;
+	static struct thp_sizes thp;
 
 	if (tap_begin(&fd, NULL))
 		return 0;
@@ -166,9 +172,12 @@ int main(void)
 		       FAULT_HOLD);
 		return 1;
 	}
-	printf("1..%d\n", 2 * nengines);
+	thp_sizes_save(&thp, PMD_BYTES >> 10);
+	printf("1..%d\n", nkinds * nengines);
 	for (e = 0; e < nengines; e++) {
-		for (k = 0; k < 2; k++) {
+		for (k = 0; k < nkinds; k++) {
+			int mthp = kinds[k].mthp_kb;
+			unsigned long allocs = mthp ? thp_fault_allocs(mthp) : 0;
 			const char *why = "";
 			double worst, cpu;
 			int rust = strcmp(engines[e], "c") != 0, ok;
@@ -182,8 +191,20 @@ int main(void)
 			if (rust)
 				write_file(COUNTERS, "0");
 			write_file(FAULT_CALLS, "0");
-			ok = !run(fd, kinds[k].thp, kinds[k].units, &worst, &cpu, &faults,
-				  &why);
+			if (mthp && thp_size_only(&thp, mthp, "always")) {
+				ok = 0;
+				why = "cannot enable the mTHP size alone";
+			} else {
+				ok = !run(fd, kinds[k].unit, kinds[k].unit > 4096, kinds[k].units,
+					  &worst, &cpu, &faults, &why);
+			}
+			if (ok && mthp &&
+			    thp_fault_allocs(mthp) - allocs < (unsigned long)kinds[k].units) {
+				ok = 0;
+				why = "the buffer was not made of mTHPs";
+			}
+			if (mthp)
+				thp_size_only(&thp, 0, NULL);
 			calls = read_ulong(FAULT_CALLS);
 			n++;
 			if (!ok) {

@@ -255,7 +255,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("counted-work", 6),
     ("numa-moves", 18),
     ("differential", 22),
-    ("fault-livelock", 6),
+    ("fault-livelock", 9),
     ("thp-fault", 6),
     ("mthp", 273),
     ("pinned", 9),
