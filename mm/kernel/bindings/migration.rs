@@ -41,6 +41,38 @@ const _: () = {
     assert!(pfn::MIGRATE_PFN_ORDER_MASK == bindings::MIGRATE_PFN_ORDER_MASK);
 };
 
+// The core restates the select flags of `include/linux/migrate.h` too.
+const _: () = {
+    use crate::migrate_core::collect as rules;
+    let flags = [
+        (
+            rules::MIGRATE_VMA_SELECT_SYSTEM,
+            bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM,
+        ),
+        (
+            rules::MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+            bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+        ),
+        (
+            rules::MIGRATE_VMA_SELECT_DEVICE_COHERENT,
+            bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_COHERENT,
+        ),
+        (
+            rules::MIGRATE_VMA_SELECT_COMPOUND,
+            bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND,
+        ),
+        (
+            rules::MIGRATE_VMA_SELECT_MTHP,
+            bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_MTHP,
+        ),
+    ];
+    let mut i = 0;
+    while i < flags.len() {
+        assert!(flags[i].0 == flags[i].1 as u64);
+        i += 1;
+    }
+};
+
 /// Borrows `n` slots of a C array, as collection fills them.
 ///
 /// # Safety

@@ -17,31 +17,6 @@ use kernel::{
     mm::virt::VmaRef,
 };
 
-// The core restates the select flags of `include/linux/migrate.h`.
-const _: () = {
-    use crate::migrate_core::collect as rules;
-    assert!(
-        rules::MIGRATE_VMA_SELECT_SYSTEM
-            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM as u64
-    );
-    assert!(
-        rules::MIGRATE_VMA_SELECT_DEVICE_PRIVATE
-            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE as u64
-    );
-    assert!(
-        rules::MIGRATE_VMA_SELECT_DEVICE_COHERENT
-            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_COHERENT as u64
-    );
-    assert!(
-        rules::MIGRATE_VMA_SELECT_COMPOUND
-            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND as u64
-    );
-    assert!(
-        rules::MIGRATE_VMA_SELECT_MTHP
-            == bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_MTHP as u64
-    );
-};
-
 /// `migrate_vma_setup()`.
 ///
 /// # Safety
