@@ -43,8 +43,6 @@
 #define PAGE_BYTES 4096UL
 #define NPAGES (PMD_BYTES / PAGE_BYTES)
 #define COUNTERS_C "/sys/kernel/debug/migrate_device/counters_c"
-#define KPF_COMPOUND_HEAD 15
-#define KPF_COMPOUND_TAIL 16
 #define NCASES 13
 #define READERS 8
 #define HOLD_US "1000"
@@ -102,19 +100,8 @@ static const char *check(const char *p, size_t from, size_t to, unsigned int see
  */
 static int present(const char *p, unsigned long pages, unsigned long *compound)
 {
-	int n = 0;
-
-	*compound = 0;
-	for (unsigned long i = 0; i < pages; i++) {
-		uint64_t kf;
-
-		if (!page_flags(pagemap_fd, kpageflags_fd, p + i * PAGE_BYTES, &kf))
-			continue;
-		n++;
-		if ((kf >> KPF_COMPOUND_HEAD & 1) || (kf >> KPF_COMPOUND_TAIL & 1))
-			(*compound)++;
-	}
-	return n;
+	return pages_present(pagemap_fd, kpageflags_fd, p, pages,
+			     1ULL << KPF_COMPOUND_HEAD | 1ULL << KPF_COMPOUND_TAIL, compound);
 }
 
 /*

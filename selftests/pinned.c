@@ -94,20 +94,10 @@ static int to_dev(char *p)
  */
 static int present(const char *p, unsigned long below, int *before, int *pinned_back)
 {
-	int n = 0;
-
-	*pinned_back = *before = 0;
-	for (unsigned long i = 0; i < NPAGES; i++) {
-		uint64_t kf;
-
-		if (!page_flags(pagemap_fd, kpageflags_fd, p + i * PAGE_BYTES, &kf))
-			continue;
-		n++;
-		*before += i < below;
-		if (i == PINNED)
-			*pinned_back = 1;
-	}
-	return n;
+	*before = pages_present(pagemap_fd, kpageflags_fd, p, below, 0, NULL);
+	*pinned_back = pages_present(pagemap_fd, kpageflags_fd, p + PINNED * PAGE_BYTES, 1, 0,
+				     NULL);
+	return pages_present(pagemap_fd, kpageflags_fd, p, NPAGES, 0, NULL);
 }
 
 /*

@@ -38,18 +38,11 @@ static int dev_fd, pagemap_fd, kpageflags_fd;
 /* Pages of @p..@p+2 MiB present in system memory, and of those in a THP. */
 static int count_back(char *p, int *thp)
 {
-	int present = 0;
+	unsigned long in_thp;
+	int present = pages_present(pagemap_fd, kpageflags_fd, p, PMD_PAGES,
+				    1ULL << KPF_THP, &in_thp);
 
-	*thp = 0;
-	for (unsigned long i = 0; i < PMD_PAGES; i++) {
-		uint64_t kf;
-
-		if (!page_flags(pagemap_fd, kpageflags_fd, p + i * PAGE_BYTES, &kf))
-			continue;
-		present++;
-		if (kf >> KPF_THP & 1)
-			(*thp)++;
-	}
+	*thp = in_thp;
 	return present;
 }
 

@@ -24,6 +24,8 @@
 #define DMIRROR "/dev/hmm_dmirror0"
 #define PAGEMAP "/proc/self/pagemap"
 #define KPAGEFLAGS "/proc/kpageflags"
+#define KPF_COMPOUND_HEAD 15
+#define KPF_COMPOUND_TAIL 16
 #define KPF_THP 22
 
 /*
@@ -226,6 +228,30 @@ static inline unsigned long thp_fault_allocs(int kb)
 	close(fd);
 	buf[got > 0 ? got : 0] = 0;
 	return strtoul(buf, NULL, 10);
+}
+
+/*
+ * How many of the @pages pages from @p are present in system memory; of
+ * those, *@flagged (unless NULL) gets how many have a /proc/kpageflags bit
+ * of @mask set.
+ */
+static inline int pages_present(int pagemap_fd, int kpageflags_fd, const void *p,
+				unsigned long pages, uint64_t mask, unsigned long *flagged)
+{
+	int n = 0;
+
+	if (flagged)
+		*flagged = 0;
+	for (unsigned long i = 0; i < pages; i++) {
+		uint64_t kf;
+
+		if (!page_flags(pagemap_fd, kpageflags_fd, (const char *)p + i * 4096, &kf))
+			continue;
+		n++;
+		if (flagged && (kf & mask))
+			(*flagged)++;
+	}
+	return n;
 }
 
 static inline double now_us(void)
