@@ -8,7 +8,8 @@
  * the driver's large allocation failing (HMM_DMIRROR_FLAG_FAIL_ALLOC);
  * unmaps, mprotect()s or MADV_DONTNEEDs half a folio; forks a child that
  * writes; evicts all device memory; reads pagemap and smaps, madvises,
- * move_pages() and mremap()s it; or has 8 threads fault one folio while
+ * move_pages() and mremap()s it; write-protects half a folio with
+ * userfaultfd and migrates it back; or has 8 threads fault one folio while
  * migrate_to_ram() holds the driver's lock for 1 ms. Three more cases have
  * the driver hand over a bad destination for folio 0 (a larger order,
  * another device, a folio named by its second page), which the Rust
@@ -35,6 +36,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/userfaultfd.h>
 
 #include "test_hmm_uapi.h"
 #include "util.h"
@@ -43,10 +45,11 @@
 #define PAGE_BYTES 4096UL
 #define NPAGES (PMD_BYTES / PAGE_BYTES)
 #define COUNTERS_C "/sys/kernel/debug/migrate_device/counters_c"
-#define NCASES 13
+#define NCASES 14
 #define READERS 8
 #define HOLD_US "1000"
 #define DET 320
+#define PM_UFFD_WP (1ULL << 57)
 #ifndef MPOL_MF_MOVE
 #define MPOL_MF_MOVE (1 << 1)
 #endif
@@ -408,6 +411,80 @@ static const char *other_calls(char *p, unsigned int seed, char *det)
 	return NULL;
 }
 
+/*
+ * Whether exactly the pages of [@from, @to) of the region have the uffd-wp
+ * bit in pagemap; *@set gets how many pages have it.
+ */
+static int wp_exactly(const char *p, size_t from, size_t to, unsigned long *set)
+{
+	static uint64_t pm[NPAGES];
+	int ok = 1;
+
+	*set = 0;
+	if (pread(pagemap_fd, pm, sizeof(pm), (uintptr_t)p / PAGE_BYTES * 8) != sizeof(pm))
+		return 0;
+	for (unsigned long i = 0; i < NPAGES; i++) {
+		int in = i * PAGE_BYTES >= from && i * PAGE_BYTES < to;
+		int wp = !!(pm[i] & PM_UFFD_WP);
+
+		*set += wp;
+		ok &= wp == in;
+	}
+	return ok;
+}
+
+/*
+ * Write-protects the first half of folio 1 with userfaultfd while it is on
+ * the device: the bit must stay on exactly those pages through the
+ * device-private entries and the migration back, whether the folio moves
+ * whole or split. Unregistering then resolves it, and the pages take
+ * writes again.
+ */
+static const char *uffd_wp(char *p, unsigned int seed, char *det)
+{
+	size_t from = size, to = size + size / 2;
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)p, .len = PMD_BYTES },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	struct uffdio_writeprotect wp = {
+		.range = { .start = (uintptr_t)p + from, .len = to - from },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	unsigned long on_dev, back;
+	const char *why = NULL;
+	int ok_dev, ok_back;
+	int uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (uffd < 0)
+		return "userfaultfd() failed";
+	if (ioctl(uffd, UFFDIO_API, &api) || ioctl(uffd, UFFDIO_REGISTER, &reg) ||
+	    ioctl(uffd, UFFDIO_WRITEPROTECT, &wp)) {
+		close(uffd);
+		return "registering or write-protecting with userfaultfd failed";
+	}
+	ok_dev = wp_exactly(p, from, to, &on_dev);
+	why = migrate(HMM_DMIRROR_MIGRATE_TO_SYS, p);
+	ok_back = wp_exactly(p, from, to, &back);
+	snprintf(det, DET, "uffd-wp on %lu pages: %lu on the device, %lu back (want %lu, those alone)",
+		 np / 2, on_dev, back, np / 2);
+	if (ioctl(uffd, UFFDIO_UNREGISTER, &reg.range) && !why)
+		why = "unregistering failed";
+	close(uffd);
+	if (why)
+		return why;
+	if (!ok_dev)
+		return "the device-private entries lost or gained the uffd-wp bit";
+	if (!ok_back)
+		return "the migration back lost or moved the uffd-wp bit";
+	why = check(p, 0, PMD_BYTES, seed);
+	if (why)
+		return why;
+	fill(p, from, to, ~seed);
+	return check(p, from, to, ~seed);
+}
+
 /* Static: readers left waiting by a failed start still use them. */
 static struct reader {
 	pthread_t thread;
@@ -532,6 +609,7 @@ static const struct {
 	{ "eviction", evict },
 	{ "8 readers on one device mTHP", many_readers },
 	{ "pagemap, smaps, madvise, move_pages and mremap", other_calls },
+	{ "uffd-wp on the device and back", uffd_wp },
 	{ "destination of a larger order refused", dst_larger },
 	{ "destination of another device refused", dst_foreign },
 	{ "destination not at its folio's head refused", dst_misaligned },

@@ -257,7 +257,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("differential", 22),
     ("fault-livelock", 9),
     ("thp-fault", 6),
-    ("mthp", 273),
+    ("mthp", 294),
     ("pinned", 9),
     ("evict-race", 6),
     ("stress", 3),
