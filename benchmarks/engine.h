@@ -124,7 +124,26 @@ static const char *const counter_short[NR_COUNTERS] __attribute__((unused)) = {
 };
 /* After the counters, the folios of each order up to this one. */
 #define MAX_COUNTED_ORDER 9
-#define NR_SUMS (NR_COUNTERS + MAX_COUNTED_ORDER + 1)
+/* After those, the nanoseconds each engine spent in its phases. */
+#define NR_PHASES 4
+#define PHASE0 (NR_COUNTERS + MAX_COUNTED_ORDER + 1)
+#define NR_SUMS (PHASE0 + NR_PHASES)
+static const char *const phase_names[NR_PHASES] __attribute__((unused)) = {
+	"ns_collect", "ns_unmap", "ns_pages", "ns_finalize",
+};
+static const char *const phase_short[NR_PHASES] __attribute__((unused)) = {
+	"collect", "unmap", "pages", "finalize",
+};
+
+/*
+ * test_hmm's side of a migration: nanoseconds allocating and copying,
+ * copies issued, pages copied.
+ */
+#define DRIVER_STATS "/sys/kernel/debug/test_hmm/stats"
+#define NR_DRIVER_STATS 3
+static const char *const driver_stat_names[NR_DRIVER_STATS] __attribute__((unused)) = {
+	"copy_ns", "copies", "copy_pages",
+};
 
 /* The counters of engine @name. */
 static inline const char *counters_file(const char *name)
@@ -167,7 +186,38 @@ static inline int counters_add(const char *name, double sum[NR_SUMS])
 		for (int i = 1; i < NR_COUNTERS; i++)
 			if (!strcmp(key, counter_names[i]))
 				sum[i] += v;
+		for (int i = 0; i < NR_PHASES; i++)
+			if (!strcmp(key, phase_names[i]))
+				sum[PHASE0 + i] += v;
 	}
+	fclose(f);
+	return 0;
+}
+
+static inline void driver_stats_reset(void)
+{
+	int fd = open(DRIVER_STATS, O_WRONLY);
+
+	if (fd >= 0) {
+		if (write(fd, "0", 1) != 1)
+			perror(DRIVER_STATS);
+		close(fd);
+	}
+}
+
+/* Adds test_hmm's statistics to @sum; fails when it has none. */
+static inline int driver_stats_add(double sum[NR_DRIVER_STATS])
+{
+	FILE *f = fopen(DRIVER_STATS, "r");
+	char key[64];
+	unsigned long long v;
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %llu", key, &v) == 2)
+		for (int i = 0; i < NR_DRIVER_STATS; i++)
+			if (!strcmp(key, driver_stat_names[i]))
+				sum[i] += v;
 	fclose(f);
 	return 0;
 }

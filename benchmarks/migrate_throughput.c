@@ -14,7 +14,10 @@
  * alternated from round to round. The minimum and the median are printed
  * with the ratio rust/c, as a table and as one "@json" line per engine and
  * figure for the host to collect; beside them, each engine's counters per
- * 2 MiB migrated (there and back), when the kernel counts its work.
+ * 2 MiB migrated (there and back), when the kernel counts its work, and
+ * under each engine's row where its time went: the engine's phases (its
+ * ns_* counters), test_hmm's allocations and copies (debugfs
+ * test_hmm/stats) and the engine's share of the whole migration.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,6 +59,9 @@ struct figure {
 	double counters[MAX_ENGINES][NR_SUMS];
 	/* Whether the kernel counts that engine's work. */
 	int counted[MAX_ENGINES];
+	/* test_hmm's statistics under each engine, summed over the rounds. */
+	double driver[MAX_ENGINES][NR_DRIVER_STATS];
+	int driver_counted[MAX_ENGINES];
 };
 
 static double now_ms(void)
@@ -183,7 +189,7 @@ static int run(int fd, const struct engines *eng, const struct kind *kind,
 
 	memset(f, 0, sizeof(*f));
 	for (i = 0; i < eng->n; i++)
-		f->counted[i] = 1;
+		f->counted[i] = f->driver_counted[i] = 1;
 	if (!mirror || !copy) {
 		perror("malloc");
 		goto out;
@@ -202,12 +208,15 @@ static int run(int fd, const struct engines *eng, const struct kind *kind,
 			if (engine_select(name))
 				goto out;
 			counters_reset(name);
+			driver_stats_reset();
 			if (round_trip(fd, kind, size, r, mirror,
 				       &f->s2d[e][r], &f->d2s[e][r],
 				       &f->entries[e], &map))
 				goto out;
 			if (counters_add(name, f->counters[e]))
 				f->counted[e] = 0;
+			if (driver_stats_add(f->driver[e]))
+				f->driver_counted[e] = 0;
 		}
 		buf = (char *)(((uintptr_t)map + PMD_BYTES - 1) & ~(PMD_BYTES - 1));
 		t0 = now_ms();
@@ -236,6 +245,45 @@ static void usage(void)
 static double ratio(double rust, double c)
 {
 	return c > 0 ? rust / c : 0;
+}
+
+/*
+ * Where engine @e's time went, in us per 2 MiB migrated there and back
+ * (means over the rounds): each phase of the engine, the driver's
+ * allocations and copies, and the engine's share of the whole migration
+ * as the benchmark timed it. A table line, or with @json the fields of
+ * the engine's @json line.
+ */
+static void print_phases(const struct figure *f, int e, const char *kind,
+			 size_t size, int rounds, int json)
+{
+	double per2m = (double)size / PMD_BYTES * rounds;
+	double total = 0, engine = 0, us[NR_PHASES], copy, copies;
+	int p, r;
+
+	for (r = 0; r < rounds; r++)
+		total += (f->s2d[e][r] + f->d2s[e][r]) * 1e3;
+	total /= per2m;
+	for (p = 0; p < NR_PHASES; p++) {
+		us[p] = f->counters[e][PHASE0 + p] / 1e3 / per2m;
+		engine += us[p];
+	}
+	copy = f->driver_counted[e] ? f->driver[e][0] / 1e3 / per2m : 0;
+	copies = f->driver_counted[e] ? f->driver[e][1] / per2m : 0;
+	if (json) {
+		printf(",\"phase_us_per_2m\":{");
+		for (p = 0; p < NR_PHASES; p++)
+			printf("\"%s\":%.2f,", phase_short[p], us[p]);
+		printf("\"engine\":%.2f,\"driver_copy\":%.2f,\"total\":%.2f},"
+		       "\"driver_copies_per_2m\":%.2f,\"engine_share\":%.4f",
+		       engine, copy, total, copies, total > 0 ? engine / total : 0);
+		return;
+	}
+	printf("%-4s %10zu %7s |   us/2MiB:", kind, size, "");
+	for (p = 0; p < NR_PHASES; p++)
+		printf(" %s %.1f", phase_short[p], us[p]);
+	printf(", engine %.1f of %.1f (%.0f%%); driver copy %.1f in %.1f copies\n",
+	       engine, total, total > 0 ? 100 * engine / total : 0, copy, copies);
 }
 
 int main(int argc, char **argv)
@@ -366,6 +414,8 @@ int main(int argc, char **argv)
 					for (c = 0; c < NR_COUNTERS; c++)
 						printf(" %6.1f", f.counters[e][c] / per2m);
 				printf("\n");
+				if (counted)
+					print_phases(&f, e, kinds[k].name, sizes[i], rounds, 0);
 				printf("@json {\"engine\":\"%s\",\"page\":\"%s\",\"bytes\":%zu,\"entries\":%llu,\"rounds\":%d,"
 				       "\"s2d_ms_min\":%.4f,\"s2d_ms_median\":%.4f,"
 				       "\"d2s_ms_min\":%.4f,\"d2s_ms_median\":%.4f,"
@@ -386,6 +436,7 @@ int main(int argc, char **argv)
 							       v / per2m);
 					}
 					printf("}");
+					print_phases(&f, e, kinds[k].name, sizes[i], rounds, 1);
 				}
 				printf("}\n");
 			}

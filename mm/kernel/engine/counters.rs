@@ -8,6 +8,9 @@
 //! of mm/folio_migrate/engine.h once, when it returns, so neither the hot
 //! loops nor a single-page fault do an atomic operation. The maximum wait is
 //! not a sum and stays one global atomic, raised only when a fault waited.
+//! The `ns_*` counters time the phases, one clock read at each end of a
+//! phase, so that the time of a migration can be split into the engine's
+//! share and the driver's.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::{bindings, c_str, ffi::c_char, prelude::*, str::CStr};
@@ -78,6 +81,15 @@ pub enum Counter {
     FaultEntriesCollected,
     /// Those the fault path put back after `migrate_to_ram()`.
     FaultEntriesRestored,
+    /// Nanoseconds in collection: the page-table walk of
+    /// `migrate_vma_setup()`, or locking the PFNs of `migrate_device_*()`.
+    NsCollect,
+    /// Nanoseconds in unmap: LRU isolation and the rmap walks after it.
+    NsUnmap,
+    /// Nanoseconds in `migrate_*_pages()`.
+    NsPages,
+    /// Nanoseconds in `migrate_*_finalize()`.
+    NsFinalize,
     /// Folios collected whole, by order: order 0 is this counter, order `n`
     /// is `FolioOrder0 + n`.
     FolioOrder0,
@@ -120,6 +132,10 @@ const NAMES: [&CStr; NR_COUNTERS] = [
     c_str!("fault_entries"),
     c_str!("fault_entries_collected"),
     c_str!("fault_entries_restored"),
+    c_str!("ns_collect"),
+    c_str!("ns_unmap"),
+    c_str!("ns_pages"),
+    c_str!("ns_finalize"),
     c_str!("folios_order_0"),
     c_str!("folios_order_1"),
     c_str!("folios_order_2"),
@@ -135,6 +151,14 @@ const NAMES: [&CStr; NR_COUNTERS] = [
 // The per-CPU counters have room for MIGRATE_DEVICE_RUST_COUNTERS (64), and
 // `Stats` marks the counters it touched in a `u64`.
 const _: () = assert!(NR_COUNTERS <= 64);
+
+/// A timestamp for the phase counters: the NMI-safe monotonic clock,
+/// which reads the clocksource without a seqcount retry loop.
+#[inline]
+pub fn now_ns() -> u64 {
+    // SAFETY: Reads a clock; callable from any context.
+    unsafe { bindings::ktime_get_mono_fast_ns() }
+}
 
 /// `Counter::FaultWaitMaxNs`, the one counter that is a maximum.
 static FAULT_WAIT_MAX_NS: AtomicUsize = AtomicUsize::new(0);
@@ -184,6 +208,12 @@ impl Stats {
         let c = &mut self.counts[counter as usize];
         *c = (*c).max(v);
         self.touch(counter as usize, 0);
+    }
+
+    /// Adds the nanoseconds since `start`, a [`now_ns()`], to `phase`.
+    #[inline]
+    pub fn time_since(&mut self, phase: Counter, start: u64) {
+        self.add(phase, now_ns().saturating_sub(start) as usize);
     }
 
     /// Counts a folio of `order` collected whole.

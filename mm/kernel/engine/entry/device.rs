@@ -2,7 +2,7 @@
 
 //! `migrate_device_range()` and `migrate_device_pfns()`: eviction.
 
-use super::super::counters::Stats;
+use super::super::counters::{self, Counter, Stats};
 use super::super::device;
 use crate::migration::{DevicePfns, SourceSlots};
 
@@ -14,13 +14,17 @@ use crate::migration::{DevicePfns, SourceSlots};
 /// `pfns` names has a memmap entry.
 unsafe fn migrate_device_pfns(src_pfns: *mut usize, npages: usize, pfns: DevicePfns) -> i32 {
     let mut stats = Stats::new();
+    let start = counters::now_ns();
     // SAFETY: The caller guarantees the array and the PFNs.
     let src = unsafe {
         SourceSlots::lock_device_pfns(src_pfns, npages, pfns, |found| {
             device::count(&mut stats, found)
         })
     };
+    stats.time_since(Counter::NsCollect, start);
+    let start = counters::now_ns();
     device::unmap_pfns(src, &mut stats);
+    stats.time_since(Counter::NsUnmap, start);
     0
 }
 

@@ -2,7 +2,7 @@
 
 //! `migrate_vma_finalize()` and `migrate_device_finalize()`.
 
-use super::super::counters::Stats;
+use super::super::counters::{self, Counter, Stats};
 use super::super::finalize;
 use crate::migration::unmapped_arrays;
 use kernel::bindings;
@@ -15,6 +15,7 @@ use kernel::bindings;
 #[no_mangle]
 pub unsafe extern "C" fn rust_migrate_vma_finalize(migrate: *mut bindings::migrate_vma) {
     let mut stats = Stats::new();
+    let start = counters::now_ns();
     // SAFETY: The caller passes a valid `struct migrate_vma`, whose arrays
     // setup and pages left, with the fault path holding the fault folio.
     let (src, dst) = unsafe {
@@ -22,6 +23,7 @@ pub unsafe extern "C" fn rust_migrate_vma_finalize(migrate: *mut bindings::migra
         unmapped_arrays(m.src, m.dst, m.npages, m.fault_page)
     };
     finalize::finalize(src, dst, &mut stats);
+    stats.time_since(Counter::NsFinalize, start);
 }
 
 /// The Rust `migrate_device_finalize()`.
@@ -37,7 +39,9 @@ pub unsafe extern "C" fn rust_migrate_device_finalize(
     npages: usize,
 ) {
     let mut stats = Stats::new();
+    let start = counters::now_ns();
     // SAFETY: The caller guarantees the arrays; there is no fault page.
     let (src, dst) = unsafe { unmapped_arrays(src_pfns, dst_pfns, npages, core::ptr::null_mut()) };
     finalize::finalize(src, dst, &mut stats);
+    stats.time_since(Counter::NsFinalize, start);
 }

@@ -2,7 +2,7 @@
 
 //! `migrate_vma_pages()` and `migrate_device_pages()`.
 
-use super::super::counters::Stats;
+use super::super::counters::{self, Counter, Stats};
 use super::super::pages::{self, VmaMigration};
 use crate::migration::unmapped_arrays;
 use kernel::{bindings, mm::virt::VmaRef};
@@ -16,6 +16,7 @@ use kernel::{bindings, mm::virt::VmaRef};
 #[no_mangle]
 pub unsafe extern "C" fn rust_migrate_vma_pages(migrate: *mut bindings::migrate_vma) {
     let mut stats = Stats::new();
+    let start = counters::now_ns();
     // SAFETY: The caller passes a valid `struct migrate_vma` and holds the
     // mmap lock of its VMA. Setup left `npages` unmapped slots, and the
     // driver its locked destinations; the fault path holds the fault folio.
@@ -34,6 +35,7 @@ pub unsafe extern "C" fn rust_migrate_vma_pages(migrate: *mut bindings::migrate_
         end: m.end,
     };
     pages::migrate_pages(&mut src, &dst, Some(&vm), &mut stats);
+    stats.time_since(Counter::NsPages, start);
 }
 
 /// The Rust `migrate_device_pages()`.
@@ -49,8 +51,10 @@ pub unsafe extern "C" fn rust_migrate_device_pages(
     npages: usize,
 ) {
     let mut stats = Stats::new();
+    let start = counters::now_ns();
     // SAFETY: The caller guarantees the arrays; there is no fault page.
     let (mut src, dst) =
         unsafe { unmapped_arrays(src_pfns, dst_pfns, npages, core::ptr::null_mut()) };
     pages::migrate_pages(&mut src, &dst, None, &mut stats);
+    stats.time_since(Counter::NsPages, start);
 }

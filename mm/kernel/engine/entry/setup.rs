@@ -2,7 +2,7 @@
 
 //! `migrate_vma_setup()`: collection, then unmap.
 
-use super::super::counters::{Counter, Stats};
+use super::super::counters::{self, Counter, Stats};
 use super::super::{collect, unmap};
 use crate::collection::PteBatch;
 use crate::migrate_core::collect::{CollectArgs, SelectFlags};
@@ -77,6 +77,7 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
         anonymous,
     );
 
+    let start = counters::now_ns();
     // Room for the folios of one page table, taken before any lock.
     let batch = PteBatch::new(npages.min(PTRS_PER_PTE)).map_err(|_| ENOMEM)?;
     let mut range = crate::mmu_notifier::MmuNotifierRange::migrate(
@@ -106,12 +107,15 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
     args.npages = collected;
     args.cpages = cpages;
     args.end = args.start + collected * PAGE_SIZE;
+    stats.time_since(Counter::NsCollect, start);
     if cpages != 0 {
+        let start = counters::now_ns();
         // SAFETY: The caller guarantees the slots; collection locked and
         // referenced every folio it stored, isolating none, and the fault
         // path holds the fault folio.
         let src = unsafe { SourceSlots::<Collected>::from_raw(args.src, collected, fault) };
         args.cpages = unmap::unmap(src, stats).1;
+        stats.time_since(Counter::NsUnmap, start);
     }
     Ok(())
 }
