@@ -24,7 +24,7 @@ pub(crate) struct VmaMigration<'a> {
 /// Whether slot `i` is a hole to populate with a destination.
 #[inline]
 fn is_hole_to_fill(src: MigratePfn, dst: MigratePfn) -> bool {
-    dst.pfn().is_some() && src.pfn().is_none() && src.is_migrate()
+    src.is_migrate() && src.pfn().is_none() && dst.pfn().is_some()
 }
 
 /// Populates the hole of slots `i..i + nr` with the destinations the
@@ -98,6 +98,12 @@ pub(crate) fn migrate_pages(
     let mut i = 0;
     while i < npages {
         let (slot, dest) = (src.get(i), dst.get(i));
+        if slot.raw() == 0 {
+            // A tail slot, or one collection left empty: nothing to move,
+            // whatever the driver wrote there, as in 7.3.
+            i += 1;
+            continue;
+        }
         let Some(newfolio) = dst.folio(i) else {
             src.clear_migrate(i);
             i += 1;
@@ -185,6 +191,8 @@ pub(crate) fn migrate_pages(
                 stats.inc(Counter::FailMigrateMapping);
             }
         }
-        i += 1;
+        // Past the folio's tail slots, which are empty (after a split, the
+        // folio is the page at `i`).
+        i += src.get(i).nr_pages();
     }
 }

@@ -435,8 +435,13 @@ impl Decision {
         if too_few || page_spread {
             return Err(Error::OutOfRange);
         }
-        out.fill(0);
-        out[0] = head.raw();
+        // Tail slots stay 0; a page has none, and no memset() call.
+        if let [first, tails @ ..] = out {
+            *first = head.raw();
+            if !tails.is_empty() {
+                tails.fill(0);
+            }
+        }
         Ok(slots)
     }
 }
