@@ -278,6 +278,8 @@ pub fn build_programs(
         let mut cc = Command::new("gcc");
         cc.args(["-static", "-Wall", "-Wextra", "-Werror", "-O2"])
             .arg(format!("-I{}", tree.join("lib").display()))
+            // kselftest.h, for the KTAP output of the selftests.
+            .arg(format!("-I{}", tree.join("tools/testing/selftests").display()))
             .arg("-isystem")
             .arg(out.join("usr/include"))
             .arg(&src)

@@ -220,6 +220,16 @@ pub fn vm_steps() -> Vec<Step> {
         timeout_secs: 300,
     });
     steps.push(Step {
+        name: "bad-input".into(),
+        command: "bad_input".into(),
+        timeout_secs: 300,
+    });
+    steps.push(Step {
+        name: "upstream-fixes".into(),
+        command: "upstream_fixes".into(),
+        timeout_secs: 600,
+    });
+    steps.push(Step {
         name: "evict-race".into(),
         command: "evict_race".into(),
         timeout_secs: 600,
@@ -259,6 +269,8 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("thp-fault", 6),
     ("mthp", 294),
     ("pinned", 9),
+    ("bad-input", 21),
+    ("upstream-fixes", 24),
     ("evict-race", 6),
     ("stress", 3),
 ];
