@@ -93,17 +93,27 @@ static unsigned char *anon(size_t bytes, unsigned int seed)
 	return p;
 }
 
-static const char *no_pages(unsigned int seed, struct outcome *o)
+/*
+ * Runs @req on @npages from byte @off of a fresh anonymous mapping of
+ * @bytes, then checks that all of it reads as written.
+ */
+static const char *on_anon(size_t bytes, size_t off, unsigned long req,
+			   unsigned long npages, unsigned int seed, struct outcome *o)
 {
-	unsigned char *p = anon(BYTES, seed);
+	unsigned char *p = anon(bytes, seed);
 	int ok;
 
 	if (!p)
 		return "mmap failed";
-	*o = migrate(HMM_DMIRROR_MIGRATE_TO_DEV, p, 0);
-	ok = intact(p, BYTES, seed);
-	munmap(p, BYTES);
+	*o = migrate(req, p + off, npages);
+	ok = intact(p, bytes, seed);
+	munmap(p, bytes);
 	return ok ? NULL : "data lost";
+}
+
+static const char *no_pages(unsigned int seed, struct outcome *o)
+{
+	return on_anon(BYTES, 0, HMM_DMIRROR_MIGRATE_TO_DEV, 0, seed, o);
 }
 
 /* The second half of the range is unmapped: the first half may move. */
@@ -153,15 +163,7 @@ static const char *prot_none(unsigned int seed, struct outcome *o)
 /* One byte into the first page: the engines align the range down. */
 static const char *unaligned(unsigned int seed, struct outcome *o)
 {
-	unsigned char *p = anon(BYTES + PAGE_BYTES, seed);
-	int ok;
-
-	if (!p)
-		return "mmap failed";
-	*o = migrate(HMM_DMIRROR_MIGRATE_TO_DEV, p + 1, NPAGES);
-	ok = intact(p, BYTES + PAGE_BYTES, seed);
-	munmap(p, BYTES + PAGE_BYTES);
-	return ok ? NULL : "data lost";
+	return on_anon(BYTES + PAGE_BYTES, 1, HMM_DMIRROR_MIGRATE_TO_DEV, NPAGES, seed, o);
 }
 
 /* Shared file pages have a mapping: no engine collects them. */
@@ -190,15 +192,7 @@ static const char *shared_file(unsigned int seed, struct outcome *o)
 /* Memory that never went to the device: nothing to bring back. */
 static const char *back_not_on_device(unsigned int seed, struct outcome *o)
 {
-	unsigned char *p = anon(BYTES, seed);
-	int ok;
-
-	if (!p)
-		return "mmap failed";
-	*o = migrate(HMM_DMIRROR_MIGRATE_TO_SYS, p, NPAGES);
-	ok = intact(p, BYTES, seed);
-	munmap(p, BYTES);
-	return ok ? NULL : "data lost";
+	return on_anon(BYTES, 0, HMM_DMIRROR_MIGRATE_TO_SYS, NPAGES, seed, o);
 }
 
 static const struct bad_case cases[] = {
