@@ -219,12 +219,7 @@ int main(void)
 	unsigned int c;
 	int e;
 
-	ksft_print_header();
-	if (access(ENGINE, W_OK))
-		ksft_exit_skip("no %s (CONFIG_MIGRATE_DEVICE_RUST=n)\n", ENGINE);
-	dev_fd = open(DMIRROR, O_RDWR);
-	if (dev_fd < 0)
-		ksft_exit_skip("cannot open %s\n", DMIRROR);
+	tap_begin(&dev_fd, NULL);
 	ksft_set_plan(NENGINES * NCASES);
 	for (e = 0; e < NENGINES; e++) {
 		if (write_file(ENGINE, engines[e])) {

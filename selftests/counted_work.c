@@ -9,7 +9,7 @@
  * 2 MiB folios and two PMD migration entries, no split, no CPU fault, and
  * no TLB flush beyond one per PTE and one per range. The other engine's
  * counters must stay 0. The data is checked after the round trip.
- * TAP output.
+ * KTAP output.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kselftest.h"
 #include "test_hmm_uapi.h"
 #include "util.h"
 
@@ -72,11 +73,8 @@ struct expect {
 	unsigned long want;
 };
 
-/*
- * One round trip of @thp kind under @engine; prints one TAP line, numbered
- * @n. Returns 1 when it passed, 0 when it failed, -1 when it was skipped.
- */
-static int round_trip(int n, const char *engine, int thp)
+/* One round trip of @thp kind under @engine; reports one KTAP result. */
+static void round_trip(const char *engine, int thp)
 {
 	const char *mine = strcmp(engine, "c") ? COUNTERS : COUNTERS_C;
 	const char *other = strcmp(engine, "c") ? COUNTERS_C : COUNTERS;
@@ -104,30 +102,28 @@ static int round_trip(int n, const char *engine, int thp)
 	char why[200] = "";
 	unsigned long flushes, idle;
 	size_t i;
-	int ret = 0;
 
 	if (!p || !mirror) {
-		printf("not ok %d %s %s: cannot map buffers\n", n, engine, kind);
+		ksft_test_result_fail("%s %s: cannot map buffers\n", engine, kind);
 		goto out;
 	}
 	madvise(p, PMD_BYTES, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	for (i = 0; i < PMD_BYTES; i++)
 		p[i] = (char)(i * 7 + 3);
 	if (thp && !is_thp(p)) {
-		printf("ok %d %s %s # SKIP no THP for the buffer\n", n, engine, kind);
-		ret = -1;
+		ksft_test_result_skip("%s %s: no THP for the buffer\n", engine, kind);
 		goto out;
 	}
 	write_file(COUNTERS, "0");
 	write_file(COUNTERS_C, "0");
 	if (migrate(HMM_DMIRROR_MIGRATE_TO_DEV, p, mirror) ||
 	    migrate(HMM_DMIRROR_MIGRATE_TO_SYS, p, mirror)) {
-		printf("not ok %d %s %s: a migration failed\n", n, engine, kind);
+		ksft_test_result_fail("%s %s: a migration failed\n", engine, kind);
 		goto out;
 	}
 	for (i = 0; i < PMD_BYTES; i++)
 		if (p[i] != (char)(i * 7 + 3)) {
-			printf("not ok %d %s %s: data differs at %zu\n", n, engine, kind, i);
+			ksft_test_result_fail("%s %s: data differs at %zu\n", engine, kind, i);
 			goto out;
 		}
 	for (i = 0; i < 6; i++) {
@@ -145,43 +141,37 @@ static int round_trip(int n, const char *engine, int thp)
 	if (!*why && idle)
 		snprintf(why, sizeof(why), "the other engine's counters sum to %lu",
 			 idle);
-	printf("%s %d %s %s: %lu small folios, %lu 2 MiB folios, %lu PTE and %lu PMD migration entries, %lu TLB flushes%s%s\n",
-	       *why ? "not ok" : "ok", n, engine, kind,
-	       counter_in(mine, "folios_order_0"), counter_in(mine, "folios_order_9"),
-	       counter_in(mine, "pte_migration_entries"),
-	       counter_in(mine, "pmd_migration_entries"), flushes,
-	       *why ? ": " : "", why);
-	ret = !*why;
+	ksft_test_result(!*why,
+			 "%s %s: %lu small folios, %lu 2 MiB folios, %lu PTE and %lu PMD migration entries, %lu TLB flushes%s%s\n",
+			 engine, kind,
+			 counter_in(mine, "folios_order_0"), counter_in(mine, "folios_order_9"),
+			 counter_in(mine, "pte_migration_entries"),
+			 counter_in(mine, "pmd_migration_entries"), flushes,
+			 *why ? ": " : "", why);
 out:
 	free(mirror);
 	if (p)
 		munmap(p, PMD_BYTES);
-	return ret;
 }
 
 int main(void)
 {
 	static const char *const engines[] = { "c", "rust", "rust-entry" };
-	int e, k, n = 0, bad = 0;
+	int e, k;
 
-	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
-		return 0;
-	if (access(COUNTERS_C, R_OK)) {
-		printf("1..0 # SKIP no %s\n", COUNTERS_C);
-		return 0;
-	}
-	printf("1..6\n");
+	tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL);
+	if (access(COUNTERS_C, R_OK))
+		ksft_exit_skip("no %s\n", COUNTERS_C);
+	ksft_set_plan(6);
 	for (e = 0; e < 3; e++) {
-		if (write_file(ENGINE, engines[e])) {
-			printf("Bail out! cannot select engine %s\n", engines[e]);
-			return 1;
-		}
+		if (write_file(ENGINE, engines[e]))
+			ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 		for (k = 0; k < 2; k++)
-			bad += round_trip(++n, engines[e], k) == 0;
+			round_trip(engines[e], k);
 	}
 	write_file(ENGINE, "rust");
 	write_file(COUNTERS, "0");
 	write_file(COUNTERS_C, "0");
 	close(dev_fd);
-	return bad ? 1 : 0;
+	ksft_finished();
 }

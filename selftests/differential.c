@@ -3,7 +3,7 @@
  * differential: run the same sequences of migrations, CPU faults, partial
  * munmap, mremap, fork, mprotect, MADV_FREE and driver eviction under
  * debugfs migrate_device/engine "c", "rust" and "rust-entry", and check in
- * TAP that each Rust engine gives the same data and the same page-table
+ * KTAP that each Rust engine gives the same data and the same page-table
  * shape as the C one.
  *
  * The shape of a page is what the test_hmm snapshot sees (mapped, write,
@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kselftest.h"
 #include "test_hmm_uapi.h"
 #include "util.h"
 
@@ -373,29 +374,24 @@ int main(void)
 	static const char *const engines[] = { "c", "rust", "rust-entry" };
 	enum { NENGINES = sizeof(engines) / sizeof(engines[0]) };
 	static struct record rec[NENGINES];
-	int nseq = sizeof(seqs) / sizeof(seqs[0]), bad = 0;
+	int nseq = sizeof(seqs) / sizeof(seqs[0]);
 
-	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
-		return 0;
-	printf("1..%d\n", nseq * (NENGINES - 1));
+	tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL);
+	ksft_set_plan(nseq * (NENGINES - 1));
 	for (int s = 0; s < nseq; s++) {
 		for (int e = 0; e < NENGINES; e++) {
 			memset(&rec[e], 0, sizeof(rec[e]));
-			if (write_file(ENGINE, engines[e])) {
-				printf("Bail out! cannot select engine %s\n", engines[e]);
-				return 1;
-			}
+			if (write_file(ENGINE, engines[e]))
+				ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 			seqs[s].run(&rec[e]);
 		}
 		/* Each Rust engine against the C one. */
 		for (int e = 1; e < NENGINES; e++) {
-			int n = s * (NENGINES - 1) + e;
-
 			if (rec[0].failed || rec[e].failed) {
-				printf("not ok %d %s, c vs %s # c: %s; %s: %s\n", n, seqs[s].name,
-				       engines[e], rec[0].failed ? rec[0].why : "ok", engines[e],
-				       rec[e].failed ? rec[e].why : "ok");
-				bad++;
+				ksft_test_result_fail("%s, c vs %s # c: %s; %s: %s\n",
+						      seqs[s].name, engines[e],
+						      rec[0].failed ? rec[0].why : "ok", engines[e],
+						      rec[e].failed ? rec[e].why : "ok");
 			} else if (rec[0].len != rec[e].len ||
 				   memcmp(rec[0].shape, rec[e].shape, rec[0].len)) {
 				size_t i = 0;
@@ -403,15 +399,15 @@ int main(void)
 				while (i < rec[0].len && i < rec[e].len &&
 				       rec[0].shape[i] == rec[e].shape[i])
 					i++;
-				printf("not ok %d %s, c vs %s # shapes differ at byte %zu of %zu/%zu\n",
-				       n, seqs[s].name, engines[e], i, rec[0].len, rec[e].len);
-				bad++;
+				ksft_test_result_fail("%s, c vs %s # shapes differ at byte %zu of %zu/%zu\n",
+						      seqs[s].name, engines[e], i, rec[0].len,
+						      rec[e].len);
 			} else {
-				printf("ok %d %s, c vs %s # %zu shape bytes equal\n", n,
-				       seqs[s].name, engines[e], rec[0].len);
+				ksft_test_result_pass("%s, c vs %s # %zu shape bytes equal\n",
+						      seqs[s].name, engines[e], rec[0].len);
 			}
 		}
 	}
 	write_file(ENGINE, "rust");
-	return bad ? 1 : 0;
+	ksft_finished();
 }

@@ -13,7 +13,7 @@
  * every page must end up present in system memory, and the run must
  * finish. The readers start a little later each round, so the eviction
  * meets them at every point of their pass. Reported: migrate_to_ram() calls
- * per round, the rest of the pages having been evicted. TAP output.
+ * per round, the rest of the pages having been evicted. KTAP output.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kselftest.h"
 #include "test_hmm_uapi.h"
 #include "util.h"
 
@@ -175,38 +176,35 @@ int main(void)
 		{ "thp", 1, 8, 16, 500 },
 	};
 	const int nengines = sizeof(engines) / sizeof(engines[0]);
-	int pagemap_fd, e, k, n = 0, bad = 0;
+	int pagemap_fd, e, k;
 
-	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, NULL))
-		return 0;
+	tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, NULL);
 	write_file(FAULT_HOLD, HOLD_US);
-	printf("1..%d\n", 2 * nengines);
+	ksft_set_plan(2 * nengines);
 	for (e = 0; e < nengines; e++) {
 		for (k = 0; k < 2; k++) {
 			const char *why = "";
 			unsigned long calls[16];
-			int i;
+			char list[16 * 24];
+			int i, len = 0;
 
-			if (write_file(ENGINE, engines[e])) {
-				printf("Bail out! cannot select engine %s\n", engines[e]);
-				return 1;
-			}
-			n++;
+			if (write_file(ENGINE, engines[e]))
+				ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 			if (run(pagemap_fd, kinds[k].thp, kinds[k].units, kinds[k].rounds,
 				kinds[k].step_us, calls, &why)) {
-				printf("not ok %d %s %s: %s\n", n, engines[e], kinds[k].name, why);
-				bad++;
+				ksft_test_result_fail("%s %s: %s\n", engines[e], kinds[k].name,
+						      why);
 				continue;
 			}
-			printf("ok %d %s %s: %d rounds of %d units x %d readers against an eviction; migrate_to_ram calls per round, readers %d us later each round:",
-			       n, engines[e], kinds[k].name, kinds[k].rounds, kinds[k].units,
-			       THREADS, kinds[k].step_us);
+			list[0] = 0;
 			for (i = 0; i < kinds[k].rounds; i++)
-				printf(" %lu", calls[i]);
-			printf("\n");
+				len += snprintf(list + len, sizeof(list) - len, " %lu", calls[i]);
+			ksft_test_result_pass("%s %s: %d rounds of %d units x %d readers against an eviction; migrate_to_ram calls per round, readers %d us later each round:%s\n",
+					      engines[e], kinds[k].name, kinds[k].rounds,
+					      kinds[k].units, THREADS, kinds[k].step_us, list);
 		}
 	}
 	write_file(FAULT_HOLD, "0");
 	write_file(ENGINE, "rust");
-	return bad ? 1 : 0;
+	ksft_finished();
 }

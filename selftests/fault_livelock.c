@@ -21,7 +21,7 @@
  * mTHPs and THPs. 7.3's C refaults at once at PMD level,
  * so for it those figures are only reported. Without the driver's hold
  * there is no contention to measure, so the run bails out.
- * TAP output.
+ * KTAP output.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kselftest.h"
 #include "test_hmm_uapi.h"
 #include "util.h"
 
@@ -162,18 +163,14 @@ int main(void)
 	};
 	const int nengines = sizeof(engines) / sizeof(engines[0]);
 	const int nkinds = sizeof(kinds) / sizeof(kinds[0]);
-	int fd, e, k, n = 0, bad = 0;
+	int fd, e, k;
 	static struct thp_sizes thp;
 
-	if (tap_begin(&fd, NULL))
-		return 0;
-	if (write_file(FAULT_HOLD, HOLD_US)) {
-		printf("Bail out! cannot set %s: the driver would hold no lock\n",
-		       FAULT_HOLD);
-		return 1;
-	}
+	tap_begin(&fd, NULL);
+	if (write_file(FAULT_HOLD, HOLD_US))
+		ksft_exit_fail_msg("cannot set %s: the driver would hold no lock\n", FAULT_HOLD);
 	thp_sizes_save(&thp, PMD_BYTES >> 10);
-	printf("1..%d\n", nkinds * nengines);
+	ksft_set_plan(nkinds * nengines);
 	for (e = 0; e < nengines; e++) {
 		for (k = 0; k < nkinds; k++) {
 			int mthp = kinds[k].mthp_kb;
@@ -184,10 +181,8 @@ int main(void)
 			unsigned long calls;
 			long faults;
 
-			if (write_file(ENGINE, engines[e])) {
-				printf("Bail out! cannot select engine %s\n", engines[e]);
-				return 1;
-			}
+			if (write_file(ENGINE, engines[e]))
+				ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 			if (rust)
 				write_file(COUNTERS, "0");
 			write_file(FAULT_CALLS, "0");
@@ -206,12 +201,12 @@ int main(void)
 			if (mthp)
 				thp_size_only(&thp, 0, NULL);
 			calls = read_ulong(FAULT_CALLS);
-			n++;
 			if (!ok) {
-				printf("not ok %d %s %s: %s\n", n, engines[e], kinds[k].name, why);
-				bad++;
+				ksft_test_result_fail("%s %s: %s\n", engines[e], kinds[k].name,
+						      why);
 			} else {
 				unsigned long units = kinds[k].units;
+				char waits[128] = "", because[128] = "";
 
 				/* Every page needs at least one migrate_to_ram(). */
 				ok = calls >= units;
@@ -225,27 +220,26 @@ int main(void)
 					ok = 0;
 					why = "more than 1.1 migrate_to_ram() per page";
 				}
-				printf("%s %d %s %s: %d pages x %d threads, migrate_to_ram %.2f per page, CPU faults %.2f per page, migrate_to_ram %.4f per fault, reader CPU %.2f ms per page, worst read %.0f us",
-				       ok ? "ok" : "not ok", n, engines[e], kinds[k].name,
-				       kinds[k].units, THREADS,
-				       (double)calls / kinds[k].units,
-				       (double)faults / kinds[k].units,
-				       faults ? (double)calls / faults : 0.0,
-				       cpu / kinds[k].units, worst);
 				if (rust)
-					printf("; engine faults %.2f per page, waits %lu, longest wait %.0f us",
-					       (double)counter("faults") / kinds[k].units,
-					       counter("fault_waits"),
-					       counter("fault_wait_max_ns") / 1e3);
+					snprintf(waits, sizeof(waits),
+						 "; engine faults %.2f per page, waits %lu, longest wait %.0f us",
+						 (double)counter("faults") / kinds[k].units,
+						 counter("fault_waits"),
+						 counter("fault_wait_max_ns") / 1e3);
 				if (!ok && *why)
-					printf(" (%s)", why);
-				printf("\n");
-				bad += !ok;
+					snprintf(because, sizeof(because), " (%s)", why);
+				ksft_test_result(ok,
+						 "%s %s: %d pages x %d threads, migrate_to_ram %.2f per page, CPU faults %.2f per page, migrate_to_ram %.4f per fault, reader CPU %.2f ms per page, worst read %.0f us%s%s\n",
+						 engines[e], kinds[k].name, kinds[k].units, THREADS,
+						 (double)calls / kinds[k].units,
+						 (double)faults / kinds[k].units,
+						 faults ? (double)calls / faults : 0.0,
+						 cpu / kinds[k].units, worst, waits, because);
 			}
 		}
 	}
 	write_file(FAULT_HOLD, "0");
 	write_file(ENGINE, "rust");
 	close(fd);
-	return bad ? 1 : 0;
+	ksft_finished();
 }

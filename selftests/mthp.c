@@ -21,7 +21,7 @@
  * 7.3's C splits the folios first, so for engine c those figures are only
  * reported, and its device holds no large folio whose allocation could
  * fail (failing its 4 KiB one would return VM_FAULT_OOM): the flag is not
- * set under c. TAP output.
+ * set under c. KTAP output.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +38,7 @@
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 
+#include "kselftest.h"
 #include "test_hmm_uapi.h"
 #include "util.h"
 
@@ -671,22 +672,18 @@ int main(void)
 {
 	static const char *const engines[] = { "c", "rust", "rust-entry" };
 	const int nengines = sizeof(engines) / sizeof(engines[0]);
-	int nsizes, e, s, c, n = 0, bad = 0;
+	int nsizes, e, s, c;
 	static char det[DET];
 
-	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
-		return 0;
+	tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL);
 	nsizes = thp_sizes_save(&thp, PMD_BYTES >> 10);
-	if (!nsizes) {
-		printf("1..0 # SKIP no mTHP size below %lu kB\n", PMD_BYTES >> 10);
-		return 0;
-	}
-	printf("1..%d\n", nengines * nsizes * NCASES);
+	if (!nsizes)
+		ksft_exit_skip("no mTHP size below %lu kB\n", PMD_BYTES >> 10);
+	ksft_set_plan(nengines * nsizes * NCASES);
 	for (e = 0; e < nengines; e++) {
 		if (write_file(ENGINE, engines[e])) {
 			restore();
-			printf("Bail out! cannot select engine %s\n", engines[e]);
-			return 1;
+			ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 		}
 		rust = strcmp(engines[e], "c") != 0;
 		cfile = rust ? COUNTERS : COUNTERS_C;
@@ -699,31 +696,27 @@ int main(void)
 			snprintf(order_name, sizeof(order_name), "folios_order_%d", order);
 			if (thp_size_only(&thp, kb, "always")) {
 				restore();
-				printf("Bail out! cannot enable the %d kB mTHP size alone\n", kb);
-				return 1;
+				ksft_exit_fail_msg("cannot enable the %d kB mTHP size alone\n", kb);
 			}
 			for (c = 0; c < NCASES; c++) {
-				const char *why;
+				const char *name = cases[c].name, *why;
 
 				det[0] = 0;
 				if (before_migration(cases[c].run) &&
 				    (!rust || (cases[c].run == dst_larger && order + 1 >= 9))) {
 					/* No mTHP on the device to pair, or none larger. */
-					printf("ok %d %s %dkB: %s # SKIP %s\n", ++n, engines[e], kb,
-					       cases[c].name, !rust ? "c splits mTHPs first" :
-					       "no mTHP order above it");
+					ksft_test_result_skip("%s %dkB: %s: %s\n", engines[e], kb,
+							      name, !rust ? "c splits mTHPs first" :
+							      "no mTHP order above it");
 					continue;
 				}
-				why = run_case(c, 0x9e3779b9u * (unsigned int)(n + 1), det);
-				printf("%s %d %s %dkB: %s: %s%s%s\n", why ? "not ok" : "ok", ++n,
-				       engines[e], kb, cases[c].name, why ?: "",
-				       !why || !det[0] ? "" : "; ", det);
-				fflush(stdout);
-				bad += !!why;
+				why = run_case(c, 0x9e3779b9u * (ksft_test_num() + 1), det);
+				ksft_test_result(!why, "%s %dkB: %s: %s%s%s\n", engines[e], kb,
+						 name, why ?: "", !why || !det[0] ? "" : "; ", det);
 			}
 		}
 	}
 	restore();
 	close(dev_fd);
-	return bad ? 1 : 0;
+	ksft_finished();
 }

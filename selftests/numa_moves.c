@@ -8,7 +8,7 @@
  * data must be intact when the CPU reads it back from the device; the
  * kernel log (checked by the harness) must stay free of warnings. The
  * test kernel has two nodes (numa=fake=2); a missing node 1 fails the run.
- * TAP output.
+ * KTAP output.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "kselftest.h"
 #include "test_hmm_uapi.h"
 #include "util.h"
 
@@ -75,8 +76,8 @@ static const char *move_to_node1(enum mover how, char *p)
 	}
 }
 
-/* One case; prints its TAP line and returns whether it passed. */
-static int one(int n, const char *engine, int thp, enum mover how)
+/* One case, its data seeded with @n; reports its KTAP result. */
+static void one(int n, const char *engine, int thp, enum mover how)
 {
 	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
 	void *mirror = malloc(PMD_BYTES);
@@ -108,36 +109,30 @@ static int one(int n, const char *engine, int thp, enum mover how)
 			goto out;
 		}
 out:
-	printf("%s %d %s %s %s%s%s\n", why ? "not ok" : "ok", n, engine,
-	       thp ? "thp" : "4k", mover_names[how], why ? ": " : "", why ? why : "");
+	ksft_test_result(!why, "%s %s %s%s%s\n", engine, thp ? "thp" : "4k", mover_names[how],
+			 why ? ": " : "", why ? why : "");
 	free(mirror);
 	if (p)
 		munmap(p, PMD_BYTES);
-	return !why;
 }
 
 int main(void)
 {
 	static const char *const engines[] = { "c", "rust", "rust-entry" };
-	int e, k, m, n = 0, bad = 0;
+	int e, k, m, n = 0;
 
-	if (tap_begin(&dev_fd, NULL))
-		return 0;
-	if (access(NODE1, F_OK)) {
-		printf("Bail out! no %s: the test kernel must have two nodes\n", NODE1);
-		return 1;
-	}
-	printf("1..%d\n", 3 * 2 * NR_MOVERS);
+	tap_begin(&dev_fd, NULL);
+	if (access(NODE1, F_OK))
+		ksft_exit_fail_msg("no %s: the test kernel must have two nodes\n", NODE1);
+	ksft_set_plan(3 * 2 * NR_MOVERS);
 	for (e = 0; e < 3; e++) {
-		if (write_file(ENGINE, engines[e])) {
-			printf("Bail out! cannot select engine %s\n", engines[e]);
-			return 1;
-		}
+		if (write_file(ENGINE, engines[e]))
+			ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 		for (k = 0; k < 2; k++)
 			for (m = 0; m < NR_MOVERS; m++)
-				bad += !one(++n, engines[e], k, m);
+				one(++n, engines[e], k, m);
 	}
 	write_file(ENGINE, "rust");
 	close(dev_fd);
-	return bad ? 1 : 0;
+	ksft_finished();
 }

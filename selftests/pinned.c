@@ -19,7 +19,7 @@
  * The migration reports the page left behind (the driver cannot read it
  * back: ENOENT). Data is checked everywhere, under every engine; under
  * the Rust engines the pinned 4 KiB page must be found when the batch
- * shares it (one failed share), not later by unmap. TAP output.
+ * shares it (one failed share), not later by unmap. KTAP output.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kselftest.h"
 #include "test_hmm_uapi.h"
 #include "util.h"
 
@@ -201,44 +202,37 @@ int main(void)
 		"pinned page in a 64 KiB mTHP",
 		"64 KiB mTHPs shared with a forked child",
 	};
-	int e, k, n = 0, bad = 0;
+	int e, k;
 	char det[200];
 
-	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
-		return 0;
+	tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL);
 	gup_fd = open(GUP_TEST, O_RDWR);
-	if (gup_fd < 0) {
-		printf("1..0 # SKIP cannot open %s (CONFIG_GUP_TEST=n)\n", GUP_TEST);
-		return 0;
-	}
+	if (gup_fd < 0)
+		ksft_exit_skip("cannot open %s (CONFIG_GUP_TEST=n)\n", GUP_TEST);
 	thp_sizes_save(&thp, PMD_BYTES >> 10);
 	if (thp_size_only(&thp, MTHP_KB, "always")) {
-		printf("1..0 # SKIP no %d kB mTHP size\n", MTHP_KB);
 		thp_size_only(&thp, 0, NULL);
-		return 0;
+		ksft_exit_skip("no %d kB mTHP size\n", MTHP_KB);
 	}
-	printf("1..%d\n", 3 * 3);
+	ksft_set_plan(3 * 3);
 	for (e = 0; e < 3; e++) {
 		if (write_file(ENGINE, engines[e])) {
-			printf("Bail out! cannot select engine %s\n", engines[e]);
 			thp_size_only(&thp, 0, NULL);
-			return 1;
+			ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 		}
 		rust = strcmp(engines[e], "c") != 0;
 		for (k = 0; k < 3; k++) {
-			unsigned int seed = 0x2545f491u * (unsigned int)(n + 1);
+			unsigned int seed = 0x2545f491u * (ksft_test_num() + 1);
 			const char *why;
 
 			det[0] = 0;
 			why = k == 2 ? shared_with_child(seed, det, sizeof(det)) :
 				       pinned_page(k, seed, det, sizeof(det));
-			printf("%s %d %s: %s: %s%s%s\n", why ? "not ok" : "ok", ++n, engines[e],
-			       names[k], why ?: "", why ? "; " : "", det);
-			fflush(stdout);
-			bad += !!why;
+			ksft_test_result(!why, "%s: %s: %s%s%s\n", engines[e], names[k], why ?: "",
+					 why ? "; " : "", det);
 		}
 	}
 	thp_size_only(&thp, 0, NULL);
 	write_file(ENGINE, "rust");
-	return bad ? 1 : 0;
+	ksft_finished();
 }

@@ -16,7 +16,7 @@
  *
  * Usage: stress [--seed N] [--seconds S] [--engine E]: S seconds per
  * engine (default 8), every engine unless E is given.
- * TAP output.
+ * KTAP output.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kselftest.h"
 #include "test_hmm_uapi.h"
 #include "util.h"
 
@@ -260,13 +261,14 @@ static void *chaos_run(void *arg)
 	return NULL;
 }
 
-/* One engine's run; prints its TAP line and returns whether it passed. */
-static int run(int n, const char *engine, unsigned int seconds)
+/* One engine's run; reports its KTAP result. */
+static void run(const char *engine, unsigned int seconds)
 {
 	void *chaos_mirror = malloc(PMD_BYTES);
 	unsigned long total[NR_OPS] = { 0 };
+	char totals[NR_OPS * 48];
 	pthread_t chaos;
-	int o, k, ok = 1;
+	int o, k, ok = 1, len = 0;
 	time_t end;
 
 	stop = 0;
@@ -282,8 +284,8 @@ static int run(int n, const char *engine, unsigned int seconds)
 			w->r[k].addr = map_region(k);
 			w->r[k].shadow = malloc(PMD_BYTES);
 			if (!w->r[k].addr || !w->r[k].shadow || !w->mirror) {
-				printf("not ok %d %s: cannot map regions\n", n, engine);
-				return 0;
+				ksft_test_result_fail("%s: cannot map regions\n", engine);
+				return;
 			}
 			for (size_t i = 0; i < PMD_BYTES; i++)
 				w->r[k].addr[i] = w->r[k].shadow[i] = (char)(i * 31 + k + o);
@@ -304,12 +306,11 @@ static int run(int n, const char *engine, unsigned int seconds)
 		if (owners[o].failure[0])
 			ok = 0;
 	}
-	printf("%s %d %s: seed %lu, %u s", ok ? "ok" : "not ok", n, engine, seed, seconds);
 	for (k = 0; k < NR_OPS; k++)
-		printf("%s %s %lu", k ? "," : ";", op_names[k], total[k]);
-	if (!ok)
-		printf("; first mismatch: %s", first_failure);
-	printf("\n");
+		len += snprintf(totals + len, sizeof(totals) - len, "%s %s %lu", k ? "," : ";",
+				op_names[k], total[k]);
+	ksft_test_result(ok, "%s: seed %lu, %u s%s%s%s\n", engine, seed, seconds, totals,
+			 ok ? "" : "; first mismatch: ", ok ? "" : first_failure);
 	for (o = 0; o < OWNERS; o++) {
 		for (k = 0; k < KINDS; k++) {
 			munmap(owners[o].r[k].addr, PMD_BYTES);
@@ -318,7 +319,6 @@ static int run(int n, const char *engine, unsigned int seconds)
 		free(owners[o].mirror);
 	}
 	free(chaos_mirror);
-	return ok;
 }
 
 int main(int argc, char **argv)
@@ -327,7 +327,7 @@ int main(int argc, char **argv)
 	unsigned int seconds = 8;
 	const char *only = NULL;
 	char mthp_was[64] = "";
-	int e, n = 0, bad = 0, fd;
+	int e, fd;
 
 	seed = (unsigned long)time(NULL);
 	for (int i = 1; i + 1 < argc; i += 2) {
@@ -338,8 +338,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--engine"))
 			only = argv[i + 1];
 	}
-	if (tap_begin(&dev_fd, NULL))
-		return 0;
+	tap_begin(&dev_fd, NULL);
 	/* 64 KiB mTHPs for the regions that ask for huge pages. */
 	fd = open(MTHP_ENABLED, O_RDONLY);
 	if (fd >= 0) {
@@ -355,20 +354,18 @@ int main(int argc, char **argv)
 		}
 		write_file(MTHP_ENABLED, "madvise");
 	}
-	printf("# seed %lu, %u s per engine\n", seed, seconds);
-	printf("1..%d\n", only ? 1 : 3);
+	ksft_print_msg("seed %lu, %u s per engine\n", seed, seconds);
+	ksft_set_plan(only ? 1 : 3);
 	for (e = 0; e < 3; e++) {
 		if (only && strcmp(only, engines[e]))
 			continue;
-		if (write_file(ENGINE, engines[e])) {
-			printf("Bail out! cannot select engine %s\n", engines[e]);
-			return 1;
-		}
-		bad += !run(++n, engines[e], seconds);
+		if (write_file(ENGINE, engines[e]))
+			ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
+		run(engines[e], seconds);
 	}
 	if (mthp_was[0])
 		write_file(MTHP_ENABLED, mthp_was);
 	write_file(ENGINE, "rust");
 	close(dev_fd);
-	return bad ? 1 : 0;
+	ksft_finished();
 }

@@ -13,7 +13,7 @@
  *   folio_split_unmapped() fail), restores it and migrates one page per
  *   later fault; for engine c the pages back are reported, not checked.
  *
- * TAP output.
+ * KTAP output.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kselftest.h"
 #include "test_hmm_uapi.h"
 #include "util.h"
 
@@ -106,39 +107,35 @@ int main(void)
 {
 	static const char *const engines[] = { "c", "rust", "rust-entry" };
 	const int nengines = sizeof(engines) / sizeof(engines[0]);
-	int e, n = 0, bad = 0;
+	int e;
 
-	if (tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL))
-		return 0;
-	printf("1..%d\n", 2 * nengines);
+	tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL);
+	ksft_set_plan(2 * nengines);
 	for (e = 0; e < nengines; e++) {
 		int rust = strcmp(engines[e], "c") != 0;
 		const char *why;
 		int present, thp, ok;
 
-		if (write_file(ENGINE, engines[e])) {
-			printf("Bail out! cannot select engine %s\n", engines[e]);
-			return 1;
-		}
+		if (write_file(ENGINE, engines[e]))
+			ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 
 		present = thp = 0;
 		ok = !one_fault(0, &present, &thp, &why);
 		if (ok && (present != PMD_PAGES || thp != PMD_PAGES))
 			ok = 0, why = "the folio did not come back whole as a THP";
-		printf("%s %d %s: THP fault with a 2 MiB page free: %s%s%d pages back, %d in a THP\n",
-		       ok ? "ok" : "not ok", ++n, engines[e], ok ? "" : why, ok ? "" : "; ",
-		       present, thp);
-		bad += !ok;
+		ksft_test_result(ok,
+				 "%s: THP fault with a 2 MiB page free: %s%s%d pages back, %d in a THP\n",
+				 engines[e], ok ? "" : why, ok ? "" : "; ", present, thp);
 
 		present = thp = 0;
 		ok = !one_fault(1, &present, &thp, &why);
 		if (ok && rust && (present != PMD_PAGES || thp))
 			ok = 0, why = "not all pages came back as 4 KiB pages";
-		printf("%s %d %s: THP fault with no 2 MiB page: %s%s%d pages back after the fault, %d in a THP%s\n",
-		       ok ? "ok" : "not ok", ++n, engines[e], ok ? "" : why, ok ? "" : "; ",
-		       present, thp, rust ? "" : " (7.3 cannot split the fault folio; not checked)");
-		bad += !ok;
+		ksft_test_result(ok,
+				 "%s: THP fault with no 2 MiB page: %s%s%d pages back after the fault, %d in a THP%s\n",
+				 engines[e], ok ? "" : why, ok ? "" : "; ", present, thp,
+				 rust ? "" : " (7.3 cannot split the fault folio; not checked)");
 	}
 	write_file(ENGINE, "rust");
-	return bad ? 1 : 0;
+	ksft_finished();
 }

@@ -601,14 +601,7 @@ int main(void)
 	unsigned int c;
 	int e;
 
-	ksft_print_header();
-	if (access(ENGINE, W_OK))
-		ksft_exit_skip("no %s (CONFIG_MIGRATE_DEVICE_RUST=n)\n", ENGINE);
-	dev_fd = open(DMIRROR, O_RDWR);
-	pagemap_fd = open(PAGEMAP, O_RDONLY);
-	kpageflags_fd = open(KPAGEFLAGS, O_RDONLY);
-	if (dev_fd < 0 || pagemap_fd < 0 || kpageflags_fd < 0)
-		ksft_exit_skip("cannot open %s, %s or %s\n", DMIRROR, PAGEMAP, KPAGEFLAGS);
+	tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL);
 	dev1_fd = open(DMIRROR1, O_RDWR);
 	signal(SIGALRM, on_alarm);
 	ksft_set_plan(NENGINES * NCASES);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Small helpers the selftests share, and the benchmarks through engine.h:
- * sysfs/debugfs files, the start of a TAP run, aligned mappings, page
+ * sysfs/debugfs files, the start of a KTAP run, aligned mappings, page
  * flags, THP sizes and the clock.
  */
 #ifndef SELFTESTS_UTIL_H
@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kselftest.h"
+
 #define ENGINE "/sys/kernel/debug/migrate_device/engine"
 #define COUNTERS "/sys/kernel/debug/migrate_device/counters"
 #define FAULT_HOLD "/sys/module/test_hmm/parameters/fault_hold_us"
@@ -29,39 +31,31 @@
 #define KPF_THP 22
 
 /*
- * Starts the TAP output of a test that switches engines: opens test_hmm's
+ * Starts the KTAP output of a test that switches engines: opens test_hmm's
  * device into *@dev, then each (path, int *fd) pair that follows, read-only,
- * up to a NULL path. Prints the skip plan and returns -1 when the kernel has
- * no engine switch or a file cannot be opened.
+ * up to a NULL path. Exits with the whole suite skipped when the kernel has
+ * no engine switch or a file cannot be opened, so it comes before the plan.
  */
-static inline int tap_begin(int *dev, ...)
+static inline void tap_begin(int *dev, ...)
 {
 	const char *path;
 	va_list ap;
-	int ret = 0;
 
-	printf("TAP version 13\n");
-	if (access(ENGINE, W_OK)) {
-		printf("1..0 # SKIP no %s (CONFIG_MIGRATE_DEVICE_RUST=n)\n", ENGINE);
-		return -1;
-	}
+	ksft_print_header();
+	if (access(ENGINE, W_OK))
+		ksft_exit_skip("no %s (CONFIG_MIGRATE_DEVICE_RUST=n)\n", ENGINE);
 	*dev = open(DMIRROR, O_RDWR);
-	if (*dev < 0) {
-		printf("1..0 # SKIP cannot open %s\n", DMIRROR);
-		return -1;
-	}
+	if (*dev < 0)
+		ksft_exit_skip("cannot open %s\n", DMIRROR);
 	va_start(ap, dev);
-	while (!ret && (path = va_arg(ap, const char *))) {
+	while ((path = va_arg(ap, const char *))) {
 		int *fd = va_arg(ap, int *);
 
 		*fd = open(path, O_RDONLY);
-		if (*fd < 0) {
-			printf("1..0 # SKIP cannot open %s\n", path);
-			ret = -1;
-		}
+		if (*fd < 0)
+			ksft_exit_skip("cannot open %s\n", path);
 	}
 	va_end(ap);
-	return ret;
 }
 
 static inline int write_file(const char *path, const char *s)

@@ -279,7 +279,10 @@ pub fn build_programs(
         cc.args(["-static", "-Wall", "-Wextra", "-Werror", "-O2"])
             .arg(format!("-I{}", tree.join("lib").display()))
             // kselftest.h, for the KTAP output of the selftests.
-            .arg(format!("-I{}", tree.join("tools/testing/selftests").display()))
+            .arg(format!(
+                "-I{}",
+                tree.join("tools/testing/selftests").display()
+            ))
             .arg("-isystem")
             .arg(out.join("usr/include"))
             .arg(&src)

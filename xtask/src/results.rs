@@ -24,6 +24,8 @@ pub struct Suite {
     pub cases: Vec<Case>,
     /// The `1..N` plan, if one was seen.
     pub plan: Option<usize>,
+    /// The reason of a `1..0 # SKIP reason` plan, which skips the whole suite.
+    pub skipped: Option<String>,
     /// The suite's own result line (KUnit), if seen.
     pub closed: Option<Outcome>,
     /// Why the suite failed beyond its cases (missing results, exit code, ...).
@@ -73,7 +75,10 @@ pub fn strip_timestamp(line: &str) -> &str {
     l
 }
 
-/// A TAP result line: `ok 3 name # SKIP why` -> (outcome, name).
+/// A TAP result line: `ok 3 name # SKIP why` -> (outcome, name). A line
+/// without a name, `ok 3 # SKIP why` as kselftest's
+/// `ksft_test_result_skip()` prints it, is named by its directive's text:
+/// `why`.
 fn result_line(s: &str) -> Option<(Outcome, String)> {
     let (ok, rest) = if let Some(r) = s.strip_prefix("not ok ") {
         (false, r)
@@ -84,15 +89,23 @@ fn result_line(s: &str) -> Option<(Outcome, String)> {
     };
     let (num, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     num.parse::<usize>().ok()?;
-    let (name, directive) = match rest.split_once(" # ") {
-        Some((n, d)) => (n, d),
-        None => (rest.strip_suffix(" #").unwrap_or(rest), ""),
+    let (name, directive) = if let Some(d) = rest.strip_prefix('#') {
+        ("", d)
+    } else if let Some((n, d)) = rest.split_once(" # ") {
+        (n, d)
+    } else {
+        (rest.strip_suffix(" #").unwrap_or(rest), "")
     };
-    let name = name.trim_start_matches("- ").trim().to_string();
-    let skip = directive
-        .trim_start()
-        .to_ascii_uppercase()
-        .starts_with("SKIP");
+    let directive = directive.trim();
+    let mut name = name.trim_start_matches("- ").trim().to_string();
+    if name.is_empty() {
+        // The text after the directive's keyword (SKIP, XFAIL, ...).
+        name = directive
+            .split_once(char::is_whitespace)
+            .map_or("", |(_, why)| why.trim())
+            .to_string();
+    }
+    let skip = directive.to_ascii_uppercase().starts_with("SKIP");
     let outcome = match (ok, skip) {
         (_, true) => Outcome::Skip,
         (true, false) => Outcome::Pass,
@@ -129,6 +142,7 @@ fn record_plan(suite: &mut Suite, rest: &str) {
                 name: format!("whole suite skipped: {reason}"),
                 outcome: Outcome::Skip,
             });
+            suite.skipped = Some(reason);
         }
     }
 }
@@ -314,13 +328,61 @@ mod tests {
         assert!(s[0].passed(), "{:?}", s[0].problems);
         let s = parse_kselftest("x", "TAP version 13\n1..0 # SKIP no counters\n");
         assert_eq!((s.plan, s.count(Outcome::Skip)), (Some(0), 1));
+        assert_eq!(s.skipped.as_deref(), Some("no counters"));
         assert!(s.passed(), "{:?}", s.problems);
+        let s = parse_kselftest("x", "1..1\nok 1 # SKIP no THP\n");
+        assert_eq!(s.skipped, None, "only a 1..0 plan skips the whole suite");
         assert_eq!(plan("3"), Some((3, None)));
         assert_eq!(plan("0 # skip why"), Some((0, Some("why".into()))));
         assert_eq!(
             plan("2 # SKIP why"),
             Some((2, None)),
             "only 1..0 skips a suite"
+        );
+    }
+
+    #[test]
+    fn a_skip_without_a_name_is_named_by_its_reason() {
+        // As kselftest.h's ksft_test_result_skip() prints it.
+        assert_eq!(
+            result_line("ok 3 # SKIP c 16kB: no mTHP order above it"),
+            Some((Outcome::Skip, "c 16kB: no mTHP order above it".into()))
+        );
+        assert_eq!(
+            result_line("ok 3 # skip why"),
+            Some((Outcome::Skip, "why".into()))
+        );
+        assert_eq!(result_line("ok 3 # SKIP"), Some((Outcome::Skip, "".into())));
+        assert_eq!(
+            result_line("ok 3 name # SKIP why"),
+            Some((Outcome::Skip, "name".into())),
+            "a named skip keeps its name"
+        );
+        assert_eq!(
+            result_line("ok 4 c, c vs rust # 12 shape bytes equal"),
+            Some((Outcome::Pass, "c, c vs rust".into())),
+            "a comment after the name is not a skip"
+        );
+        assert_eq!(
+            result_line("not ok 5 rust 4k: a migration failed"),
+            Some((Outcome::Fail, "rust 4k: a migration failed".into()))
+        );
+        let text = "TAP version 13\n1..3\nok 1 c thp: fine\nok 2 # SKIP rust thp: no THP\n\
+                    not ok 3 rust-entry thp: data differs at 5\n\
+                    # Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0\n";
+        let s = parse_kselftest("counted-work", text);
+        let names: Vec<_> = s
+            .cases
+            .iter()
+            .map(|c| (c.outcome, c.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (Outcome::Pass, "c thp: fine"),
+                (Outcome::Skip, "rust thp: no THP"),
+                (Outcome::Fail, "rust-entry thp: data differs at 5"),
+            ]
         );
     }
 

@@ -160,6 +160,9 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
 const ENGINE: &str = "/sys/kernel/debug/migrate_device/engine";
 /// The debugfs file of the Rust engine's counters.
 const COUNTERS: &str = "/sys/kernel/debug/migrate_device/counters";
+/// The exit status of a kselftest program that skipped (kselftest.h's
+/// `KSFT_SKIP`, from `ksft_exit_skip()`).
+const KSFT_SKIP: i32 = 4;
 
 /// The userspace suites: the upstream hmm-tests, unmodified, under each
 /// engine with the Rust engine's counters checked after each run, then the
@@ -349,6 +352,8 @@ pub fn evaluate(
                 .problems
                 .push(format!("killed after its {} s limit", st.timeout_secs)),
             Some(0) => {}
+            // ksft_exit_skip() before any plan: the whole suite skipped.
+            Some(KSFT_SKIP) if s.skipped.is_some() => {}
             Some(rc) => s.problems.push(format!("exit status {rc}")),
         }
         if let Some(&(_, min)) = min_cases.iter().find(|(n, _)| *n == st.name) {
@@ -497,5 +502,51 @@ mod tests {
         assert!(!s[0].passed(), "a KUnit suite with too few cases fails");
         assert!(!s[1].passed(), "a missing KUnit suite fails");
         assert!(!s[2].passed(), "a step with too few results fails");
+    }
+
+    #[test]
+    fn skip_status_only_with_a_skipped_plan() {
+        let boot = vm::split(
+            "    # Subtest: a\n    1..1\n    ok 1 t\nok 1 a\n@@fm boot-done\n\
+             @@fm begin skipped\nTAP version 13\n1..0 # SKIP no engine switch\n@@fm end skipped 4 1 1\n\
+             @@fm begin planned\nTAP version 13\n1..1\nok 1 # SKIP no THP\n@@fm end planned 4 1 1\n\
+             @@fm begin none\nTAP version 13\n@@fm end none 4 1 1\n\
+             @@fm begin failed\nTAP version 13\n1..0 # SKIP no device\n@@fm end failed 1 1 1\n\
+             @@fm begin passed\nTAP version 13\n1..0 # SKIP no device\n@@fm end passed 0 1 1\n\
+             @@fm done\n"
+                .lines()
+                .map(String::from)
+                .collect(),
+        );
+        let steps: Vec<Step> = ["skipped", "planned", "none", "failed", "passed"]
+            .into_iter()
+            .map(|n| Step {
+                name: n.into(),
+                command: n.into(),
+                timeout_secs: 1,
+            })
+            .collect();
+        let s = evaluate(&boot, &steps, &[("a", 1)], &[]);
+        let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "kunit:a",
+                "skipped",
+                "planned",
+                "none",
+                "failed",
+                "passed",
+                "kernel-log"
+            ]
+        );
+        assert!(s[1].passed(), "{:?}", s[1].problems);
+        assert_eq!(s[1].count(Outcome::Skip), 1);
+        assert!(!s[2].passed(), "status 4 after a plan of 1..1 fails");
+        assert_eq!(s[2].problems, ["exit status 4"]);
+        assert!(!s[3].passed(), "status 4 without a plan fails");
+        assert!(s[3].problems.iter().any(|p| p == "exit status 4"));
+        assert!(!s[4].passed(), "a skipped plan does not excuse status 1");
+        assert!(s[5].passed(), "{:?}", s[5].problems);
     }
 }
