@@ -137,12 +137,12 @@ static const char *const phase_short[NR_PHASES] __attribute__((unused)) = {
 
 /*
  * test_hmm's side of a migration: nanoseconds allocating and copying,
- * copies issued, pages copied.
+ * copies issued, pages copied, extents copied and device folios allocated.
  */
 #define DRIVER_STATS "/sys/kernel/debug/test_hmm/stats"
-#define NR_DRIVER_STATS 3
+#define NR_DRIVER_STATS 5
 static const char *const driver_stat_names[NR_DRIVER_STATS] __attribute__((unused)) = {
-	"copy_ns", "copies", "copy_pages",
+	"copy_ns", "copies", "copy_pages", "extents", "dev_allocs",
 };
 
 /* The counters of engine @name. */

@@ -258,7 +258,7 @@ static void print_phases(const struct figure *f, int e, const char *kind,
 			 size_t size, int rounds, int json)
 {
 	double per2m = (double)size / PMD_BYTES * rounds;
-	double total = 0, engine = 0, us[NR_PHASES], copy, copies;
+	double total = 0, engine = 0, us[NR_PHASES], copy, copies, extents;
 	int p, r;
 
 	for (r = 0; r < rounds; r++)
@@ -270,20 +270,22 @@ static void print_phases(const struct figure *f, int e, const char *kind,
 	}
 	copy = f->driver_counted[e] ? f->driver[e][0] / 1e3 / per2m : 0;
 	copies = f->driver_counted[e] ? f->driver[e][1] / per2m : 0;
+	extents = f->driver_counted[e] ? f->driver[e][3] / per2m : 0;
 	if (json) {
 		printf(",\"phase_us_per_2m\":{");
 		for (p = 0; p < NR_PHASES; p++)
 			printf("\"%s\":%.2f,", phase_short[p], us[p]);
 		printf("\"engine\":%.2f,\"driver_copy\":%.2f,\"total\":%.2f},"
-		       "\"driver_copies_per_2m\":%.2f,\"engine_share\":%.4f",
-		       engine, copy, total, copies, total > 0 ? engine / total : 0);
+		       "\"driver_copies_per_2m\":%.2f,\"driver_extents_per_2m\":%.2f,"
+		       "\"engine_share\":%.4f",
+		       engine, copy, total, copies, extents, total > 0 ? engine / total : 0);
 		return;
 	}
 	printf("%-4s %10zu %7s |   us/2MiB:", kind, size, "");
 	for (p = 0; p < NR_PHASES; p++)
 		printf(" %s %.1f", phase_short[p], us[p]);
-	printf(", engine %.1f of %.1f (%.0f%%); driver copy %.1f in %.1f copies\n",
-	       engine, total, total > 0 ? 100 * engine / total : 0, copy, copies);
+	printf(", engine %.1f of %.1f (%.0f%%); driver copy %.1f in %.1f copies, %.1f extents\n",
+	       engine, total, total > 0 ? 100 * engine / total : 0, copy, copies, extents);
 }
 
 int main(int argc, char **argv)

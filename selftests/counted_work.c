@@ -8,7 +8,10 @@
  * workload is: 1024 small folios and 1024 PTE migration entries, or two
  * 2 MiB folios and two PMD migration entries, no split, no CPU fault, and
  * no TLB flush beyond one per PTE and one per range. The other engine's
- * counters must stay 0. The data is checked after the round trip.
+ * counters must stay 0. test_hmm's own statistics must show every page
+ * copied once each way, one device allocation per device folio, and for
+ * the THP one copy per direction: the folio goes as one extent.
+ * The data is checked after the round trip.
  * KTAP output.
  */
 #define _GNU_SOURCE
@@ -30,6 +33,7 @@
 #define PAGE_BYTES 4096UL
 #define NPAGES (PMD_BYTES / PAGE_BYTES)
 #define COUNTERS_C COUNTERS "_c"
+#define DRIVER_STATS "/sys/kernel/debug/test_hmm/stats"
 
 static int dev_fd, pagemap_fd, kpageflags_fd;
 
@@ -72,6 +76,37 @@ struct expect {
 	const char *name;
 	unsigned long want;
 };
+
+/*
+ * Checks test_hmm's statistics of one round trip of @thp kind, and writes
+ * into @why (unless something is there already) what is wrong with them.
+ */
+static void driver_stats_check(int thp, char *why, size_t len)
+{
+	const struct {
+		const char *name;
+		unsigned long want;
+	} want[] = {
+		{ "copy_pages", 2 * NPAGES },
+		{ "dev_allocs", thp ? 1 : NPAGES },
+		{ "extents", thp ? 2 : 0 },
+		{ "copies", thp ? 2 : 0 },
+	};
+	unsigned long copies = counter_in(DRIVER_STATS, "copies");
+	unsigned long extents = counter_in(DRIVER_STATS, "extents");
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]) && !*why; i++) {
+		unsigned long got = counter_in(DRIVER_STATS, want[i].name);
+
+		/* 4 KiB pages: extents and copies depend on where pages land. */
+		if (want[i].want && got != want[i].want)
+			snprintf(why, len, "test_hmm %s %lu, want %lu", want[i].name, got,
+				 want[i].want);
+	}
+	if (!*why && (!extents || copies < extents || copies > 2 * NPAGES))
+		snprintf(why, len, "test_hmm copies %lu for %lu extents", copies, extents);
+}
 
 /* One round trip of @thp kind under @engine; reports one KTAP result. */
 static void round_trip(const char *engine, int thp)
@@ -116,6 +151,7 @@ static void round_trip(const char *engine, int thp)
 	}
 	write_file(COUNTERS, "0");
 	write_file(COUNTERS_C, "0");
+	write_file(DRIVER_STATS, "0");
 	if (migrate(HMM_DMIRROR_MIGRATE_TO_DEV, p, mirror) ||
 	    migrate(HMM_DMIRROR_MIGRATE_TO_SYS, p, mirror)) {
 		ksft_test_result_fail("%s %s: a migration failed\n", engine, kind);
@@ -141,12 +177,14 @@ static void round_trip(const char *engine, int thp)
 	if (!*why && idle)
 		snprintf(why, sizeof(why), "the other engine's counters sum to %lu",
 			 idle);
+	driver_stats_check(thp, why, sizeof(why));
 	ksft_test_result(!*why,
-			 "%s %s: %lu small folios, %lu 2 MiB folios, %lu PTE and %lu PMD migration entries, %lu TLB flushes%s%s\n",
+			 "%s %s: %lu small folios, %lu 2 MiB folios, %lu PTE and %lu PMD migration entries, %lu TLB flushes; test_hmm %lu copies, %lu extents%s%s\n",
 			 engine, kind,
 			 counter_in(mine, "folios_order_0"), counter_in(mine, "folios_order_9"),
 			 counter_in(mine, "pte_migration_entries"),
 			 counter_in(mine, "pmd_migration_entries"), flushes,
+			 counter_in(DRIVER_STATS, "copies"), counter_in(DRIVER_STATS, "extents"),
 			 *why ? ": " : "", why);
 out:
 	free(mirror);

@@ -79,3 +79,7 @@ mod pagemap_kunit;
 #[cfg(CONFIG_KUNIT = "y")]
 #[path = "kunit/device_kunit.rs"]
 mod device_kunit;
+
+#[cfg(CONFIG_KUNIT = "y")]
+#[path = "kunit/extent_walk_kunit.rs"]
+mod extent_walk_kunit;

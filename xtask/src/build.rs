@@ -22,7 +22,18 @@ pub enum Flavour {
     Series,
     /// The test options with generic KASAN.
     Kasan,
+    /// The test options and the drivers of [`DRIVER_OBJECTS`], never
+    /// booted: only those objects are compiled.
+    Drivers,
 }
+
+/// Objects of existing drivers that the series converts, compiled alone in
+/// the drivers flavour: a whole DRM build would cost more than the rest of
+/// the test run.
+pub const DRIVER_OBJECTS: &[&str] = &[
+    "drivers/gpu/drm/drm_pagemap.o",
+    "drivers/gpu/drm/nouveau/nouveau_dmem.o",
+];
 
 impl Flavour {
     pub fn name(self) -> &'static str {
@@ -31,6 +42,7 @@ impl Flavour {
             Flavour::Bench => "bench",
             Flavour::Series => "series",
             Flavour::Kasan => "kasan",
+            Flavour::Drivers => "drivers",
         }
     }
 
@@ -39,12 +51,16 @@ impl Flavour {
         let mut f = vec![
             "xtask/config/base.config",
             match self {
-                Flavour::Test | Flavour::Series | Flavour::Kasan => "xtask/config/test.config",
+                Flavour::Test | Flavour::Series | Flavour::Kasan | Flavour::Drivers => {
+                    "xtask/config/test.config"
+                }
                 Flavour::Bench => "xtask/config/bench.config",
             },
         ];
-        if self == Flavour::Kasan {
-            f.push("xtask/config/kasan.config");
+        match self {
+            Flavour::Kasan => f.push("xtask/config/kasan.config"),
+            Flavour::Drivers => f.push("xtask/config/drivers.config"),
+            _ => {}
         }
         f.push("kunit/.kunitconfig");
         f
@@ -177,6 +193,36 @@ pub fn build_kernel(tree: &Path, out: &Path) -> Result<PathBuf> {
         Duration::from_secs(20),
     )?;
     Ok(out.join("arch/x86/boot/bzImage"))
+}
+
+/// Compiles each of [`DRIVER_OBJECTS`] in the drivers flavour's folder
+/// `out`; returns, per object, `None` when it compiled without a warning,
+/// else why not.
+pub fn compile_drivers(tree: &Path, out: &Path) -> Result<Vec<(String, Option<String>)>> {
+    let mut results = Vec::new();
+    for obj in DRIVER_OBJECTS {
+        let name = Path::new(obj)
+            .file_stem()
+            .map_or_else(|| obj.to_string(), |n| n.to_string_lossy().into_owned());
+        let log = out.join(format!("{name}.log"));
+        let built = run_logged(
+            make(tree, out).arg(format!("-j{}", jobs())).arg(obj),
+            &log,
+            &name,
+            Duration::from_secs(20),
+        );
+        let stderr = std::fs::read_to_string(log.with_extension("stderr")).unwrap_or_default();
+        let warning = stderr.lines().find(|l| l.contains("warning:"));
+        results.push((
+            obj.to_string(),
+            match (built, warning) {
+                (Err(e), _) => Some(format!("does not compile: {e}")),
+                (Ok(()), Some(w)) => Some(format!("warns: {}", w.trim())),
+                (Ok(()), None) => None,
+            },
+        ));
+    }
+    Ok(results)
 }
 
 /// Builds the upstream hmm-tests selftest, unmodified, from the same tree

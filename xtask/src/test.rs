@@ -153,7 +153,35 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
         vm::boot(&kernel, &initrd, VM_LIMIT, false, &log)
     })?;
     eprintln!("    console log: {}", log.display());
-    Ok(evaluate(&boot, &steps, EXPECTED_KUNIT, MIN_CASES))
+    let mut suites = evaluate(&boot, &steps, EXPECTED_KUNIT, MIN_CASES);
+    if !opts.kasan {
+        suites.push(stage("compile converted drivers", || drivers_suite(&tree, &repo))?);
+    }
+    Ok(suites)
+}
+
+/// The drivers the series converts, each object compiled alone against it.
+fn drivers_suite(tree: &Path, repo: &Path) -> Result<Suite> {
+    let out = build::configure(tree, repo, Flavour::Drivers)?;
+    let mut suite = Suite {
+        name: "compile:drivers".into(),
+        ..Default::default()
+    };
+    for (obj, why) in build::compile_drivers(tree, &out)? {
+        if let Some(why) = &why {
+            suite.problems.push(format!("{obj} {why}"));
+        }
+        suite.cases.push(Case {
+            name: obj,
+            outcome: if why.is_none() {
+                Outcome::Pass
+            } else {
+                Outcome::Fail
+            },
+        });
+    }
+    suite.plan = Some(suite.cases.len());
+    Ok(suite)
 }
 
 /// The debugfs file that chooses the migrate_device engine.
@@ -254,6 +282,7 @@ pub const EXPECTED_KUNIT: &[(&str, usize)] = &[
     ("folio_migrate_migrate_vma", 4),
     ("folio_migrate_pagemap", 5),
     ("folio_migrate_device", 2),
+    ("folio_migrate_extent_walk", 2),
 ];
 
 /// The fewest results (passed, failed or skipped) each userspace step
