@@ -49,6 +49,11 @@ pub mod vm_fault;
 // The driver API.
 pub mod migrate_vma;
 
+// The VRAM driver of drivers-glue/, built into this object so that it can
+// use the driver API above: its chunk allocator.
+#[path = "vram_core/lib.rs"]
+pub mod vram_core;
+
 // The engine's phases, and the device-private CPU fault paths.
 pub mod engine;
 #[path = "fault/device_private.rs"]
@@ -83,3 +88,7 @@ mod device_kunit;
 #[cfg(CONFIG_KUNIT = "y")]
 #[path = "kunit/extent_walk_kunit.rs"]
 mod extent_walk_kunit;
+
+#[cfg(CONFIG_KUNIT = "y")]
+#[path = "kunit/vram_core_kunit.rs"]
+mod vram_core_kunit;

@@ -80,6 +80,8 @@ impl Select {
         Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE);
     /// Large folios collected whole rather than split.
     pub const COMPOUND: Self = Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND);
+    /// PTE-mapped large folios (mTHP) collected whole rather than split.
+    pub const MTHP: Self = Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_MTHP);
 }
 
 impl core::ops::BitOr for Select {
@@ -391,6 +393,18 @@ impl<'a> Collected<'a> {
             .folio_array(self.inner.src_slots())
             .into_iter()
             .flat_map(|array| array.extents_with(MIGRATE_PFN_MIGRATE))
+    }
+
+    /// The destinations set so far as extents: runs of folios that follow
+    /// each other in the range and in device memory. A driver that places
+    /// the folios of a migration next to each other, whatever system pages
+    /// they come from, gets one extent and copies it in one go, gathering
+    /// the sources.
+    pub fn destination_extents(&self) -> impl Iterator<Item = Extent> + '_ {
+        self.inner
+            .folio_array(self.inner.dst_slots())
+            .into_iter()
+            .flat_map(|array| array.extents())
     }
 
     /// The copies the destinations set so far ask for: runs of pages that

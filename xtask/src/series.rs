@@ -19,6 +19,9 @@ use crate::util::{Context, Result};
 /// Where each Rust folder of the repository lives in the kernel tree.
 pub const RUST_MAP: &[(&str, &str)] = &[
     ("mm/core/src", "mm/folio_migrate/core"),
+    // The VRAM driver is built into the folio_migrate object, whose Rust
+    // API it uses: a kernel object cannot use another one's Rust items.
+    ("drivers-glue/vram/core/src", "mm/folio_migrate/vram_core"),
     ("mm/kernel", "mm/folio_migrate"),
     ("kunit", "mm/folio_migrate/kunit"),
 ];
