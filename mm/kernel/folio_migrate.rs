@@ -50,9 +50,17 @@ pub mod vm_fault;
 pub mod migrate_vma;
 
 // The VRAM driver of drivers-glue/, built into this object so that it can
-// use the driver API above: its chunk allocator.
+// use the driver API above: its chunk allocator, the device memory it
+// allocates from (a binding: contiguous system pages under a pagemap), and
+// the driver.
 #[path = "vram_core/lib.rs"]
 pub mod vram_core;
+#[cfg(CONFIG_CONTIG_ALLOC)]
+#[path = "bindings/device_memory.rs"]
+pub mod device_memory;
+#[cfg(CONFIG_CONTIG_ALLOC)]
+#[path = "vram/driver.rs"]
+pub mod vram;
 
 // The engine's phases, and the device-private CPU fault paths.
 pub mod engine;
@@ -92,3 +100,7 @@ mod extent_walk_kunit;
 #[cfg(CONFIG_KUNIT = "y")]
 #[path = "kunit/vram_core_kunit.rs"]
 mod vram_core_kunit;
+
+#[cfg(all(CONFIG_KUNIT = "y", CONFIG_CONTIG_ALLOC))]
+#[path = "kunit/vram_kunit.rs"]
+mod vram_kunit;

@@ -22,6 +22,7 @@ pub const RUST_MAP: &[(&str, &str)] = &[
     // The VRAM driver is built into the folio_migrate object, whose Rust
     // API it uses: a kernel object cannot use another one's Rust items.
     ("drivers-glue/vram/core/src", "mm/folio_migrate/vram_core"),
+    ("drivers-glue/vram", "mm/folio_migrate/vram"),
     ("mm/kernel", "mm/folio_migrate"),
     ("kunit", "mm/folio_migrate/kunit"),
 ];

@@ -284,6 +284,7 @@ pub const EXPECTED_KUNIT: &[(&str, usize)] = &[
     ("folio_migrate_device", 2),
     ("folio_migrate_extent_walk", 2),
     ("folio_migrate_vram_chunks", 4),
+    ("folio_migrate_vram", 3),
 ];
 
 /// The fewest results (passed, failed or skipped) each userspace step

@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device memory simulated with system memory, for drivers without a
+//! device: one physically contiguous run of system pages stands for the
+//! device's VRAM, under a device-private pagemap of the same size mapped
+//! 1:1 onto it, so that a run of device PFNs is one run of VRAM and one
+//! copy, as a DMA engine would see it. Device folios come from a
+//! [`ChunkAllocator`], which places the folios of one migration next to
+//! each other.
+//!
+//! [`DeviceMemory`] hands out device folios safely (the allocator never
+//! gives out a page twice, which is what initialising a device folio
+//! requires), takes them back when their last reference goes, copies
+//! between them and system folios, and collects a chunk for eviction.
+//!
+//! C headers: [`include/linux/memremap.h`](srctree/include/linux/memremap.h),
+//! [`include/linux/gfp.h`](srctree/include/linux/gfp.h)
+
+use crate::folio::Folio;
+use crate::migrate_vma::{Collected, MigrateVma};
+use crate::pagemap::{DevicePrivateOps, DevicePrivatePagemap};
+use crate::vram_core::{Chunk, ChunkAllocator, Error as ChunkError, CHUNK_PAGES};
+use core::{
+    ffi::c_void,
+    ptr::NonNull,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+use kernel::{
+    bindings, new_spinlock,
+    page::PAGE_SIZE,
+    prelude::*,
+    sync::{aref::ARef, Arc, SpinLock},
+};
+
+/// The chunk allocator, shared by the allocating side and the pagemap's
+/// `folio_free` callback.
+type Chunks = Arc<SpinLock<ChunkAllocator<KVec<Chunk>>>>;
+
+/// A physically contiguous run of system pages, freed on drop.
+///
+/// # Invariants
+///
+/// `first_pfn..first_pfn + nr_pages` were allocated together by
+/// `alloc_contig_pages()` and are owned by this value.
+struct ContigPages {
+    first_pfn: usize,
+    nr_pages: usize,
+}
+
+impl ContigPages {
+    /// Allocates `nr_pages` contiguous pages on node 0, or fails with
+    /// `ENOMEM`.
+    fn alloc(nr_pages: usize) -> Result<Self> {
+        // SAFETY: No preconditions; a null nodemask means any zone of the
+        // node.
+        let page = unsafe {
+            bindings::alloc_contig_pages_noprof(
+                nr_pages,
+                bindings::GFP_KERNEL,
+                0,
+                core::ptr::null_mut(),
+            )
+        };
+        if page.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `page` is a valid page just allocated.
+        let first_pfn = unsafe { bindings::page_to_pfn(page) } as usize;
+        // INVARIANT: The run was just allocated, and is ours.
+        Ok(Self {
+            first_pfn,
+            nr_pages,
+        })
+    }
+
+    /// The page `n` of the run, mapped for the duration of `f`.
+    fn with_page<R>(&self, n: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
+        if n >= self.nr_pages {
+            return Err(EINVAL);
+        }
+        // SAFETY: `first_pfn + n` is a page of the run (type invariant).
+        let page = unsafe { bindings::pfn_to_page(self.first_pfn + n) };
+        // SAFETY: `page` is a valid page; the mapping is dropped below,
+        // before any other local mapping made in `f` is still live.
+        let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
+        let r = f(addr);
+        // SAFETY: `addr` is the local mapping made above.
+        unsafe { bindings::kunmap_local(addr.cast()) };
+        Ok(r)
+    }
+}
+
+impl Drop for ContigPages {
+    fn drop(&mut self) {
+        // SAFETY: The run is ours and nothing uses it any more (the
+        // pagemap standing for it is dropped first).
+        unsafe { bindings::free_contig_range(self.first_pfn as _, self.nr_pages as _) };
+    }
+}
+
+/// Maps page `n` of `folio` for the duration of `f`.
+fn with_folio_page<R>(folio: &Folio, n: usize, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
+    if n >= folio.nr_pages() || folio.is_zone_device() {
+        return Err(EINVAL);
+    }
+    // SAFETY: `n` is a page of `folio`, which is system memory the caller
+    // holds a reference to.
+    let addr = unsafe { bindings::kmap_local_page(folio.head_page().add(n)) }.cast::<u8>();
+    let r = f(addr);
+    // SAFETY: `addr` is the local mapping made above.
+    unsafe { bindings::kunmap_local(addr.cast()) };
+    Ok(r)
+}
+
+/// The pagemap's callbacks: freed folios go back to the allocator.
+struct Backend {
+    chunks: Chunks,
+    /// The first PFN of the pagemap, set once it is mapped.
+    first_pfn: AtomicUsize,
+}
+
+impl DevicePrivateOps for Backend {
+    fn folio_free(&self, folio: &Folio) {
+        let page = folio.pfn() - self.first_pfn.load(Ordering::Relaxed);
+        // A folio the allocator did not hand out cannot be freed here: the
+        // pagemap has no other source of folios.
+        let freed = self.chunks.lock().free(page, folio.order());
+        kernel::warn_on!(freed.is_err());
+    }
+}
+
+/// Device memory of whole 2 MiB chunks: a device-private pagemap over a
+/// contiguous run of system pages that holds its data.
+///
+/// Device PFN `first_pfn() + n` stands for page `n` of the run.
+pub struct DeviceMemory {
+    // Dropped first: unmapping waits until every device folio is freed,
+    // and the data pages must outlive them.
+    pagemap: Pin<KBox<DevicePrivatePagemap<Backend>>>,
+    data: ContigPages,
+    chunks: Chunks,
+}
+
+impl DeviceMemory {
+    /// Device memory of `nr_chunks` chunks of 2 MiB owned by `owner` (the
+    /// `pgmap_owner` of migrations to and from it): the data pages are
+    /// allocated, the pagemap mapped, every chunk free.
+    pub fn new(nr_chunks: usize, owner: NonNull<c_void>) -> Result<Self> {
+        let nr_pages = nr_chunks.checked_mul(CHUNK_PAGES).ok_or(EINVAL)?;
+        if nr_pages == 0 {
+            return Err(EINVAL);
+        }
+        let data = ContigPages::alloc(nr_pages)?;
+        let all = KVec::from_elem(Chunk::FREE, nr_chunks, GFP_KERNEL)?;
+        let chunks = Arc::pin_init(new_spinlock!(ChunkAllocator::new(all)), GFP_KERNEL)?;
+        let backend = Backend {
+            chunks: chunks.clone(),
+            first_pfn: AtomicUsize::new(0),
+        };
+        let pagemap = DevicePrivatePagemap::new(nr_pages * PAGE_SIZE, owner, backend)?;
+        pagemap
+            .ops()
+            .first_pfn
+            .store(pagemap.first_pfn(), Ordering::Relaxed);
+        Ok(Self {
+            pagemap,
+            data,
+            chunks,
+        })
+    }
+
+    /// The `pgmap_owner` of the memory.
+    #[inline]
+    pub fn owner(&self) -> *mut c_void {
+        self.pagemap.owner()
+    }
+
+    /// The device PFN of page 0.
+    #[inline]
+    pub fn first_pfn(&self) -> usize {
+        self.pagemap.first_pfn()
+    }
+
+    /// The chunks of the memory.
+    #[inline]
+    pub fn nr_chunks(&self) -> usize {
+        self.data.nr_pages / CHUNK_PAGES
+    }
+
+    /// Chunks with a live folio.
+    pub fn chunks_in_use(&self) -> usize {
+        self.chunks.lock().chunks_in_use()
+    }
+
+    /// The chunk in use allocated from least recently: the one to evict.
+    pub fn oldest_chunk(&self) -> Option<usize> {
+        self.chunks.lock().oldest_in_use()
+    }
+
+    /// A new device folio of `order`, unlocked, with the one reference the
+    /// caller owns; when that and every other reference are gone, its
+    /// pages go back to the allocator. Fails with
+    /// [`ChunkError::Exhausted`] when no chunk has room: evict one.
+    pub fn alloc(&self, order: u32) -> core::result::Result<ARef<Folio>, ChunkError> {
+        let page = self.chunks.lock().alloc(order)?;
+        // SAFETY: The allocator hands out `page..page + (1 << order)` to
+        // nobody else until the folio made of them is freed, and those
+        // pages are in the pagemap (the allocator has one chunk per 2 MiB
+        // of it).
+        let folio = unsafe { self.pagemap.init_folio(self.first_pfn() + page, order) };
+        folio.map_err(|_| {
+            let _ = self.chunks.lock().free(page, order);
+            ChunkError::NotAllocated
+        })
+    }
+
+    /// The data page of device PFN `pfn`.
+    fn data_page(&self, pfn: usize) -> Result<usize> {
+        pfn.checked_sub(self.first_pfn())
+            .filter(|&n| n < self.data.nr_pages)
+            .ok_or(EINVAL)
+    }
+
+    /// Copies pages `first..first + n` of the system folio `from` to the
+    /// device pages from PFN `to`.
+    pub fn copy_to_device(&self, to: usize, from: &Folio, first: usize, n: usize) -> Result {
+        let at = self.data_page(to)?;
+        for k in 0..n {
+            with_folio_page(from, first + k, |src| {
+                self.data.with_page(at + k, |dst| {
+                    // SAFETY: Both are mapped pages, distinct (one is device
+                    // data, the other system memory).
+                    unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE) }
+                })
+            })??;
+        }
+        Ok(())
+    }
+
+    /// Copies the device pages from PFN `from` to pages `first..first + n`
+    /// of the system folio `to`.
+    pub fn copy_from_device(&self, from: usize, to: &Folio, first: usize, n: usize) -> Result {
+        let at = self.data_page(from)?;
+        for k in 0..n {
+            with_folio_page(to, first + k, |dst| {
+                self.data.with_page(at + k, |src| {
+                    // SAFETY: As in `copy_to_device()`.
+                    unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE) }
+                })
+            })??;
+        }
+        Ok(())
+    }
+
+    /// Collects the folios of chunk `chunk` for eviction back to system
+    /// memory (`migrate_device_range()`); `src` and `dst` need
+    /// [`CHUNK_PAGES`] slots.
+    pub fn evict_chunk<'a>(
+        &'a self,
+        chunk: usize,
+        src: &'a mut [usize],
+        dst: &'a mut [usize],
+    ) -> Result<Collected<'a>> {
+        if chunk >= self.nr_chunks() {
+            return Err(EINVAL);
+        }
+        let start = self.first_pfn() + chunk * CHUNK_PAGES;
+        // SAFETY: The PFNs are pages of our pagemap, which lives as long as
+        // `self`, borrowed for the migration's lifetime.
+        unsafe { MigrateVma::device_range(start, CHUNK_PAGES, src, dst) }
+    }
+}
