@@ -444,35 +444,20 @@ static int wp_exactly(const char *p, size_t from, size_t to, unsigned long *set)
 static const char *uffd_wp(char *p, unsigned int seed, char *det)
 {
 	size_t from = size, to = size + size / 2;
-	struct uffdio_api api = { .api = UFFD_API };
-	struct uffdio_register reg = {
-		.range = { .start = (uintptr_t)p, .len = PMD_BYTES },
-		.mode = UFFDIO_REGISTER_MODE_WP,
-	};
-	struct uffdio_writeprotect wp = {
-		.range = { .start = (uintptr_t)p + from, .len = to - from },
-		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
-	};
 	unsigned long on_dev, back;
 	const char *why = NULL;
 	int ok_dev, ok_back;
-	int uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int uffd = uffd_register(p, PMD_BYTES, UFFDIO_REGISTER_MODE_WP, from, to - from);
 
 	if (uffd < 0)
-		return "userfaultfd() failed";
-	if (ioctl(uffd, UFFDIO_API, &api) || ioctl(uffd, UFFDIO_REGISTER, &reg) ||
-	    ioctl(uffd, UFFDIO_WRITEPROTECT, &wp)) {
-		close(uffd);
 		return "registering or write-protecting with userfaultfd failed";
-	}
 	ok_dev = wp_exactly(p, from, to, &on_dev);
 	why = migrate(HMM_DMIRROR_MIGRATE_TO_SYS, p);
 	ok_back = wp_exactly(p, from, to, &back);
 	snprintf(det, DET, "uffd-wp on %lu pages: %lu on the device, %lu back (want %lu, those alone)",
 		 np / 2, on_dev, back, np / 2);
-	if (ioctl(uffd, UFFDIO_UNREGISTER, &reg.range) && !why)
+	if (uffd_unregister(uffd, p, PMD_BYTES) && !why)
 		why = "unregistering failed";
-	close(uffd);
 	if (why)
 		return why;
 	if (!ok_dev)

@@ -282,29 +282,15 @@ static const char *huge_zero_pmd(char *p, unsigned int seed, char *det)
 
 static const char *uffd_wp_split(char *p, unsigned int seed, char *det)
 {
-	struct uffdio_api api = { .api = UFFD_API };
-	struct uffdio_register reg = {
-		.range = { .start = (uintptr_t)p, .len = PMD_BYTES },
-		.mode = UFFDIO_REGISTER_MODE_WP,
-	};
-	struct uffdio_writeprotect wp = {
-		.range = { .start = (uintptr_t)p, .len = PMD_BYTES },
-		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
-	};
 	unsigned long on_dev = 0, back = 0, i;
 	const char *why = to_dev(p);
 	int uffd;
 
 	if (why)
 		return why;
-	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	uffd = uffd_register(p, PMD_BYTES, UFFDIO_REGISTER_MODE_WP, 0, PMD_BYTES);
 	if (uffd < 0)
-		return "userfaultfd() failed";
-	if (ioctl(uffd, UFFDIO_API, &api) || ioctl(uffd, UFFDIO_REGISTER, &reg) ||
-	    ioctl(uffd, UFFDIO_WRITEPROTECT, &wp)) {
-		close(uffd);
 		return "write-protecting the device PMD failed";
-	}
 	/* Half of it read-only: the device-private PMD is split. */
 	if (mprotect(p + PMD_BYTES / 2, PMD_BYTES / 2, PROT_READ))
 		why = "mprotect failed";
@@ -318,8 +304,7 @@ static const char *uffd_wp_split(char *p, unsigned int seed, char *det)
 		why = "reading pagemap failed";
 	for (i = 0; !why && i < NPAGES; i++)
 		back += !!(pm[i] & PM_UFFD_WP);
-	ioctl(uffd, UFFDIO_UNREGISTER, &reg.range);
-	close(uffd);
+	uffd_unregister(uffd, p, PMD_BYTES);
 	snprintf(det, 120, "uffd-wp pages after the split: %lu on the device, %lu back, of %lu",
 		 on_dev, back, NPAGES);
 	if (why)
@@ -409,11 +394,6 @@ static const char *madvise_race(char *p, unsigned int seed, char *det)
  */
 static const char *hole_uffd_missing(char *p, unsigned int seed, char *det)
 {
-	struct uffdio_api api = { .api = UFFD_API };
-	struct uffdio_register reg = {
-		.range = { .start = (uintptr_t)p, .len = PMD_BYTES },
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
-	};
 	struct hmm_dmirror_cmd cmd = { 0 };
 	unsigned long mapped = 0, i;
 	const char *why = NULL;
@@ -423,20 +403,15 @@ static const char *hole_uffd_missing(char *p, unsigned int seed, char *det)
 	/* A fresh hole at the same place. */
 	if (madvise(p, PMD_BYTES, MADV_DONTNEED))
 		return "MADV_DONTNEED failed";
-	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	uffd = uffd_register(p, PMD_BYTES, UFFDIO_REGISTER_MODE_MISSING, 0, 0);
 	if (uffd < 0)
-		return "userfaultfd() failed";
-	if (ioctl(uffd, UFFDIO_API, &api) || ioctl(uffd, UFFDIO_REGISTER, &reg)) {
-		close(uffd);
 		return "registering the hole with userfaultfd failed";
-	}
 	ret = ioctl_cmd(dev_fd, HMM_DMIRROR_MIGRATE_TO_DEV, p, mirror, NPAGES, &cmd);
 	if (pread(pagemap_fd, pm, sizeof(pm), (uintptr_t)p / PAGE_BYTES * 8) != sizeof(pm))
 		why = "reading pagemap failed";
 	for (i = 0; !why && i < NPAGES; i++)
 		mapped += !!(pm[i] & (PM_PRESENT | PM_SWAP));
-	ioctl(uffd, UFFDIO_UNREGISTER, &reg.range);
-	close(uffd);
+	uffd_unregister(uffd, p, PMD_BYTES);
 	snprintf(det, 120, "migration %s, %llu pages; %lu pages of the hole mapped",
 		 ret ? strerror(errno) : "done", (unsigned long long)cmd.cpages, mapped);
 	if (why)

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -246,6 +249,47 @@ static inline int pages_present(int pagemap_fd, int kpageflags_fd, const void *p
 			(*flagged)++;
 	}
 	return n;
+}
+
+/*
+ * A userfaultfd with the @len bytes at @p registered in @mode (an
+ * UFFDIO_REGISTER_MODE_*); with UFFDIO_REGISTER_MODE_WP, the @wp_len bytes
+ * at @p + @wp_off are write-protected too. Returns -1, with nothing left
+ * registered, when that cannot be done.
+ */
+static inline int uffd_register(void *p, size_t len, __u64 mode, size_t wp_off,
+				size_t wp_len)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)p, .len = len },
+		.mode = mode,
+	};
+	struct uffdio_writeprotect wp = {
+		.range = { .start = (uintptr_t)p + wp_off, .len = wp_len },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	int uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (uffd < 0)
+		return -1;
+	if (ioctl(uffd, UFFDIO_API, &api) || ioctl(uffd, UFFDIO_REGISTER, &reg) ||
+	    ((mode & UFFDIO_REGISTER_MODE_WP) && wp_len &&
+	     ioctl(uffd, UFFDIO_WRITEPROTECT, &wp))) {
+		close(uffd);
+		return -1;
+	}
+	return uffd;
+}
+
+/* Unregisters the @len bytes at @p from @uffd and closes it; 0 on success. */
+static inline int uffd_unregister(int uffd, void *p, size_t len)
+{
+	struct uffdio_range range = { .start = (uintptr_t)p, .len = len };
+	int ret = ioctl(uffd, UFFDIO_UNREGISTER, &range);
+
+	close(uffd);
+	return ret;
 }
 
 static inline double now_us(void)
