@@ -63,6 +63,19 @@ impl From<Error> for Attempt {
     }
 }
 
+/// Checks that `start..end` is a page-aligned range of one VMA before
+/// anything migrates: `EINVAL` for an empty or unaligned range or one past
+/// its VMA's end, `EFAULT` when no VMA holds `start`.
+fn check_range(mmap: &MmapReadGuard<'_>, start: usize, end: usize) -> Result {
+    if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
+        return Err(EINVAL);
+    }
+    if mmap.vma_lookup(start).ok_or(EFAULT)?.end() < end {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
 impl Vram {
     /// VRAM of `nr_chunks` chunks of 2 MiB, owned by `owner`.
     pub fn new(nr_chunks: usize, owner: NonNull<c_void>) -> Result<Self> {
@@ -84,6 +97,18 @@ impl Vram {
         self.mem.chunks_in_use()
     }
 
+    /// The chunks of the VRAM.
+    #[inline]
+    pub fn nr_chunks(&self) -> usize {
+        self.mem.nr_chunks()
+    }
+
+    /// Pages CPU faults took back to system memory.
+    #[inline]
+    pub fn faulted_pages(&self) -> usize {
+        self.mem.faulted_pages()
+    }
+
     /// Migrates `start..end`, page aligned and in one VMA, to the VRAM;
     /// returns the pages migrated.
     pub fn migrate_to_vram(
@@ -92,9 +117,7 @@ impl Vram {
         start: usize,
         end: usize,
     ) -> Result<usize> {
-        if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
-            return Err(EINVAL);
-        }
+        check_range(mmap, start, end)?;
         let mut src = KVec::from_elem(0usize, WINDOW, GFP_KERNEL)?;
         let mut dst = KVec::from_elem(0usize, WINDOW, GFP_KERNEL)?;
         let mut done = 0;
@@ -207,9 +230,7 @@ impl Vram {
         start: usize,
         end: usize,
     ) -> Result<usize> {
-        if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
-            return Err(EINVAL);
-        }
+        check_range(mmap, start, end)?;
         let mut src = KVec::from_elem(0usize, WINDOW, GFP_KERNEL)?;
         let mut dst = KVec::from_elem(0usize, WINDOW, GFP_KERNEL)?;
         let mut done = 0;

@@ -20,7 +20,9 @@
 //!
 //! [`include/linux/migrate.h`]: srctree/include/linux/migrate.h
 
-/// Prefix of this object's log messages (`pr_*!`).
+/// Prefix of this object's log messages (`pr_*!`); with the VRAM driver,
+/// `module!` below defines it.
+#[cfg(not(CONFIG_CONTIG_ALLOC))]
 const __LOG_PREFIX: &[u8] = b"folio_migrate\0";
 
 #[path = "core/lib.rs"]
@@ -61,6 +63,25 @@ pub mod device_memory;
 #[cfg(CONFIG_CONTIG_ALLOC)]
 #[path = "vram/driver.rs"]
 pub mod vram;
+#[cfg(CONFIG_CONTIG_ALLOC)]
+#[path = "vram/chardev.rs"]
+mod vram_chardev;
+
+#[cfg(CONFIG_CONTIG_ALLOC)]
+kernel::prelude::module! {
+    // The object's init: the VRAM driver's device, and its parameter.
+    type: vram_chardev::VramModule,
+    name: "folio_migrate",
+    authors: ["folio-migrate"],
+    description: "Folio-based device migration, and a VRAM driver on it",
+    license: "GPL",
+    params: {
+        vram_chunks: u32 {
+            default: 32,
+            description: "2 MiB chunks of VRAM reserved at init (0: no device)",
+        },
+    },
+}
 
 // The engine's phases, and the device-private CPU fault paths.
 pub mod engine;

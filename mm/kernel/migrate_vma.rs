@@ -84,6 +84,14 @@ impl Select {
     pub const MTHP: Self = Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_MTHP);
 }
 
+impl Select {
+    /// The `migrate_vma.flags` bits.
+    #[inline]
+    pub(crate) fn bits(self) -> u32 {
+        self.0
+    }
+}
+
 impl core::ops::BitOr for Select {
     type Output = Self;
 
@@ -134,6 +142,20 @@ impl MigrateVma {
         // SAFETY: The arrays hold `npages` slots and outlive the returned
         // migration; the mmap read lock is held for as long; the C function
         // checks the range against the VMA.
+        unsafe { Self::setup_raw(args) }
+    }
+
+    /// Runs `migrate_vma_setup()` on `args`.
+    ///
+    /// # Safety
+    ///
+    /// `args.src` and `args.dst` hold a slot per page of `args.start..
+    /// args.end` and live for `'a`; the range lies in `args.vma`, whose
+    /// mm's mmap lock is held for `'a`; `args.fault_page`, if set, is the
+    /// page a fault path holds locked across the migration.
+    pub(crate) unsafe fn setup_raw<'a>(mut args: bindings::migrate_vma) -> Result<Collected<'a>> {
+        let base = (args.start / PAGE_SIZE) as u64;
+        // SAFETY: As the caller guarantees.
         to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
         // INVARIANT: Setup succeeded: the collected folios are locked and
         // unmapped until finalize.
@@ -141,7 +163,7 @@ impl MigrateVma {
             inner: Inner {
                 args,
                 device: false,
-                base: (start / PAGE_SIZE) as u64,
+                base,
                 moved: false,
                 done: false,
                 _arrays: PhantomData,

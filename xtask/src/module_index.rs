@@ -37,26 +37,75 @@ fn path_attr(line: &str) -> Option<&str> {
     inner.strip_prefix('"')?.strip_suffix("\"]")
 }
 
+/// The module a `module! {` block's `type:` line names first:
+/// `vram_chardev` for `type: vram_chardev::VramModule,`.
+fn module_type_root(line: &str) -> Option<&str> {
+    let ty = line.trim().strip_prefix("type:")?.trim();
+    ty.split_once("::").map(|(m, _)| m)
+}
+
 /// `text` without the module items whose source `exists` says is absent.
+///
+/// A `module! { ... }` block (up to a `}` line) goes with the
+/// module its `type:` names. The crate's `__LOG_PREFIX`, which `module!`
+/// defines when it is there, loses its attributes (its `cfg`) when no
+/// `module!` block is left, so that exactly one is defined.
 pub fn for_prefix(text: &str, exists: impl Fn(&str) -> bool) -> String {
     let mut out: Vec<&str> = Vec::new();
     // Attribute and doc lines that belong to the next item.
     let mut pending: Vec<&str> = Vec::new();
+    let mut dropped: Vec<&str> = Vec::new();
+    let mut module_block: Option<Vec<&str>> = None;
+    let mut kept_module = false;
     for line in text.lines() {
+        if let Some(block) = module_block.as_mut() {
+            block.push(line);
+            if line == "}" {
+                let block = module_block.take().unwrap_or_default();
+                let root = block.iter().find_map(|l| module_type_root(l));
+                if root.is_some_and(|r| dropped.contains(&r)) {
+                    pending.clear();
+                } else {
+                    kept_module = true;
+                    out.append(&mut pending);
+                    out.extend(block);
+                }
+            }
+            continue;
+        }
         let t = line.trim_start();
         if t.starts_with("#[") || (t.starts_with("///") && !t.starts_with("////")) {
             pending.push(line);
             continue;
         }
+        if line.ends_with("module! {") && !line.starts_with(char::is_whitespace) {
+            module_block = Some(vec![line]);
+            continue;
+        }
         let path = pending.iter().find_map(|l| path_attr(l));
         match module_sources(line, path) {
-            Some(sources) if !sources.iter().any(|s| exists(s)) => {}
+            Some(sources) if !sources.iter().any(|s| exists(s)) => {
+                if let Some(name) = line.trim().trim_start_matches("pub ").strip_prefix("mod ") {
+                    dropped.push(name.trim_end_matches(';').trim());
+                }
+            }
             _ => {
                 out.append(&mut pending);
                 out.push(line);
             }
         }
         pending.clear();
+    }
+    if !kept_module {
+        // `__LOG_PREFIX` is defined here alone: whatever `cfg` made room
+        // for `module!` goes.
+        if let Some(i) = out.iter().position(|l| l.starts_with("const __LOG_PREFIX")) {
+            let mut start = i;
+            while start > 0 && out[start - 1].trim_start().starts_with("#[") {
+                start -= 1;
+            }
+            out.drain(start..i);
+        }
     }
     out.append(&mut pending);
     // Dropped items leave blank lines behind: keep one between items.
@@ -148,6 +197,18 @@ mod tests {
     #[test]
     fn everything_present_is_the_text_itself() {
         assert_eq!(for_prefix(ROOT, |_| true), ROOT);
+    }
+
+    #[test]
+    fn a_module_block_goes_with_its_type_and_the_log_prefix_stays_alone() {
+        let root = "#[cfg(not(X))]\nconst __LOG_PREFIX: &[u8] = b\"m\\0\";\n\n\
+                    #[path = \"vram/chardev.rs\"]\nmod vram_chardev;\n\n\
+                    #[cfg(X)]\nkernel::prelude::module! {\n    type: vram_chardev::VramModule,\n    \
+                    name: \"m\",\n}\n";
+        let all = for_prefix(root, |_| true);
+        assert_eq!(all, root);
+        let none = for_prefix(root, |_| false);
+        assert_eq!(none, "const __LOG_PREFIX: &[u8] = b\"m\\0\";\n");
     }
 
     #[test]

@@ -155,7 +155,9 @@ fn vm_suites(opts: &Options) -> Result<Vec<Suite>> {
     eprintln!("    console log: {}", log.display());
     let mut suites = evaluate(&boot, &steps, EXPECTED_KUNIT, MIN_CASES);
     if !opts.kasan {
-        suites.push(stage("compile converted drivers", || drivers_suite(&tree, &repo))?);
+        suites.push(stage("compile converted drivers", || {
+            drivers_suite(&tree, &repo)
+        })?);
     }
     Ok(suites)
 }
@@ -198,7 +200,8 @@ const KSFT_SKIP: i32 = 4;
 /// memory, the differential test of the two engines, the fault livelock
 /// test, the 2 MiB fault with and without a free 2 MiB page, mTHPs of
 /// every size to the device and back, pinned and shared pages in a run,
-/// faults racing with an eviction, and a seeded random stress of it all.
+/// faults racing with an eviction, the VRAM driver, and a seeded random
+/// stress of it all.
 pub fn vm_steps() -> Vec<Step> {
     let mut steps = Vec::new();
     for engine in ["c", "rust", "rust-entry"] {
@@ -249,6 +252,11 @@ pub fn vm_steps() -> Vec<Step> {
         name: "pinned".into(),
         command: "pinned".into(),
         timeout_secs: 300,
+    });
+    steps.push(Step {
+        name: "vram".into(),
+        command: "vram".into(),
+        timeout_secs: 600,
     });
     steps.push(Step {
         name: "bad-input".into(),
@@ -303,6 +311,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("thp-fault", 6),
     ("mthp", 294),
     ("pinned", 9),
+    ("vram", 54),
     ("bad-input", 21),
     ("upstream-fixes", 24),
     ("evict-race", 6),

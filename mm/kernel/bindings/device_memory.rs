@@ -11,14 +11,19 @@
 //! [`DeviceMemory`] hands out device folios safely (the allocator never
 //! gives out a page twice, which is what initialising a device folio
 //! requires), takes them back when their last reference goes, copies
-//! between them and system folios, and collects a chunk for eviction.
+//! between them and system folios, collects a chunk for eviction, and
+//! migrates the folio of a CPU fault back to system memory (whole, with
+//! the faulting page as the migration's `fault_page`, so that the fault
+//! path's trylock-and-wait rules hold).
 //!
 //! C headers: [`include/linux/memremap.h`](srctree/include/linux/memremap.h),
 //! [`include/linux/gfp.h`](srctree/include/linux/gfp.h)
 
 use crate::folio::Folio;
-use crate::migrate_vma::{Collected, MigrateVma};
+use crate::migrate_core::pfn::PMD_NR;
+use crate::migrate_vma::{Collected, MigrateVma, Select};
 use crate::pagemap::{DevicePrivateOps, DevicePrivatePagemap};
+use crate::vm_fault::{VmFault, VM_FAULT_RETRY};
 use crate::vram_core::{Chunk, ChunkAllocator, Error as ChunkError, CHUNK_PAGES};
 use core::{
     ffi::c_void,
@@ -112,11 +117,68 @@ fn with_folio_page<R>(folio: &Folio, n: usize, f: impl FnOnce(*mut u8) -> R) -> 
     Ok(r)
 }
 
-/// The pagemap's callbacks: freed folios go back to the allocator.
+/// The pagemap's callbacks and the memory behind it: freed folios go back
+/// to the allocator, and a CPU fault takes its folio back to system memory.
+///
+/// The pagemap owns it, so the data pages are freed only after the pagemap
+/// is unmapped, which waits for every device folio.
 struct Backend {
     chunks: Chunks,
+    data: ContigPages,
     /// The first PFN of the pagemap, set once it is mapped.
     first_pfn: AtomicUsize,
+    /// Pages a CPU fault took back to system memory.
+    faulted: AtomicUsize,
+}
+
+impl Backend {
+    /// The data page of device PFN `pfn`.
+    fn data_page(&self, pfn: usize) -> Result<usize> {
+        pfn.checked_sub(self.first_pfn.load(Ordering::Relaxed))
+            .filter(|&n| n < self.data.nr_pages)
+            .ok_or(EINVAL)
+    }
+
+    /// See [`DeviceMemory::copy_from_device`].
+    fn copy_from_device(&self, from: usize, to: &Folio, first: usize, n: usize) -> Result {
+        let at = self.data_page(from)?;
+        for k in 0..n {
+            with_folio_page(to, first + k, |dst| {
+                self.data.with_page(at + k, |src| {
+                    // SAFETY: Both are mapped pages, distinct (one is device
+                    // data, the other system memory).
+                    unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE) }
+                })
+            })??;
+        }
+        Ok(())
+    }
+
+    /// Migrates the folio of a CPU fault back to system memory.
+    fn fault_to_ram(&self, fault: &VmFault) -> Result {
+        let mut src = KVec::from_elem(0usize, PMD_NR, GFP_KERNEL)?;
+        let mut dst = KVec::from_elem(0usize, PMD_NR, GFP_KERNEL)?;
+        let select = Select::DEVICE_PRIVATE | Select::COMPOUND | Select::MTHP;
+        // SAFETY: The faulting page is a referenced page of our pagemap.
+        let owner = unsafe { Folio::from_page(fault.page()) }
+            .pgmap_owner()
+            .ok_or(EINVAL)?;
+        let mut m = fault.migrate_vma_setup(select, owner, &mut src, &mut dst)?;
+        let mut wanted = KVec::new();
+        for (i, from) in m.sources() {
+            wanted.push((i, from.pfn(), from.order()), GFP_KERNEL)?;
+        }
+        let mut pages = 0;
+        for &(i, pfn, order) in wanted.iter() {
+            let to = Folio::alloc_movable(order)?;
+            self.copy_from_device(pfn, &to, 0, 1 << order)?;
+            m.set_destination(i, to)?;
+            pages += 1usize << order;
+        }
+        m.pages().finalize();
+        self.faulted.fetch_add(pages, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 impl DevicePrivateOps for Backend {
@@ -127,6 +189,19 @@ impl DevicePrivateOps for Backend {
         let freed = self.chunks.lock().free(page, folio.order());
         kernel::warn_on!(freed.is_err());
     }
+
+    fn migrate_to_ram(&self, vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: The pagemap calls this for a fault on one of its pages,
+        // valid for the call, with no page-table lock held.
+        let Some(fault) = (unsafe { VmFault::under_mmap_lock(vmf) }) else {
+            return VM_FAULT_RETRY;
+        };
+        match self.fault_to_ram(fault) {
+            Ok(()) => 0,
+            Err(e) if e == ENOMEM => bindings::vm_fault_reason_VM_FAULT_OOM,
+            Err(_) => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+        }
+    }
 }
 
 /// Device memory of whole 2 MiB chunks: a device-private pagemap over a
@@ -134,10 +209,7 @@ impl DevicePrivateOps for Backend {
 ///
 /// Device PFN `first_pfn() + n` stands for page `n` of the run.
 pub struct DeviceMemory {
-    // Dropped first: unmapping waits until every device folio is freed,
-    // and the data pages must outlive them.
     pagemap: Pin<KBox<DevicePrivatePagemap<Backend>>>,
-    data: ContigPages,
     chunks: Chunks,
 }
 
@@ -155,18 +227,16 @@ impl DeviceMemory {
         let chunks = Arc::pin_init(new_spinlock!(ChunkAllocator::new(all)), GFP_KERNEL)?;
         let backend = Backend {
             chunks: chunks.clone(),
+            data,
             first_pfn: AtomicUsize::new(0),
+            faulted: AtomicUsize::new(0),
         };
         let pagemap = DevicePrivatePagemap::new(nr_pages * PAGE_SIZE, owner, backend)?;
         pagemap
             .ops()
             .first_pfn
             .store(pagemap.first_pfn(), Ordering::Relaxed);
-        Ok(Self {
-            pagemap,
-            data,
-            chunks,
-        })
+        Ok(Self { pagemap, chunks })
     }
 
     /// The `pgmap_owner` of the memory.
@@ -184,7 +254,13 @@ impl DeviceMemory {
     /// The chunks of the memory.
     #[inline]
     pub fn nr_chunks(&self) -> usize {
-        self.data.nr_pages / CHUNK_PAGES
+        self.pagemap.ops().data.nr_pages / CHUNK_PAGES
+    }
+
+    /// Pages CPU faults took back to system memory.
+    #[inline]
+    pub fn faulted_pages(&self) -> usize {
+        self.pagemap.ops().faulted.load(Ordering::Relaxed)
     }
 
     /// Chunks with a live folio.
@@ -214,20 +290,14 @@ impl DeviceMemory {
         })
     }
 
-    /// The data page of device PFN `pfn`.
-    fn data_page(&self, pfn: usize) -> Result<usize> {
-        pfn.checked_sub(self.first_pfn())
-            .filter(|&n| n < self.data.nr_pages)
-            .ok_or(EINVAL)
-    }
-
     /// Copies pages `first..first + n` of the system folio `from` to the
     /// device pages from PFN `to`.
     pub fn copy_to_device(&self, to: usize, from: &Folio, first: usize, n: usize) -> Result {
-        let at = self.data_page(to)?;
+        let backend = self.pagemap.ops();
+        let at = backend.data_page(to)?;
         for k in 0..n {
             with_folio_page(from, first + k, |src| {
-                self.data.with_page(at + k, |dst| {
+                backend.data.with_page(at + k, |dst| {
                     // SAFETY: Both are mapped pages, distinct (one is device
                     // data, the other system memory).
                     unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE) }
@@ -240,16 +310,7 @@ impl DeviceMemory {
     /// Copies the device pages from PFN `from` to pages `first..first + n`
     /// of the system folio `to`.
     pub fn copy_from_device(&self, from: usize, to: &Folio, first: usize, n: usize) -> Result {
-        let at = self.data_page(from)?;
-        for k in 0..n {
-            with_folio_page(to, first + k, |dst| {
-                self.data.with_page(at + k, |src| {
-                    // SAFETY: As in `copy_to_device()`.
-                    unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE) }
-                })
-            })??;
-        }
-        Ok(())
+        self.pagemap.ops().copy_from_device(from, to, first, n)
     }
 
     /// Collects the folios of chunk `chunk` for eviction back to system

@@ -12,9 +12,13 @@
 //! C header: [`include/linux/mm.h`](srctree/include/linux/mm.h)
 
 use crate::collection::CollectedFolio;
+use crate::folio::Folio;
+use crate::migrate_core::pfn::PMD_ORDER;
+use crate::migrate_vma::{Collected, MigrateVma, Select};
 use crate::migration::FaultPage;
 use crate::page_table::{PmdGuard, PteEntry, PteValue};
-use kernel::{bindings, mm::virt::VmaRef, types::Opaque};
+use core::ffi::c_void;
+use kernel::{bindings, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*, types::Opaque};
 
 /// What a fault handler returns (`vm_fault_t`): 0 or `VM_FAULT_*` bits.
 pub type VmFaultReason = bindings::vm_fault_t;
@@ -68,6 +72,22 @@ impl VmFault {
     pub fn vma(&self) -> &VmaRef {
         // SAFETY: The mmap lock keeps the VMA, by the type invariant.
         unsafe { VmaRef::from_raw((*self.as_raw()).__bindgen_anon_1.vma) }
+    }
+
+    /// The faulting page (`vmf->page`): a device-private page the fault
+    /// path holds referenced and locked across `migrate_to_ram()`.
+    #[inline]
+    pub(crate) fn page(&self) -> *mut bindings::page {
+        // SAFETY: Reads a field of the valid fault.
+        unsafe { (*self.as_raw()).page }
+    }
+
+    /// Whether the fault came through a PTE (`vmf->pte` is set), rather
+    /// than through a PMD entry.
+    #[inline]
+    pub fn via_pte(&self) -> bool {
+        // SAFETY: Reads a field of the valid fault.
+        !unsafe { (*self.as_raw()).pte }.is_null()
     }
 
     /// The faulting address, page aligned.
@@ -230,6 +250,55 @@ pub enum DeviceFault<'a> {
     Locked(FaultFolio<'a>),
     /// Another thread holds the folio lock: wait for it, then refault.
     Contended(FaultWait),
+}
+
+impl VmFault {
+    /// Collects, for the driver's `migrate_to_ram()`, the folio of the
+    /// faulting page, clamped to its VMA (`migrate_vma_setup()`): whole
+    /// when the fault came through the entry that maps it whole, else the
+    /// faulting page alone (a PMD-sized folio faulted through a PTE may be
+    /// half split). The faulting page is the migration's `fault_page`,
+    /// which the fault path holds locked; `src` and `dst` need a slot per
+    /// page of the folio.
+    pub fn migrate_vma_setup<'a>(
+        &'a self,
+        select: Select,
+        owner: *mut c_void,
+        src: &'a mut [usize],
+        dst: &'a mut [usize],
+    ) -> Result<Collected<'a>> {
+        let page = self.page();
+        // SAFETY: The fault path holds a reference to the faulting page
+        // for as long as the fault is borrowed.
+        let mut order = unsafe { Folio::from_page(page) }.order();
+        if self.via_pte() && order >= PMD_ORDER {
+            order = 0;
+        }
+        let size = PAGE_SIZE << order;
+        let vma = self.vma();
+        let first = self.address() & !(size - 1);
+        let start = core::cmp::max(first, vma.start());
+        let end = core::cmp::min(first + size, vma.end());
+        let npages = (end - start) / PAGE_SIZE;
+        if npages == 0 || src.len() < npages || dst.len() < npages {
+            return Err(EINVAL);
+        }
+        dst[..npages].fill(0);
+        // SAFETY: `migrate_vma` is plain data; all-zero is its empty value.
+        let mut args: bindings::migrate_vma = unsafe { core::mem::zeroed() };
+        args.vma = vma.as_ptr();
+        args.src = src.as_mut_ptr();
+        args.dst = dst.as_mut_ptr();
+        args.start = start;
+        args.end = end;
+        args.pgmap_owner = owner;
+        args.flags = select.bits() as usize;
+        args.fault_page = page;
+        // SAFETY: The arrays hold `npages` slots and outlive the migration;
+        // the fault holds the mmap lock for as long (type invariant); the
+        // range lies in the VMA; the fault path holds `page` locked.
+        unsafe { MigrateVma::setup_raw(args) }
+    }
 }
 
 /// The folio of `vmf->page`, locked and referenced by the fault path for
