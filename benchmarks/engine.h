@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../selftests/util.h"
+#include "../selftests/vram_uapi.h"
 
 #define COUNTERS_C_FILE "/sys/kernel/debug/migrate_device/counters_c"
 #define MAX_ENGINES 3
@@ -194,9 +195,24 @@ static inline int counters_add(const char *name, double sum[NR_SUMS])
 	return 0;
 }
 
+/*
+ * The driver the benchmarks migrate with: test_hmm, or with
+ * --driver vram the folio-migrate VRAM driver, whose statistics count its
+ * copies in (one per extent of destinations) and not its time.
+ */
+static int bench_vram_fd = -1;
+static struct folio_vram_stats bench_vram_base;
+
 static inline void driver_stats_reset(void)
 {
-	int fd = open(DRIVER_STATS, O_WRONLY);
+	int fd;
+
+	if (bench_vram_fd >= 0) {
+		if (ioctl(bench_vram_fd, FOLIO_VRAM_STATS, &bench_vram_base))
+			perror(FOLIO_VRAM);
+		return;
+	}
+	fd = open(DRIVER_STATS, O_WRONLY);
 
 	if (fd >= 0) {
 		if (write(fd, "0", 1) != 1)
@@ -205,13 +221,23 @@ static inline void driver_stats_reset(void)
 	}
 }
 
-/* Adds test_hmm's statistics to @sum; fails when it has none. */
+/* Adds the driver's statistics to @sum; fails when it has none. */
 static inline int driver_stats_add(double sum[NR_DRIVER_STATS])
 {
-	FILE *f = fopen(DRIVER_STATS, "r");
-	char key[64];
+	struct folio_vram_stats now;
 	unsigned long long v;
+	char key[64];
+	FILE *f;
 
+	if (bench_vram_fd >= 0) {
+		if (ioctl(bench_vram_fd, FOLIO_VRAM_STATS, &now))
+			return -1;
+		sum[1] += now.copies - bench_vram_base.copies;
+		sum[2] += now.pages_in - bench_vram_base.pages_in;
+		sum[3] += now.copies - bench_vram_base.copies;
+		return 0;
+	}
+	f = fopen(DRIVER_STATS, "r");
 	if (!f)
 		return -1;
 	while (fscanf(f, "%63s %llu", key, &v) == 2)

@@ -103,8 +103,24 @@ static int migrate(int fd, unsigned long request, void *buf, void *mirror,
 		.ptr = (uintptr_t)mirror,
 		.npages = size / sysconf(_SC_PAGESIZE),
 	};
+	struct folio_vram_range range = {
+		.addr = (uintptr_t)buf,
+		.npages = cmd.npages,
+	};
 	double t0 = now_ms();
 
+	if (bench_vram_fd >= 0) {
+		/* The VRAM driver reports pages, both ways. */
+		request = request == HMM_DMIRROR_MIGRATE_TO_DEV ?
+			  FOLIO_VRAM_MIGRATE_TO_VRAM : FOLIO_VRAM_MIGRATE_TO_RAM;
+		if (ioctl(bench_vram_fd, request, &range)) {
+			perror("migrate ioctl");
+			return -1;
+		}
+		*ms = now_ms() - t0;
+		*entries = range.done;
+		return range.done == range.npages ? 0 : -1;
+	}
 	if (ioctl(fd, request, &cmd)) {
 		perror("migrate ioctl");
 		return -1;
@@ -238,7 +254,7 @@ out:
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: migrate_throughput [--quick] [--rounds N] [--size BYTES]... [--engines c|rust|c,rust]\n");
+		"usage: migrate_throughput [--quick] [--rounds N] [--size BYTES]... [--engines c|rust|c,rust] [--driver test_hmm|vram]\n");
 	exit(2);
 }
 
@@ -268,24 +284,29 @@ static void print_phases(const struct figure *f, int e, const char *kind,
 		us[p] = f->counters[e][PHASE0 + p] / 1e3 / per2m;
 		engine += us[p];
 	}
-	copy = f->driver_counted[e] ? f->driver[e][0] / 1e3 / per2m : 0;
+	/* The VRAM driver does not time its copies. */
+	copy = f->driver_counted[e] && bench_vram_fd < 0 ? f->driver[e][0] / 1e3 / per2m : 0;
 	copies = f->driver_counted[e] ? f->driver[e][1] / per2m : 0;
 	extents = f->driver_counted[e] ? f->driver[e][3] / per2m : 0;
 	if (json) {
 		printf(",\"phase_us_per_2m\":{");
 		for (p = 0; p < NR_PHASES; p++)
 			printf("\"%s\":%.2f,", phase_short[p], us[p]);
-		printf("\"engine\":%.2f,\"driver_copy\":%.2f,\"total\":%.2f},"
+		printf("\"engine\":%.2f,\"driver_copy\":%.2f,\"total\":%.2f},\"driver\":\"%s\","
 		       "\"driver_copies_per_2m\":%.2f,\"driver_extents_per_2m\":%.2f,"
 		       "\"engine_share\":%.4f",
-		       engine, copy, total, copies, extents, total > 0 ? engine / total : 0);
+		       engine, copy, total, bench_vram_fd >= 0 ? "vram" : "test_hmm", copies, extents,
+		       total > 0 ? engine / total : 0);
 		return;
 	}
 	printf("%-4s %10zu %7s |   us/2MiB:", kind, size, "");
 	for (p = 0; p < NR_PHASES; p++)
 		printf(" %s %.1f", phase_short[p], us[p]);
-	printf(", engine %.1f of %.1f (%.0f%%); driver copy %.1f in %.1f copies, %.1f extents\n",
-	       engine, total, total > 0 ? 100 * engine / total : 0, copy, copies, extents);
+	printf(", engine %.1f of %.1f (%.0f%%)", engine, total, total > 0 ? 100 * engine / total : 0);
+	if (bench_vram_fd >= 0)
+		printf("; vram driver %.1f copies in\n", copies);
+	else
+		printf("; driver copy %.1f in %.1f copies, %.1f extents\n", copy, copies, extents);
 }
 
 int main(int argc, char **argv)
@@ -331,6 +352,17 @@ int main(int argc, char **argv)
 				usage();
 			sizes[nsizes++] = v;
 			sized = 1;
+		} else if (!strcmp(argv[i], "--driver") && i + 1 < argc) {
+			if (!strcmp(argv[++i], "vram")) {
+				bench_vram_fd = open(FOLIO_VRAM, O_RDWR);
+				if (bench_vram_fd < 0) {
+					perror(FOLIO_VRAM);
+					return 1;
+				}
+			} else if (strcmp(argv[i], "test_hmm")) {
+				usage();
+				return 2;
+			}
 		} else if (!strcmp(argv[i], "--engines") && i + 1 < argc) {
 			engines_parse(&eng, argv[++i]);
 		} else {
@@ -362,7 +394,7 @@ int main(int argc, char **argv)
 		perror(DMIRROR);
 		return 1;
 	}
-	printf("engines:");
+	printf("driver %s; engines:", bench_vram_fd >= 0 ? "vram (copies in only)" : "test_hmm");
 	for (e = 0; e < eng.n; e++)
 		printf(" %s", eng.name[e]);
 	printf("; %d rounds, engines interleaved; times in ms (min/median), ratio = rust/c of the medians\n",
