@@ -47,7 +47,19 @@ static int to_device(int fd, char *buf, void *mirror, size_t size)
 		.ptr = (uintptr_t)mirror,
 		.npages = size / sysconf(_SC_PAGESIZE),
 	};
+	struct folio_vram_range range = {
+		.addr = (uintptr_t)buf,
+		.npages = cmd.npages,
+	};
 
+	if (bench_vram_fd >= 0) {
+		if (ioctl(bench_vram_fd, FOLIO_VRAM_MIGRATE_TO_VRAM, &range) ||
+		    range.done != range.npages) {
+			perror("FOLIO_VRAM_MIGRATE_TO_VRAM");
+			return -1;
+		}
+		return 0;
+	}
 	if (ioctl(fd, HMM_DMIRROR_MIGRATE_TO_DEV, &cmd)) {
 		perror("HMM_DMIRROR_MIGRATE_TO_DEV");
 		return -1;
@@ -195,6 +207,18 @@ int main(int argc, char **argv)
 			}
 		} else if (!strcmp(argv[i], "--engines") && i + 1 < argc) {
 			engines_parse(&eng, argv[++i]);
+		} else if (!strcmp(argv[i], "--driver") && i + 1 < argc) {
+			if (!strcmp(argv[++i], "vram")) {
+				bench_vram_fd = open(FOLIO_VRAM, O_RDWR);
+				if (bench_vram_fd < 0) {
+					perror(FOLIO_VRAM);
+					return 1;
+				}
+			} else if (strcmp(argv[i], "test_hmm")) {
+				fprintf(stderr, "unknown driver `%s`: use test_hmm or vram\n",
+					argv[i]);
+				return 2;
+			}
 		} else if (!strcmp(argv[i], "--quick")) {
 			nfaults = 64;
 			mthp_faults = 16;
@@ -202,7 +226,7 @@ int main(int argc, char **argv)
 			rounds = 2;
 		} else {
 			fprintf(stderr,
-				"usage: fault_latency [--threads N] [--rounds N] [--engines c|rust|rust-entry|LIST] [--quick]\n");
+				"usage: fault_latency [--threads N] [--rounds N] [--engines c|rust|rust-entry|LIST] [--driver test_hmm|vram] [--quick]\n");
 			return 2;
 		}
 	}
@@ -214,8 +238,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	thp_sizes_save(&thp, PMD_BYTES >> 10);
-	printf("%d rounds per figure, engines interleaved; per round p50/p99/max, then min and median over rounds\n",
-	       rounds);
+	printf("driver %s; %d rounds per figure, engines interleaved; per round p50/p99/max, then min and median over rounds\n",
+	       bench_vram_fd >= 0 ? "vram" : "test_hmm", rounds);
 	printf("%-4s %7s %7s | %-12s | %8s %8s | %8s %8s | %9s\n", "page",
 	       "threads", "faults", "engine", "p50 min", "p50 med", "p99 min",
 	       "p99 med", "max us");
@@ -270,9 +294,11 @@ int main(int argc, char **argv)
 				printf("%-4s %7d %7d | %-12s | %8.1f %8.1f | %8.1f %8.1f | %9.1f\n",
 				       kinds[k].name, threads, n, eng.name[e],
 				       pct[e][0][0], med[e][0], pct[e][1][0], med[e][1], max);
-				printf("@json {\"engine\":\"%s\",\"page\":\"%s\",\"threads\":%d,"
-				       "\"faults\":%d,\"rounds\":%d,\"p50_us_min\":%.2f,\"p50_us_median\":%.2f,"
-				       "\"p99_us_min\":%.2f,\"p99_us_median\":%.2f,\"max_us\":%.2f}\n",
+				printf("@json {\"driver\":\"%s\",\"engine\":\"%s\",\"page\":\"%s\","
+				       "\"threads\":%d,\"faults\":%d,\"rounds\":%d,\"p50_us_min\":%.2f,"
+				       "\"p50_us_median\":%.2f,\"p99_us_min\":%.2f,\"p99_us_median\":%.2f,"
+				       "\"max_us\":%.2f}\n",
+				       bench_vram_fd >= 0 ? "vram" : "test_hmm",
 				       eng.name[e], kinds[k].name, threads, n, rounds,
 				       pct[e][0][0], med[e][0], pct[e][1][0], med[e][1], max);
 			}

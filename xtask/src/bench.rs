@@ -50,7 +50,7 @@ pub fn bench(quick: bool) -> Result<()> {
                 name.clone()
             };
             // The same figures with the VRAM driver, in the same boot.
-            if name == "migrate_throughput" {
+            if name == "migrate_throughput" || name == "fault_latency" {
                 steps.push(Step {
                     name: format!("{name}:vram"),
                     command: format!("{command} --driver vram"),
