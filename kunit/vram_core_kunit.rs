@@ -79,6 +79,53 @@ mod tests {
     }
 
     #[test]
+    fn destinations_set_by_extent() -> Result {
+        const PAGES: usize = 8;
+        let mut cookie = 0u8;
+        let owner = NonNull::from(&mut cookie).cast::<c_void>();
+        let pgmap = DevicePrivatePagemap::new(PMD_SIZE, owner, Counting::default())?;
+        let owner = owner.as_ptr();
+        let base = pgmap.first_pfn();
+        let mut chunks = [Chunk::FREE; 1];
+        let mut vram = ChunkAllocator::new(&mut chunks[..]);
+        let map = UserMapping::new(PAGES * PAGE_SIZE, PMD_SIZE)?;
+        map.madvise(0, PAGES * PAGE_SIZE, uapi::MADV_NOHUGEPAGE)?;
+        for p in 0..PAGES {
+            map.write(p * PAGE_SIZE, &[p as u8; 8])?;
+        }
+        let (s, end) = (map.start(), map.start() + PAGES * PAGE_SIZE);
+        {
+            let (mut src, mut dst) = ([0usize; PAGES], [0usize; PAGES]);
+            let mmap = map.mm().mmap_read_lock();
+            let mut m =
+                MigrateVma::setup(&mmap, s, end, Select::SYSTEM, owner, &mut src, &mut dst)?;
+            let mut extents = KVec::new();
+            for e in m.source_extents() {
+                extents.push(e, GFP_KERNEL)?;
+            }
+            for e in extents.iter() {
+                // One contiguous device range per extent: 4 KiB pages
+                // follow each other in the open chunk.
+                let first = vram.alloc(0).map_err(|_| ENOMEM)?;
+                for _ in 1..e.npages {
+                    vram.alloc(0).map_err(|_| ENOMEM)?;
+                }
+                m.set_extent_destinations(e, |offset, order| {
+                    // SAFETY: The allocator handed these pages out just
+                    // above, to nobody else; the pagemap is new.
+                    unsafe { pgmap.init_folio(base + first + offset, order) }
+                })?;
+            }
+            // Every source got a destination, extent by extent.
+            assert!((0..PAGES).all(|i| m.dst_entry(i) != 0));
+            let total: usize = m.destination_extents().map(|e| e.npages).sum();
+            assert_eq!(total, PAGES);
+        }
+        assert_eq!(pgmap.ops().freed.load(Ordering::Relaxed), PAGES);
+        Ok(())
+    }
+
+    #[test]
     fn pages_going_to_the_device_are_one_extent() -> Result {
         const PAGES: usize = 16;
         let mut cookie = 0u8;

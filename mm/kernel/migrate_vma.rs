@@ -15,8 +15,8 @@
 //!
 //! # Examples
 //!
-//! Migrate `start..end` to new folios (the KUnit test
-//! `system_to_system_4k` does this on a real user mm):
+//! Migrate `start..end` to new folios, a destination per collected folio
+//! (the KUnit test `system_to_system_4k` does this on a real user mm):
 //!
 //! ```ignore
 //! let mmap = mm.mmap_read_lock();
@@ -28,6 +28,23 @@
 //!     m.set_destination(i, to)?;
 //! }
 //! m.pages().finalize();
+//! ```
+//!
+//! Or an extent at a time, into one contiguous device range per extent
+//! (the KUnit test `destinations_set_by_extent` runs this code; module
+//! examples are not built by rustdoc in the kernel, so the tests that
+//! hold them are what keeps them compiling):
+//!
+//! ```ignore
+//! let mut extents = KVec::new();
+//! for e in m.source_extents() {
+//!     extents.push(e, GFP_KERNEL)?;
+//! }
+//! for e in extents.iter() {
+//!     // The driver's: `e.npages` contiguous pages of device memory.
+//!     let first = device_run(e.npages)?;
+//!     m.set_extent_destinations(e, |offset, order| device_folio(first + offset, order))?;
+//! }
 //! ```
 //!
 //! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h)
@@ -461,6 +478,26 @@ impl<'a> Collected<'a> {
         let _ = ARef::into_raw(folio);
         // SAFETY: `i` is in range (`source()` checked it).
         unsafe { *self.inner.args.dst.add(i) = entry };
+        Ok(())
+    }
+
+    /// Gives each folio of `extent`, one of [`Collected::source_extents`],
+    /// the destination `alloc(offset, order)` returns for the folio at page
+    /// `offset` of the extent, of `order`: a driver that answers with the
+    /// folio at page `offset` of one contiguous device range copies the
+    /// extent in one go. Stops at the first error; the destinations set
+    /// until then stay, and are released if the migration is dropped.
+    pub fn set_extent_destinations(
+        &mut self,
+        extent: &Extent,
+        mut alloc: impl FnMut(usize, u32) -> Result<ARef<Folio>>,
+    ) -> Result {
+        let mut i = extent.index;
+        while i < extent.end_index() {
+            let order = self.source(i).ok_or(EINVAL)?.order();
+            self.set_destination(i, alloc(i - extent.index, order)?)?;
+            i += 1 << order;
+        }
         Ok(())
     }
 

@@ -291,7 +291,7 @@ pub const EXPECTED_KUNIT: &[(&str, usize)] = &[
     ("folio_migrate_pagemap", 5),
     ("folio_migrate_device", 2),
     ("folio_migrate_extent_walk", 2),
-    ("folio_migrate_vram_chunks", 4),
+    ("folio_migrate_vram_chunks", 5),
     ("folio_migrate_vram", 3),
 ];
 

@@ -97,8 +97,9 @@ impl ContigPages {
 
 impl Drop for ContigPages {
     fn drop(&mut self) {
-        // SAFETY: The run is ours and nothing uses it any more (the
-        // pagemap standing for it is dropped first).
+        // SAFETY: The run is ours and nothing uses it any more: it is
+        // dropped with the pagemap's callbacks, after the pagemap was
+        // unmapped, which waits until every device folio is freed.
         unsafe { bindings::free_contig_range(self.first_pfn as _, self.nr_pages as _) };
     }
 }
