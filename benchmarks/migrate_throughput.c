@@ -325,6 +325,7 @@ int main(int argc, char **argv)
 	long page = sysconf(_SC_PAGESIZE);
 	int nsizes = 0, rounds = 5, fd, i, k, e, c, o, ic, ir;
 	struct engines eng = { .n = 0 };
+	size_t vram_bytes = SIZE_MAX;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
@@ -394,7 +395,17 @@ int main(int argc, char **argv)
 		perror(DMIRROR);
 		return 1;
 	}
-	printf("driver %s; engines:", bench_vram_fd >= 0 ? "vram (copies in only)" : "test_hmm");
+	if (bench_vram_fd >= 0) {
+		struct folio_vram_stats vs = { 0 };
+
+		if (ioctl(bench_vram_fd, FOLIO_VRAM_STATS, &vs)) {
+			perror(FOLIO_VRAM);
+			return 1;
+		}
+		vram_bytes = vs.chunks * PMD_BYTES;
+	}
+	printf("driver %s; engines:", bench_vram_fd >= 0 ? "vram (copies in only, buffers up to its size)" :
+	       "test_hmm");
 	for (e = 0; e < eng.n; e++)
 		printf(" %s", eng.name[e]);
 	printf("; %d rounds, engines interleaved; times in ms (min/median), ratio = rust/c of the medians\n",
@@ -425,6 +436,9 @@ int main(int argc, char **argv)
 			    sizes[i] != quick[0] && sizes[i] != quick[1] && sizes[i] != quick[2])
 				continue;
 			if (kinds[k].mthp_kb && sizes[i] < (size_t)kinds[k].mthp_kb << 10)
+				continue;
+			/* A buffer larger than the VRAM would be evicted on the way. */
+			if (sizes[i] > vram_bytes)
 				continue;
 			if (run(fd, &eng, &kinds[k], sizes[i], rounds, &f)) {
 				thp_size_only(&thp, 0, NULL);
