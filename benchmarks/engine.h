@@ -203,6 +203,26 @@ static inline int counters_add(const char *name, double sum[NR_SUMS])
 static int bench_vram_fd = -1;
 static struct folio_vram_stats bench_vram_base;
 
+/*
+ * Selects the driver named @name, "test_hmm" or "vram"; fails with 2 on
+ * another name, with 1 when the VRAM driver's device cannot be opened.
+ */
+static inline int driver_select(const char *name)
+{
+	if (!strcmp(name, "test_hmm"))
+		return 0;
+	if (strcmp(name, "vram")) {
+		fprintf(stderr, "unknown driver `%s`: use test_hmm or vram\n", name);
+		return 2;
+	}
+	bench_vram_fd = open(FOLIO_VRAM, O_RDWR);
+	if (bench_vram_fd < 0) {
+		perror(FOLIO_VRAM);
+		return 1;
+	}
+	return 0;
+}
+
 static inline void driver_stats_reset(void)
 {
 	int fd;

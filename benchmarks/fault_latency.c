@@ -208,17 +208,10 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--engines") && i + 1 < argc) {
 			engines_parse(&eng, argv[++i]);
 		} else if (!strcmp(argv[i], "--driver") && i + 1 < argc) {
-			if (!strcmp(argv[++i], "vram")) {
-				bench_vram_fd = open(FOLIO_VRAM, O_RDWR);
-				if (bench_vram_fd < 0) {
-					perror(FOLIO_VRAM);
-					return 1;
-				}
-			} else if (strcmp(argv[i], "test_hmm")) {
-				fprintf(stderr, "unknown driver `%s`: use test_hmm or vram\n",
-					argv[i]);
-				return 2;
-			}
+			int ret = driver_select(argv[++i]);
+
+			if (ret)
+				return ret;
 		} else if (!strcmp(argv[i], "--quick")) {
 			nfaults = 64;
 			mthp_faults = 16;

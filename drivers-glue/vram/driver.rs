@@ -15,7 +15,6 @@
 //! evict, with the memory where it was.
 
 use crate::device_memory::DeviceMemory;
-use crate::folio::Folio;
 use crate::migrate_core::pfn::PMD_NR;
 use crate::migrate_vma::{Collected, MigrateVma, Select};
 use crate::vram_core::Error as ChunkError;
@@ -24,7 +23,7 @@ use core::{
     ptr::NonNull,
     sync::atomic::{AtomicUsize, Ordering},
 };
-use kernel::{mm::MmapReadGuard, page::PAGE_SIZE, prelude::*, sync::aref::ARef};
+use kernel::{mm::MmapReadGuard, page::PAGE_SIZE, prelude::*};
 
 /// What the driver did, as its statistics report it.
 #[derive(Debug, Default)]
@@ -76,6 +75,12 @@ fn check_range(mmap: &MmapReadGuard<'_>, start: usize, end: usize) -> Result {
     Ok(())
 }
 
+/// The end of the migration window that starts at `at`: the next PMD
+/// boundary, or `end`.
+fn window_end(at: usize, end: usize) -> usize {
+    core::cmp::min(end, (at / (WINDOW * PAGE_SIZE) + 1) * WINDOW * PAGE_SIZE)
+}
+
 impl Vram {
     /// VRAM of `nr_chunks` chunks of 2 MiB, owned by `owner`.
     pub fn new(nr_chunks: usize, owner: NonNull<c_void>) -> Result<Self> {
@@ -123,8 +128,7 @@ impl Vram {
         let mut done = 0;
         let mut at = start;
         while at < end {
-            // Up to the next PMD boundary.
-            let next = core::cmp::min(end, (at / (WINDOW * PAGE_SIZE) + 1) * WINDOW * PAGE_SIZE);
+            let next = window_end(at, end);
             done += loop {
                 match self.window_to_vram(mmap, at, next, &mut src, &mut dst) {
                     Ok(n) => break n,
@@ -205,23 +209,6 @@ impl Vram {
         Ok(())
     }
 
-    /// Gives every collected device folio of `m` a system folio of its
-    /// order holding its data; returns the pages given.
-    fn to_system(&self, m: &mut Collected<'_>) -> Result<usize> {
-        let mut wanted = KVec::new();
-        for (i, from) in m.sources() {
-            wanted.push((i, from.pfn(), from.order()), GFP_KERNEL)?;
-        }
-        let mut pages = 0;
-        for &(i, pfn, order) in wanted.iter() {
-            let to: ARef<Folio> = Folio::alloc_movable(order)?;
-            self.mem.copy_from_device(pfn, &to, 0, 1 << order)?;
-            m.set_destination(i, to)?;
-            pages += 1usize << order;
-        }
-        Ok(pages)
-    }
-
     /// Migrates the pages of `start..end` that are in the VRAM back to
     /// system memory; returns the pages migrated.
     pub fn migrate_to_ram(
@@ -236,11 +223,11 @@ impl Vram {
         let mut done = 0;
         let mut at = start;
         while at < end {
-            let next = core::cmp::min(end, (at / (WINDOW * PAGE_SIZE) + 1) * WINDOW * PAGE_SIZE);
+            let next = window_end(at, end);
             let select = Select::DEVICE_PRIVATE | Select::COMPOUND | Select::MTHP;
             let owner = self.mem.owner();
             let mut m = MigrateVma::setup(mmap, at, next, select, owner, &mut src, &mut dst)?;
-            let pages = self.to_system(&mut m)?;
+            let pages = self.mem.to_system(&mut m)?;
             m.pages().finalize();
             self.stats.pages_out.fetch_add(pages, Ordering::Relaxed);
             done += pages;
@@ -255,7 +242,7 @@ impl Vram {
         let mut src = KVec::from_elem(0usize, WINDOW, GFP_KERNEL)?;
         let mut dst = KVec::from_elem(0usize, WINDOW, GFP_KERNEL)?;
         let mut m = self.mem.evict_chunk(chunk, &mut src, &mut dst)?;
-        let pages = self.to_system(&mut m)?;
+        let pages = self.mem.to_system(&mut m)?;
         m.pages().finalize();
         self.stats.pages_out.fetch_add(pages, Ordering::Relaxed);
         self.stats.evictions.fetch_add(1, Ordering::Relaxed);

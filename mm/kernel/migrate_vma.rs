@@ -55,14 +55,14 @@ use crate::migrate_core::{
     folio_array::FolioArray,
     pfn::{MigratePfn, MIGRATE_PFN_MIGRATE},
 };
-use core::{ffi::c_void, marker::PhantomData};
+use core::{ffi::c_void, marker::PhantomData, ptr::null_mut};
 use kernel::{
     bindings,
     error::{
         code::{EBUSY, EFAULT, EINVAL},
         to_result, Result,
     },
-    mm::MmapReadGuard,
+    mm::{virt::VmaRef, MmapReadGuard},
     page::PAGE_SIZE,
     sync::aref::ARef,
 };
@@ -101,14 +101,6 @@ impl Select {
     pub const MTHP: Self = Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_MTHP);
 }
 
-impl Select {
-    /// The `migrate_vma.flags` bits.
-    #[inline]
-    pub(crate) fn bits(self) -> u32 {
-        self.0
-    }
-}
-
 impl core::ops::BitOr for Select {
     type Output = Self;
 
@@ -142,8 +134,32 @@ impl MigrateVma {
             return Err(EINVAL);
         }
         let vma = mmap.vma_lookup(start).ok_or(EFAULT)?;
+        // SAFETY: The mmap read lock is held for as long as the migration;
+        // the C function checks the range against the VMA; no fault page.
+        unsafe { Self::setup_in(vma, start, end, select, owner, src, dst, null_mut()) }
+    }
+
+    /// Collects `start..end` of `vma` (`migrate_vma_setup()`), with
+    /// `fault_page` as the migration's `fault_page` unless it is null;
+    /// `src` and `dst` need one slot per page of the range.
+    ///
+    /// # Safety
+    ///
+    /// The mmap lock of `vma`'s mm is held for `'a`; `fault_page`, if not
+    /// null, is the page a fault path holds locked across the migration.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn setup_in<'a>(
+        vma: &VmaRef,
+        start: usize,
+        end: usize,
+        select: Select,
+        owner: *mut c_void,
+        src: &'a mut [usize],
+        dst: &'a mut [usize],
+        fault_page: *mut bindings::page,
+    ) -> Result<Collected<'a>> {
         let npages = (end - start) / PAGE_SIZE;
-        if src.len() < npages || dst.len() < npages {
+        if npages == 0 || src.len() < npages || dst.len() < npages {
             return Err(EINVAL);
         }
         dst[..npages].fill(0);
@@ -156,23 +172,11 @@ impl MigrateVma {
         args.end = end;
         args.pgmap_owner = owner;
         args.flags = select.0 as usize;
+        args.fault_page = fault_page;
+        let base = (start / PAGE_SIZE) as u64;
         // SAFETY: The arrays hold `npages` slots and outlive the returned
-        // migration; the mmap read lock is held for as long; the C function
-        // checks the range against the VMA.
-        unsafe { Self::setup_raw(args) }
-    }
-
-    /// Runs `migrate_vma_setup()` on `args`.
-    ///
-    /// # Safety
-    ///
-    /// `args.src` and `args.dst` hold a slot per page of `args.start..
-    /// args.end` and live for `'a`; the range lies in `args.vma`, whose
-    /// mm's mmap lock is held for `'a`; `args.fault_page`, if set, is the
-    /// page a fault path holds locked across the migration.
-    pub(crate) unsafe fn setup_raw<'a>(mut args: bindings::migrate_vma) -> Result<Collected<'a>> {
-        let base = (args.start / PAGE_SIZE) as u64;
-        // SAFETY: As the caller guarantees.
+        // migration; the caller holds the mmap lock for as long and
+        // vouches for `fault_page`.
         to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
         // INVARIANT: Setup succeeded: the collected folios are locked and
         // unmapped until finalize.

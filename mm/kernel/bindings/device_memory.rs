@@ -155,16 +155,8 @@ impl Backend {
         Ok(())
     }
 
-    /// Migrates the folio of a CPU fault back to system memory.
-    fn fault_to_ram(&self, fault: &VmFault) -> Result {
-        let mut src = KVec::from_elem(0usize, PMD_NR, GFP_KERNEL)?;
-        let mut dst = KVec::from_elem(0usize, PMD_NR, GFP_KERNEL)?;
-        let select = Select::DEVICE_PRIVATE | Select::COMPOUND | Select::MTHP;
-        // SAFETY: The faulting page is a referenced page of our pagemap.
-        let owner = unsafe { Folio::from_page(fault.page()) }
-            .pgmap_owner()
-            .ok_or(EINVAL)?;
-        let mut m = fault.migrate_vma_setup(select, owner, &mut src, &mut dst)?;
+    /// See [`DeviceMemory::to_system`].
+    fn to_system(&self, m: &mut Collected<'_>) -> Result<usize> {
         let mut wanted = KVec::new();
         for (i, from) in m.sources() {
             wanted.push((i, from.pfn(), from.order()), GFP_KERNEL)?;
@@ -176,6 +168,20 @@ impl Backend {
             m.set_destination(i, to)?;
             pages += 1usize << order;
         }
+        Ok(pages)
+    }
+
+    /// Migrates the folio of a CPU fault back to system memory.
+    fn fault_to_ram(&self, fault: &VmFault) -> Result {
+        let mut src = KVec::from_elem(0usize, PMD_NR, GFP_KERNEL)?;
+        let mut dst = KVec::from_elem(0usize, PMD_NR, GFP_KERNEL)?;
+        let select = Select::DEVICE_PRIVATE | Select::COMPOUND | Select::MTHP;
+        // SAFETY: The faulting page is a referenced page of our pagemap.
+        let owner = unsafe { Folio::from_page(fault.page()) }
+            .pgmap_owner()
+            .ok_or(EINVAL)?;
+        let mut m = fault.migrate_vma_setup(select, owner, &mut src, &mut dst)?;
+        let pages = self.to_system(&mut m)?;
         m.pages().finalize();
         self.faulted.fetch_add(pages, Ordering::Relaxed);
         Ok(())
@@ -312,6 +318,12 @@ impl DeviceMemory {
     /// of the system folio `to`.
     pub fn copy_from_device(&self, from: usize, to: &Folio, first: usize, n: usize) -> Result {
         self.pagemap.ops().copy_from_device(from, to, first, n)
+    }
+
+    /// Gives every collected device folio of `m` a system folio of its
+    /// order holding its data; returns the pages given.
+    pub fn to_system(&self, m: &mut Collected<'_>) -> Result<usize> {
+        self.pagemap.ops().to_system(m)
     }
 
     /// Collects the folios of chunk `chunk` for eviction back to system

@@ -279,25 +279,9 @@ impl VmFault {
         let first = self.address() & !(size - 1);
         let start = core::cmp::max(first, vma.start());
         let end = core::cmp::min(first + size, vma.end());
-        let npages = (end - start) / PAGE_SIZE;
-        if npages == 0 || src.len() < npages || dst.len() < npages {
-            return Err(EINVAL);
-        }
-        dst[..npages].fill(0);
-        // SAFETY: `migrate_vma` is plain data; all-zero is its empty value.
-        let mut args: bindings::migrate_vma = unsafe { core::mem::zeroed() };
-        args.vma = vma.as_ptr();
-        args.src = src.as_mut_ptr();
-        args.dst = dst.as_mut_ptr();
-        args.start = start;
-        args.end = end;
-        args.pgmap_owner = owner;
-        args.flags = select.bits() as usize;
-        args.fault_page = page;
-        // SAFETY: The arrays hold `npages` slots and outlive the migration;
-        // the fault holds the mmap lock for as long (type invariant); the
-        // range lies in the VMA; the fault path holds `page` locked.
-        unsafe { MigrateVma::setup_raw(args) }
+        // SAFETY: The fault holds the mmap lock for as long (type
+        // invariant); the fault path holds `page` locked.
+        unsafe { MigrateVma::setup_in(vma, start, end, select, owner, src, dst, page) }
     }
 }
 
