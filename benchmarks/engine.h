@@ -115,13 +115,13 @@ static inline int engine_index(const struct engines *e, const char *name)
 }
 
 /* The engine counters the benchmarks report, per 2 MiB migrated. */
-#define NR_COUNTERS 7
+#define NR_COUNTERS 8
 static const char *const counter_names[NR_COUNTERS] __attribute__((unused)) = {
 	"folios", "pte_migration_entries", "pmd_migration_entries",
-	"tlb_flushes", "notifier_ranges", "rmap_unmaps", "splits",
+	"tlb_flushes", "notifier_ranges", "rmap_unmaps", "rmap_restores", "splits",
 };
 static const char *const counter_short[NR_COUNTERS] __attribute__((unused)) = {
-	"folios", "ptes", "pmds", "tlbfl", "notif", "rmap", "splits",
+	"folios", "ptes", "pmds", "tlbfl", "notif", "rmap", "rmrest", "splits",
 };
 /* After the counters, the folios of each order up to this one. */
 #define MAX_COUNTED_ORDER 9

@@ -7,8 +7,10 @@
  * for the Rust engines, counters_c for C) must then read exactly what that
  * workload is: 1024 small folios and 1024 PTE migration entries, or two
  * 2 MiB folios and two PMD migration entries, no split, no CPU fault, and
- * no TLB flush beyond one per PTE and one per range. The other engine's
- * counters must stay 0. test_hmm's own statistics must show every page
+ * no TLB flush beyond one per PTE and one per range. Finalize must walk
+ * the rmap once per folio under C, and under Rust only for the two PMD
+ * entries: it puts back the PTE entries it installed by walking the page
+ * table. The other engine's counters must stay 0. test_hmm's own statistics must show every page
  * copied once each way, one device allocation per device folio, and for
  * the THP one copy per direction: the folio goes as one extent.
  * The data is checked after the round trip.
@@ -132,10 +134,11 @@ static void round_trip(const char *engine, int thp)
 	};
 	const struct expect *want = thp ? huge : small;
 	const unsigned long max_flushes = thp ? 2 : 2 * NPAGES + 2;
+	const unsigned long want_walks = thp ? 2 : strcmp(engine, "c") ? 0 : 2 * NPAGES;
 	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
 	void *mirror = malloc(PMD_BYTES);
 	char why[200] = "";
-	unsigned long flushes, idle;
+	unsigned long flushes, walks, idle;
 	size_t i;
 
 	if (!p || !mirror) {
@@ -173,17 +176,20 @@ static void round_trip(const char *engine, int thp)
 	if (!*why && (!flushes || flushes > max_flushes))
 		snprintf(why, sizeof(why), "tlb_flushes %lu, want 1..%lu", flushes,
 			 max_flushes);
+	walks = counter_in(mine, "rmap_restores");
+	if (!*why && walks != want_walks)
+		snprintf(why, sizeof(why), "rmap_restores %lu, want %lu", walks, want_walks);
 	idle = counters_sum(other);
 	if (!*why && idle)
 		snprintf(why, sizeof(why), "the other engine's counters sum to %lu",
 			 idle);
 	driver_stats_check(thp, why, sizeof(why));
 	ksft_test_result(!*why,
-			 "%s %s: %lu small folios, %lu 2 MiB folios, %lu PTE and %lu PMD migration entries, %lu TLB flushes; test_hmm %lu copies, %lu extents%s%s\n",
+			 "%s %s: %lu small folios, %lu 2 MiB folios, %lu PTE and %lu PMD migration entries, %lu TLB flushes, %lu rmap walks in finalize; test_hmm %lu copies, %lu extents%s%s\n",
 			 engine, kind,
 			 counter_in(mine, "folios_order_0"), counter_in(mine, "folios_order_9"),
 			 counter_in(mine, "pte_migration_entries"),
-			 counter_in(mine, "pmd_migration_entries"), flushes,
+			 counter_in(mine, "pmd_migration_entries"), flushes, walks,
 			 counter_in(DRIVER_STATS, "copies"), counter_in(DRIVER_STATS, "extents"),
 			 *why ? ": " : "", why);
 out:

@@ -15,6 +15,12 @@
  * - 64 KiB mTHPs that a forked child still maps: they are not the
  *   parent's alone, so the Rust engine splits them, and every page moves;
  *   the child reads its own data afterwards.
+ * - A 2 MiB run of 4 KiB pages whose second half a forked child still
+ *   maps (the parent wrote the first half again after the fork): every
+ *   page moves and both read their data. The Rust engine's finalize puts
+ *   the first half back by walking the page table and only the shared
+ *   half through the rmap, so it must count exactly one rmap walk per
+ *   shared page; C walks the rmap for every page.
  *
  * The migration reports the page left behind (the driver cannot read it
  * back: ENOENT). Data is checked everywhere, under every engine; under
@@ -44,6 +50,7 @@
 #define MTHP_KB 64
 #define PINNED (NPAGES / 2 + 3)
 #define GUP_TEST "/sys/kernel/debug/gup_test"
+#define COUNTERS_C "/sys/kernel/debug/migrate_device/counters_c"
 
 /* The ABI of mm/gup_test.h. */
 struct pin_longterm_test {
@@ -112,7 +119,7 @@ static const char *pinned_page(int mthp, unsigned int seed, char *det, size_t le
 	struct pin_longterm_test pin;
 	int ret, n, before, pinned_back;
 	const char *why = NULL;
-	unsigned long shares;
+	unsigned long shares, walks;
 
 	if (!p)
 		return "cannot map a 2 MiB area";
@@ -126,12 +133,14 @@ static const char *pinned_page(int mthp, unsigned int seed, char *det, size_t le
 		return "pinning the page failed";
 	}
 	shares = counter("fail_anon_share");
+	walks = counter("rmap_restores");
 	ret = to_dev(p);
 	shares = counter("fail_anon_share") - shares;
+	walks = counter("rmap_restores") - walks;
 	n = present(p, folio_start, &before, &pinned_back);
-	snprintf(det, len, "migration: %s; %d pages left in system memory, %d before the pinned folio, the pinned page %s; failed shares %lu%s",
+	snprintf(det, len, "migration: %s; %d pages left in system memory, %d before the pinned folio, the pinned page %s; failed shares %lu, rmap walks in finalize %lu%s",
 		 ret ? strerror(ret) : "no error", n, before, pinned_back ? "among them" : "not",
-		 shares, rust ? "" : " (Rust counter, not checked for c)");
+		 shares, walks, rust ? "" : " (Rust counters, not checked for c)");
 	if (ret != ENOENT)
 		why = "the migration did not report the pinned page";
 	else if (!pinned_back || before)
@@ -141,6 +150,9 @@ static const char *pinned_page(int mthp, unsigned int seed, char *det, size_t le
 	else if (!mthp && rust && shares != 1)
 		/* Collection, not unmap, must have seen the pin. */
 		why = "the batch did not find the pin when it shared the page";
+	else if (!mthp && rust && walks)
+		/* The pinned page was never collected; the rest is exclusive. */
+		why = "finalize walked the rmap for pages the run mapped alone";
 	ioctl(gup_fd, PIN_LONGTERM_TEST_STOP);
 	why = check(p, seed) ?: why;
 	munmap(p, PMD_BYTES);
@@ -194,6 +206,63 @@ static const char *shared_with_child(unsigned int seed, char *det, size_t len)
 	return why;
 }
 
+/*
+ * 4 KiB pages whose second half a forked child still maps: every page
+ * moves, both read their data, and finalize walks the rmap for the shared
+ * pages only (Rust) or for every page (C).
+ */
+static const char *half_shared_pages(unsigned int seed, char *det, size_t len)
+{
+	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
+	int go[2], status, ret, n, before, pinned_back;
+	unsigned long walks;
+	unsigned long want = rust ? NPAGES / 2 : NPAGES;
+	const char *file = rust ? COUNTERS : COUNTERS_C;
+	const char *why;
+	pid_t pid;
+	char c = 0;
+
+	if (!p || pipe(go))
+		return "cannot map a 2 MiB area or make a pipe";
+	madvise(p, PMD_BYTES, MADV_NOHUGEPAGE);
+	fill(p, seed);
+	pid = fork();
+	if (pid == 0) {
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(check(p, seed) ? 1 : 0);
+	}
+	close(go[0]);
+	if (pid < 0)
+		return "fork failed";
+	/* Copy on write: the first half becomes the parent's alone. */
+	for (size_t i = 0; i < PMD_BYTES / 2; i += PAGE_BYTES)
+		*(volatile char *)(p + i) = *(volatile char *)(p + i);
+	walks = counter_in(file, "rmap_restores");
+	ret = to_dev(p);
+	walks = counter_in(file, "rmap_restores") - walks;
+	n = present(p, 0, &before, &pinned_back);
+	if (write(go[1], &c, 1) != 1)
+		kill(pid, SIGKILL);
+	close(go[1]);
+	waitpid(pid, &status, 0);
+	snprintf(det, len, "migration: %s; %d pages left in system memory; rmap walks in finalize %lu (want %lu); child %s",
+		 ret ? strerror(ret) : "no error", n, walks, want,
+		 WIFEXITED(status) && !WEXITSTATUS(status) ? "read its data" : "failed");
+	why = check(p, seed);
+	if (!why && ret)
+		why = "the migration failed";
+	if (!why && n)
+		why = "pages stayed in system memory";
+	if (!why && walks != want)
+		why = "finalize walked the rmap for other folios than the shared ones";
+	if (!why && (!WIFEXITED(status) || WEXITSTATUS(status)))
+		why = "the child read other data";
+	munmap(p, PMD_BYTES);
+	return why;
+}
+
 int main(void)
 {
 	static const char *const engines[] = { "c", "rust", "rust-entry" };
@@ -201,9 +270,10 @@ int main(void)
 		"pinned 4 KiB page in a 2 MiB run",
 		"pinned page in a 64 KiB mTHP",
 		"64 KiB mTHPs shared with a forked child",
+		"4 KiB pages, half shared with a forked child",
 	};
 	int e, k;
-	char det[200];
+	char det[300];
 
 	tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL);
 	gup_fd = open(GUP_TEST, O_RDWR);
@@ -214,20 +284,24 @@ int main(void)
 		thp_size_only(&thp, 0, NULL);
 		ksft_exit_skip("no %d kB mTHP size\n", MTHP_KB);
 	}
-	ksft_set_plan(3 * 3);
+	ksft_set_plan(3 * 4);
 	for (e = 0; e < 3; e++) {
 		if (write_file(ENGINE, engines[e])) {
 			thp_size_only(&thp, 0, NULL);
 			ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 		}
 		rust = strcmp(engines[e], "c") != 0;
-		for (k = 0; k < 3; k++) {
+		for (k = 0; k < 4; k++) {
 			unsigned int seed = 0x2545f491u * (ksft_test_num() + 1);
 			const char *why;
 
 			det[0] = 0;
-			why = k == 2 ? shared_with_child(seed, det, sizeof(det)) :
-				       pinned_page(k, seed, det, sizeof(det));
+			if (k == 3)
+				why = half_shared_pages(seed, det, sizeof(det));
+			else if (k == 2)
+				why = shared_with_child(seed, det, sizeof(det));
+			else
+				why = pinned_page(k, seed, det, sizeof(det));
 			ksft_test_result(!why, "%s: %s: %s%s%s\n", engines[e], names[k], why ?: "",
 					 why ? "; " : "", det);
 		}

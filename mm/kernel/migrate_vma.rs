@@ -121,6 +121,8 @@ impl MigrateVma {
     /// `pgmap_owner` cookie of the driver (null for none). The mmap read
     /// lock `mmap` stays held until the migration is finalized: a per-VMA
     /// lock is not enough for `migrate_vma_setup()`.
+    // `owner` is a cookie compared with the pagemap's, never dereferenced.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn setup<'a>(
         mmap: &'a MmapReadGuard<'_>,
         start: usize,

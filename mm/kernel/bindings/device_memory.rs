@@ -100,7 +100,7 @@ impl Drop for ContigPages {
         // SAFETY: The run is ours and nothing uses it any more: it is
         // dropped with the pagemap's callbacks, after the pagemap was
         // unmapped, which waits until every device folio is freed.
-        unsafe { bindings::free_contig_range(self.first_pfn as _, self.nr_pages as _) };
+        unsafe { bindings::free_contig_range(self.first_pfn, self.nr_pages) };
     }
 }
 

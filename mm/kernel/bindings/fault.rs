@@ -260,6 +260,8 @@ impl VmFault {
     /// half split). The faulting page is the migration's `fault_page`,
     /// which the fault path holds locked; `src` and `dst` need a slot per
     /// page of the folio.
+    // `owner` is a cookie compared with the pagemap's, never dereferenced.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn migrate_vma_setup<'a>(
         &'a self,
         select: Select,

@@ -22,7 +22,7 @@
 
 use crate::folio::Folio;
 use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
-use crate::page_table::{pmd_peek, PmdEntry};
+use crate::page_table::{pmd_peek, PmdEntry, PteEntry, PteRun, PAGE_SIZE, PMD_SIZE};
 use core::{marker::PhantomData, ptr};
 use kernel::{
     bindings,
@@ -239,6 +239,8 @@ impl Slots for DestSlots<'_> {
 
 /// Source phase: collected, possibly still mapped.
 pub struct Collected;
+/// Source phase: migrating folios off the LRU, possibly still mapped.
+pub struct Isolated;
 /// Source phase: unmapped, migrating folios off the LRU.
 pub struct Unmapped;
 
@@ -248,8 +250,11 @@ pub struct Unmapped;
 ///
 /// Each slot with a PFN names the head page of a folio the migration holds
 /// a reference to and, unless `fault` is in it, the lock of. Under
-/// [`Collected`], a slot with a PFN and without `MIGRATE_PFN_MIGRATE` is
-/// not isolated from the LRU. Under [`Unmapped`], every slot with a PFN
+/// [`Collected`], no slot is isolated from the LRU by the migration. Under
+/// [`Isolated`], a slot with a PFN names ZONE_DEVICE memory or, exactly
+/// when it has `MIGRATE_PFN_MIGRATE`, a folio isolated from the LRU by
+/// the migration, whose reference is the isolation's. Under
+/// [`Unmapped`], every slot with a PFN
 /// names a folio that is mapped only by migration entries and, unless it
 /// is ZONE_DEVICE memory, isolated from the LRU by the migration, whose
 /// reference is the isolation's.
@@ -295,9 +300,10 @@ impl<'a, P> SourceSlots<'a, P> {
     /// Clears `MIGRATE_PFN_MIGRATE` of slot `i`: its source stays.
     #[inline]
     pub fn clear_migrate(&mut self, i: usize) {
-        // INVARIANT: Under `Collected` only `unmap_folio` isolates, and it
-        // puts back what it does not keep; under `Unmapped` a slot is
-        // isolated with or without the flag.
+        // INVARIANT: Under `Collected` nothing is isolated; under
+        // `Isolated` only `unmap_folio` and `isolate_lru` clear the flag,
+        // once they put the folio back or did not isolate it; under
+        // `Unmapped` a slot is isolated with or without the flag.
         self.slots[i] = self.get(i).without_migrate().raw();
     }
 
@@ -317,14 +323,15 @@ impl<'a, P> SourceSlots<'a, P> {
         self.fault.is_in(folio)
     }
 
-    /// Drops what slot `i` holds and clears it.
+    /// Drops what slot `i` holds, its reference into `puts`, and clears
+    /// it.
     ///
     /// # Safety
     ///
     /// The slot's migration entries were removed, and its folio is not
     /// isolated by the migration (or was put back with its reference
     /// handed to the slot).
-    unsafe fn release(&mut self, i: usize) {
+    unsafe fn release(&mut self, i: usize, puts: &mut PutBatch) {
         if let Some(folio) = self.folio(i) {
             let raw = folio.as_raw();
             let fault = self.is_fault_folio(folio);
@@ -335,7 +342,7 @@ impl<'a, P> SourceSlots<'a, P> {
                 if !fault {
                     bindings::folio_unlock(raw);
                 }
-                bindings::folio_put(raw);
+                puts.put(raw);
             }
         }
         self.slots[i] = 0;
@@ -352,29 +359,54 @@ impl<'a> SourceSlots<'a, Collected> {
         Ok(())
     }
 
-    /// `migrate_device_unmap()` for slot `i`: isolates its folio from the
-    /// LRU (unless it is ZONE_DEVICE memory), replaces what mappings are
-    /// left by migration entries (`try_to_migrate()`), and checks that
-    /// nobody else holds a reference. A folio that cannot migrate is put
+    /// Isolates from the LRU the folio of every slot that will migrate
+    /// (`folio_isolate_lru()`), taking each lruvec lock once for a run of
+    /// folios of the same lruvec instead of once per folio; the isolation
+    /// takes over the slot's reference. ZONE_DEVICE memory is on no LRU.
+    /// A folio that is not on the LRU loses `MIGRATE_PFN_MIGRATE` and stays
+    /// where it is.
+    pub fn isolate_lru(mut self) -> SourceSlots<'a, Isolated> {
+        let mut lru = LruvecLock::new();
+        let mut i = 0;
+        while i < self.slots.len() {
+            let Some(folio) = self.folio(i) else {
+                i += 1;
+                continue;
+            };
+            let nr = folio.nr_pages();
+            let keep = !self.get(i).is_migrate() || folio.is_zone_device() || lru.isolate(folio);
+            if !keep {
+                // INVARIANT: The folio was not isolated.
+                self.clear_migrate(i);
+            }
+            i += nr;
+        }
+        drop(lru);
+        // INVARIANT: Every non-ZONE_DEVICE folio of a slot that kept the
+        // flag was just isolated, its reference the slot's.
+        SourceSlots {
+            slots: self.slots,
+            fault: self.fault,
+            _phase: PhantomData,
+        }
+    }
+}
+
+impl<'a> SourceSlots<'a, Isolated> {
+    /// `migrate_device_unmap()` for slot `i`, past isolation: replaces
+    /// what mappings are left by migration entries (`try_to_migrate()`),
+    /// and checks that nobody else holds a reference. A folio that cannot migrate is put
     /// back on the LRU and its slot loses `MIGRATE_PFN_MIGRATE`, to be
     /// restored by [`Self::restore_unmigrated`].
     pub fn unmap_folio(&mut self, i: usize) -> UnmapOutcome {
         let Some(folio) = self.folio(i) else {
             return UnmapOutcome::Empty;
         };
+        if !self.get(i).is_migrate() {
+            return UnmapOutcome::NotIsolated;
+        }
         let raw = folio.as_raw();
         let zone_device = folio.is_zone_device();
-        if !zone_device {
-            // SAFETY: We hold a reference, as isolation needs.
-            if !unsafe { bindings::folio_isolate_lru(raw) } {
-                self.clear_migrate(i);
-                return UnmapOutcome::NotIsolated;
-            }
-            // Isolation took its own reference: the slot's is not needed.
-            // SAFETY: The slot owns that reference; isolation keeps the
-            // folio.
-            unsafe { bindings::folio_put(raw) };
-        }
         let rmap_walked = folio.is_mapped();
         if rmap_walked {
             // SAFETY: The folio is locked and referenced (type invariant).
@@ -418,6 +450,7 @@ impl<'a> SourceSlots<'a, Collected> {
     /// and reference are dropped. Returns how many slots were restored.
     pub fn restore_unmigrated(&mut self) -> usize {
         let mut restored = 0;
+        let mut puts = PutBatch::new();
         for i in 0..self.slots.len() {
             let m = self.get(i);
             let Some(folio) = self.folio(i) else {
@@ -430,7 +463,7 @@ impl<'a> SourceSlots<'a, Collected> {
             // migration entries, if any, are the migration's own.
             unsafe { bindings::remove_migration_ptes(folio.as_raw(), folio.as_raw(), 0) };
             // SAFETY: Not isolated (type invariant); entries removed.
-            unsafe { self.release(i) };
+            unsafe { self.release(i, &mut puts) };
             restored += 1;
         }
         restored
@@ -653,7 +686,7 @@ impl<'a> DestSlots<'a> {
     /// Unlocks and drops slot `i`'s destination, unused (or refused, such
     /// as one that names a page other than its folio's head), and clears
     /// the slot so that it is not released twice.
-    fn release(&mut self, i: usize, fault: &FaultPage) {
+    fn release(&mut self, i: usize, fault: &FaultPage, puts: &mut PutBatch) {
         let Some(folio) = self.handed_over(i) else {
             return;
         };
@@ -665,7 +698,7 @@ impl<'a> DestSlots<'a> {
         // SAFETY: The slot owns the driver's lock and reference.
         unsafe {
             bindings::folio_unlock(raw);
-            bindings::folio_put(raw);
+            puts.put(raw);
         }
         self.slots[i] = 0;
     }
@@ -820,46 +853,324 @@ impl<'a> SourceSlots<'a, Unmapped> {
     /// mapping of the destination where slot and destination are both
     /// there and the slot migrates, of the source otherwise; every lock,
     /// reference and isolation the migration held is released, and the
-    /// slots' PFNs cleared. Returns how many sources were restored.
-    pub fn finalize(mut self, mut dst: DestSlots<'_>) -> usize {
+    /// slots' PFNs cleared.
+    ///
+    /// With `at`, the migration's own entries are put back by walking the
+    /// page table, one PTE lock per PMD, where they are the folio's only
+    /// mappings; the others, and every slot without `at`, go through an
+    /// rmap walk (`remove_migration_ptes()`).
+    pub fn finalize(mut self, mut dst: DestSlots<'_>, at: Option<SlotsMappedAt<'_>>) -> Finalized {
+        let n = self.slots.len().min(dst.len());
+        let mut done = Finalized::default();
+        let mut puts = PutBatch::new();
+        let mut i = 0;
+        while i < n {
+            let end = at.map_or(n, |at| at.pmd_end(i, n)).min(i + PMD_NR);
+            self.finalize_window(&mut dst, i..end, at, &mut done, &mut puts);
+            i = end;
+        }
+        done
+    }
+
+    /// Finalizes the slots of `window`, which share one PMD when `at` is
+    /// given and are at most `PMD_NR`.
+    fn finalize_window(
+        &mut self,
+        dst: &mut DestSlots<'_>,
+        window: core::ops::Range<usize>,
+        at: Option<SlotsMappedAt<'_>>,
+        done: &mut Finalized,
+        puts: &mut PutBatch,
+    ) {
         let fault = self.fault;
-        let mut restored = 0;
-        for i in 0..self.slots.len().min(dst.len()) {
+        // Which slots the page-table walk restored.
+        let mut walked = [0u64; PMD_NR / 64];
+        let mut any = false;
+        for i in window.clone() {
             let migrate = self.get(i).is_migrate();
             let Some(src) = self.folio(i) else {
-                dst.release(i, &fault);
+                dst.release(i, &fault, puts);
                 continue;
             };
             let src_raw = src.as_raw();
-            let src_device = src.is_zone_device();
-            let new = match dst.folio(i) {
-                Some(new) if migrate => Some((new.as_raw(), new.is_zone_device())),
-                _ => None,
-            };
-            if new.is_none() {
-                dst.release(i, &fault);
-                restored += 1;
-            }
-            let (new_raw, new_device) = new.unwrap_or((src_raw, src_device));
-            // SAFETY: The source was isolated unless ZONE_DEVICE and, when
-            // it migrates, its mapping moved to the locked destination
-            // (invariants); `folio_add_lru()` takes its own reference, and
-            // the releases below drop the isolation's and the driver's.
-            unsafe {
-                if !new_device {
-                    bindings::folio_add_lru(new_raw);
+            match dst.folio(i) {
+                Some(new) if migrate => {
+                    if !new.is_zone_device() {
+                        // SAFETY: `folio_add_lru()` takes its own reference.
+                        unsafe { bindings::folio_add_lru(new.as_raw()) };
+                    }
                 }
-                bindings::remove_migration_ptes(src_raw, new_raw, 0);
+                _ => {
+                    dst.release(i, &fault, puts);
+                    done.restored += 1;
+                    if !src.is_zone_device() {
+                        // SAFETY: The source was isolated (type invariant);
+                        // `folio_add_lru()` takes its own reference and the
+                        // release below drops the isolation's.
+                        unsafe { bindings::folio_add_lru(src_raw) };
+                    }
+                }
+            }
+            any = true;
+        }
+        if let (Some(at), true) = (at, any) {
+            self.restore_by_walk(dst, window.clone(), at, &mut walked);
+        }
+        for i in window {
+            let Some(src) = self.folio(i) else {
+                continue;
+            };
+            let src_raw = src.as_raw();
+            let new_raw = dst.folio(i).map_or(src_raw, Folio::as_raw);
+            if walked[i % PMD_NR / 64] & (1 << (i % 64)) == 0 {
+                // SAFETY: The source and the destination, if any, are
+                // locked, and the source's migration entries are the
+                // migration's own (invariants).
+                unsafe { bindings::remove_migration_ptes(src_raw, new_raw, 0) };
+                done.rmap_walks += 1;
             }
             // SAFETY: The entries are removed and the folio is back on the
             // LRU: the slot's reference is the isolation's.
-            unsafe { self.release(i) };
+            unsafe { self.release(i, puts) };
             if new_raw != src_raw {
-                dst.release(i, &fault);
+                dst.release(i, &fault, puts);
             }
         }
-        restored
     }
+
+    /// Puts back, under one PTE lock, the migration entries of the folios
+    /// of `window` that this migration's slots name at their addresses,
+    /// when those entries are all the folio's mappings: each is exclusive
+    /// (writable or anon-exclusive when it was made), so no other page
+    /// table maps the page. Marks the slots done in `walked`.
+    fn restore_by_walk(
+        &mut self,
+        dst: &DestSlots<'_>,
+        window: core::ops::Range<usize>,
+        at: SlotsMappedAt<'_>,
+        walked: &mut [u64; PMD_NR / 64],
+    ) {
+        let Some(run) = PteRun::lock(at.vma, at.addr(window.start), at.addr(window.end)) else {
+            // No PTE table: a PMD entry, or the table went away.
+            return;
+        };
+        for i in window.clone() {
+            let Some(src) = self.folio(i) else {
+                continue;
+            };
+            let nr = src.nr_pages();
+            let head = self.get(i).pfn() == Some(src.pfn() as u64);
+            if !head || !src.is_anon() || nr >= PMD_NR || i + nr > window.end {
+                continue;
+            }
+            let addr = at.addr(i);
+            let exclusive = (0..nr).all(|k| match run.read(addr + k * PAGE_SIZE) {
+                Some((raw, PteEntry::Migration { pfn, .. })) => {
+                    pfn == src.pfn() + k && !raw.is_shared_migration_entry()
+                }
+                _ => false,
+            });
+            if !exclusive {
+                continue;
+            }
+            let new = match dst.folio(i) {
+                Some(new) if self.get(i).is_migrate() => new,
+                _ => src,
+            };
+            for k in 0..nr {
+                let Ok(ptep) = run.slot(addr + k * PAGE_SIZE) else {
+                    continue;
+                };
+                // SAFETY: `ptep` holds the migration entry of page `k` of
+                // the source, made by this migration, under the PTE lock we
+                // hold; the destination (or the source, if it stays) is
+                // locked and has page `k`.
+                unsafe {
+                    bindings::remove_migration_pte_locked(
+                        new.as_raw(),
+                        at.vma.as_ptr(),
+                        addr + k * PAGE_SIZE,
+                        ptep,
+                        k,
+                    )
+                };
+            }
+            walked[i % PMD_NR / 64] |= 1 << (i % 64);
+        }
+    }
+}
+
+/// Folios isolate at most this many under one hold of their lruvec lock,
+/// as `isolate_lru_folios()` takes at most `SWAP_CLUSTER_MAX`, to bound
+/// the time with interrupts off.
+const LRU_BATCH: u32 = 32;
+
+/// The lock of the lruvec the last folio was isolated from, kept for the
+/// next folio if it is on the same lruvec (`folio_lruvec_relock_irq()`).
+///
+/// # Invariants
+///
+/// `lruvec` is null, or a lruvec whose lock this guard holds with
+/// interrupts disabled, for `held` isolations so far.
+struct LruvecLock {
+    lruvec: *mut bindings::lruvec,
+    held: u32,
+}
+
+impl LruvecLock {
+    /// No lock held yet.
+    #[inline]
+    fn new() -> Self {
+        Self {
+            lruvec: ptr::null_mut(),
+            held: 0,
+        }
+    }
+
+    /// `folio_isolate_lru()` for a folio the caller holds a reference to,
+    /// which the isolation takes over: false, and nothing changed, if it
+    /// is not on an LRU.
+    #[inline]
+    fn isolate(&mut self, folio: &Folio) -> bool {
+        let raw = folio.as_raw();
+        // SAFETY: The caller holds a reference to the folio.
+        if !unsafe { bindings::folio_test_clear_lru(raw) } {
+            return false;
+        }
+        if self.held == LRU_BATCH {
+            self.unlock();
+        }
+        // INVARIANT: `folio_lruvec_relock_irq()` keeps the lock it is given
+        // if the folio is on that lruvec, and otherwise drops it and takes
+        // the folio's.
+        // SAFETY: `self.lruvec` is null or locked by us (invariant). We
+        // cleared PG_lru, so the folio is on that lruvec's lists and nobody
+        // else takes it off them.
+        unsafe {
+            self.lruvec = bindings::folio_lruvec_relock_irq(raw, self.lruvec);
+            bindings::lruvec_del_folio(self.lruvec, raw);
+        }
+        self.held += 1;
+        true
+    }
+
+    /// Drops the lock, if held.
+    #[inline]
+    fn unlock(&mut self) {
+        if !self.lruvec.is_null() {
+            // SAFETY: We hold this lruvec's lock (invariant).
+            unsafe { bindings::lruvec_unlock_irq(self.lruvec) };
+            self.lruvec = ptr::null_mut();
+        }
+        self.held = 0;
+    }
+}
+
+impl Drop for LruvecLock {
+    #[inline]
+    fn drop(&mut self) {
+        self.unlock();
+    }
+}
+
+/// Folio references dropped a batch at a time (`folios_put()`): the
+/// folios whose last reference goes are freed together, one zone lock
+/// and one memcg uncharge per batch instead of per folio.
+///
+/// # Invariants
+///
+/// The first `batch.nr` entries of `batch.folios` are folios whose
+/// reference the batch owns.
+struct PutBatch {
+    batch: bindings::folio_batch,
+}
+
+impl PutBatch {
+    /// An empty batch (`folio_batch_init()`).
+    #[inline]
+    fn new() -> Self {
+        // INVARIANT: Empty.
+        Self {
+            batch: bindings::folio_batch {
+                nr: 0,
+                i: 0,
+                percpu_pvec_drained: false,
+                folios: [ptr::null_mut(); bindings::FOLIO_BATCH_SIZE as usize],
+            },
+        }
+    }
+
+    /// Drops a reference to `folio`, now or with the batch.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns a reference to `folio`, which it gives up.
+    #[inline]
+    unsafe fn put(&mut self, folio: *mut bindings::folio) {
+        let nr = usize::from(self.batch.nr);
+        // INVARIANT: The caller hands its reference over.
+        self.batch.folios[nr] = folio;
+        self.batch.nr += 1;
+        if nr + 1 == self.batch.folios.len() {
+            self.flush();
+        }
+    }
+
+    /// Drops every reference the batch holds.
+    #[inline]
+    fn flush(&mut self) {
+        if self.batch.nr > 0 {
+            // SAFETY: The batch owns one reference to each of its folios
+            // (invariant); `folios_put_refs()` drops them and empties it.
+            unsafe { bindings::folios_put_refs(&mut self.batch, ptr::null_mut()) };
+        }
+    }
+}
+
+impl Drop for PutBatch {
+    #[inline]
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Where the slots of a `migrate_vma` are mapped: slot `i` at
+/// `start + i * PAGE_SIZE` in `vma`, whose mmap lock the caller holds.
+#[derive(Clone, Copy)]
+pub struct SlotsMappedAt<'v> {
+    vma: &'v VmaRef,
+    start: usize,
+}
+
+impl<'v> SlotsMappedAt<'v> {
+    /// The slots of a migration of `vma` from `start`.
+    #[inline]
+    pub fn new(vma: &'v VmaRef, start: usize) -> Self {
+        Self { vma, start }
+    }
+
+    /// The address of slot `i`.
+    #[inline]
+    fn addr(&self, i: usize) -> usize {
+        self.start + i * PAGE_SIZE
+    }
+
+    /// The slot after the last of `i`'s PMD, at most `n`.
+    #[inline]
+    fn pmd_end(&self, i: usize, n: usize) -> usize {
+        let addr = self.addr(i);
+        let next = (addr & !(PMD_SIZE - 1)) + PMD_SIZE;
+        (i + (next - addr) / PAGE_SIZE).min(n)
+    }
+}
+
+/// What finalize did.
+#[derive(Default)]
+pub struct Finalized {
+    /// Sources restored or left in place.
+    pub restored: usize,
+    /// Folios whose entries went back through an rmap walk.
+    pub rmap_walks: usize,
 }
 
 // Folio queries migration needs beyond the basic ones of `folio`.

@@ -44,6 +44,9 @@ pub enum Counter {
     Inserted,
     /// Folios restored or left in place at finalize.
     Restored,
+    /// Folios whose migration entries finalize put back through an rmap
+    /// walk (`remove_migration_ptes()`), not the page-table walk.
+    RmapRestores,
     /// Failure: a folio lock was contended.
     FailTrylock,
     /// Failure: a folio could not be split.
@@ -114,6 +117,7 @@ const NAMES: [&CStr; NR_COUNTERS] = [
     c_str!("migrated"),
     c_str!("inserted"),
     c_str!("restored"),
+    c_str!("rmap_restores"),
     c_str!("fail_trylock"),
     c_str!("fail_split"),
     c_str!("fail_pmd_migration_entry"),

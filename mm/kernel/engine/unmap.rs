@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Unmap: `migrate_device_unmap()`. Collected folios are isolated from the
-//! LRU, unmapped through the rmap where collection could not, and checked
-//! for pins; what cannot migrate is restored and dropped from the arrays.
+//! LRU, in one pass that takes each lruvec lock once for a run of folios,
+//! unmapped through the rmap where collection could not, and checked for
+//! pins; what cannot migrate is restored and dropped from the arrays.
 
 use super::counters::{Counter, Stats};
 use crate::migration::{self, Collected, Slots, SourceSlots, UnmapOutcome, Unmapped};
@@ -13,32 +14,41 @@ pub(crate) fn unmap<'a>(
     mut src: SourceSlots<'a, Collected>,
     stats: &mut Stats,
 ) -> (SourceSlots<'a, Unmapped>, usize) {
-    let mut allow_drain = true;
-    let mut unmapped = 0;
-    let mut failed = false;
-
     migration::lru_add_drain();
 
+    // Heads carry their folio's order. A folio not on an LRU yet may sit
+    // in another CPU's LRU cache: drain those once, before isolating.
+    let mut drain = false;
+    let mut i = 0;
+    while i < src.len() {
+        let Some(folio) = src.folio(i) else {
+            i += 1;
+            continue;
+        };
+        let (order, nr) = (folio.order(), folio.nr_pages());
+        drain |= !folio.is_zone_device() && !folio.is_on_lru();
+        if nr > 1 && src.set_order(i, order).is_err() {
+            kernel::warn_on!(true);
+        }
+        i += nr;
+    }
+    if drain {
+        migration::lru_add_drain_all();
+    }
+    let mut src = src.isolate_lru();
+
+    let mut unmapped = 0;
+    let mut failed = false;
     let mut i = 0;
     while i < src.len() {
         let slot = src.get(i);
-        let Some(folio) = src.folio(i) else {
+        let Some(nr) = src.folio(i).map(|folio| folio.nr_pages()) else {
             if slot.is_migrate() {
                 unmapped += 1;
             }
             i += 1;
             continue;
         };
-        let (order, nr) = (folio.order(), folio.nr_pages());
-        if allow_drain && !folio.is_zone_device() && !folio.is_on_lru() {
-            // Drain the other CPUs' LRU caches, once.
-            migration::lru_add_drain_all();
-            allow_drain = false;
-        }
-        // The head carries the folio's order.
-        if nr > 1 && src.set_order(i, order).is_err() {
-            kernel::warn_on!(true);
-        }
         match src.unmap_folio(i) {
             UnmapOutcome::Empty => {}
             UnmapOutcome::NotIsolated => {

@@ -100,6 +100,18 @@ fn decode_leaf(leaf: bindings::softleaf_t) -> Leaf {
 pub struct PteValue(pub(super) bindings::pte_t);
 
 impl PteValue {
+    /// Whether this is a migration entry made from a mapping that was
+    /// neither writable nor anon-exclusive (`softleaf_is_migration_read()`):
+    /// the page may be mapped elsewhere too.
+    #[inline]
+    pub fn is_shared_migration_entry(&self) -> bool {
+        // SAFETY: These only look at the value.
+        unsafe {
+            let leaf = bindings::softleaf_from_pte(self.0);
+            bindings::softleaf_is_migration(leaf) && bindings::softleaf_is_migration_read(leaf)
+        }
+    }
+
     /// Wraps a PTE value read elsewhere.
     #[inline]
     pub fn from_raw(pte: bindings::pte_t) -> Self {

@@ -166,8 +166,8 @@ impl<'a> PteRun<'a> {
 }
 
 impl<'a> PteRun<'a> {
-    /// The slot that maps `addr`.
-    fn slot(&self, addr: usize) -> Result<*mut bindings::pte_t> {
+    /// The slot that maps `addr`; it stays valid while the lock is held.
+    pub(crate) fn slot(&self, addr: usize) -> Result<*mut bindings::pte_t> {
         if addr < self.start || addr >= self.end || addr % PAGE_SIZE != 0 {
             return Err(EINVAL);
         }

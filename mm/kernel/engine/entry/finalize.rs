@@ -4,8 +4,8 @@
 
 use super::super::counters::{self, Counter, Stats};
 use super::super::finalize;
-use crate::migration::unmapped_arrays;
-use kernel::bindings;
+use crate::migration::{unmapped_arrays, SlotsMappedAt};
+use kernel::{bindings, mm::virt::VmaRef};
 
 /// The Rust `migrate_vma_finalize()`.
 ///
@@ -18,11 +18,15 @@ pub unsafe extern "C" fn rust_migrate_vma_finalize(migrate: *mut bindings::migra
     let start = counters::now_ns();
     // SAFETY: The caller passes a valid `struct migrate_vma`, whose arrays
     // setup and pages left, with the fault path holding the fault folio.
-    let (src, dst) = unsafe {
+    let (src, dst, at) = unsafe {
         let m = &*migrate;
-        unmapped_arrays(m.src, m.dst, m.npages, m.fault_page)
+        // SAFETY: Setup succeeded, so `m.vma` is the VMA of the range, and
+        // the caller holds its mmap lock until finalize returns.
+        let at = (!m.vma.is_null()).then(|| SlotsMappedAt::new(VmaRef::from_raw(m.vma), m.start));
+        let (src, dst) = unmapped_arrays(m.src, m.dst, m.npages, m.fault_page);
+        (src, dst, at)
     };
-    finalize::finalize(src, dst, &mut stats);
+    finalize::finalize(src, dst, at, &mut stats);
     stats.time_since(Counter::NsFinalize, start);
 }
 
@@ -42,6 +46,6 @@ pub unsafe extern "C" fn rust_migrate_device_finalize(
     let start = counters::now_ns();
     // SAFETY: The caller guarantees the arrays; there is no fault page.
     let (src, dst) = unsafe { unmapped_arrays(src_pfns, dst_pfns, npages, core::ptr::null_mut()) };
-    finalize::finalize(src, dst, &mut stats);
+    finalize::finalize(src, dst, None, &mut stats);
     stats.time_since(Counter::NsFinalize, start);
 }
