@@ -412,7 +412,7 @@ impl<'a> SourceSlots<'a, Isolated> {
             // SAFETY: The folio is locked and referenced (type invariant).
             unsafe { bindings::try_to_migrate(raw, 0) };
         }
-        if folio.is_mapped() || !self.has_only_expected_refs(i) {
+        if folio.is_mapped() || !self.has_only_expected_refs(folio) {
             if !zone_device {
                 // SAFETY: `folio_putback_lru()` drops the isolation's
                 // reference: take the one the slot keeps until restore.
@@ -427,12 +427,9 @@ impl<'a> SourceSlots<'a, Isolated> {
         UnmapOutcome::Unmapped { rmap_walked }
     }
 
-    /// Whether slot `i`'s folio has no reference but its mappings', the
+    /// Whether `folio`, a slot's, has no reference but its mappings', the
     /// page cache's and the migration's (`migrate_vma_check_page()`).
-    pub fn has_only_expected_refs(&self, i: usize) -> bool {
-        let Some(folio) = self.folio(i) else {
-            return false;
-        };
+    fn has_only_expected_refs(&self, folio: &Folio) -> bool {
         // The migration's reference (isolation's or the slot's), and the
         // fault path's for the fault folio.
         let mut extra = 1 + i32::from(self.is_fault_folio(folio));
@@ -613,6 +610,15 @@ pub enum UnmapOutcome {
     },
 }
 
+/// Why [`SourceSlots::migrate_to`] left a slot where it is.
+pub enum MigrateToError {
+    /// The source is file-backed, or its swap slot could not be freed, and
+    /// the destination is device memory.
+    Mapping,
+    /// The folios do not match, or the mapping could not move.
+    Refused(Error),
+}
+
 /// Drains this CPU's LRU caches (`lru_add_drain()`).
 #[inline]
 pub fn lru_add_drain() {
@@ -744,43 +750,48 @@ impl<'a> SourceSlots<'a, Unmapped> {
         }
     }
 
-    /// Prepares slot `i`'s anonymous folio to move to device memory: a
-    /// folio in the swap cache is dropped from it. False if the folio is
-    /// file-backed or its swap slot cannot be freed.
-    pub fn prepare_for_device(&self, i: usize) -> bool {
-        let Some(folio) = self.folio(i) else {
-            return false;
-        };
-        if !folio.has_mapping() {
-            return true;
-        }
-        // SAFETY: The folio is locked by the type invariant.
-        folio.is_anon() && unsafe { bindings::folio_free_swap(folio.as_raw()) }
-    }
-
     /// Moves slot `i`'s mapping and flags to destination slot `j`
-    /// (`folio_migrate_mapping()`, `folio_migrate_flags()`); `extra` is the
-    /// number of references the caller holds beyond the migration's.
-    pub fn migrate_to(&self, i: usize, dst: &DestSlots<'_>, j: usize, extra: i32) -> Result {
+    /// (`folio_migrate_mapping()`, `folio_migrate_flags()`), allowing for
+    /// the reference the fault path holds on the fault folio. Only
+    /// anonymous memory moves `to_device`: a folio in the swap cache leaves
+    /// it first.
+    pub fn migrate_to(
+        &self,
+        i: usize,
+        dst: &DestSlots<'_>,
+        j: usize,
+        to_device: bool,
+    ) -> core::result::Result<(), MigrateToError> {
         let (Some(folio), Some(new)) = (self.folio(i), dst.folio(j)) else {
-            return Err(EINVAL);
+            return Err(MigrateToError::Refused(EINVAL));
         };
         if folio.nr_pages() != new.nr_pages() {
-            return Err(EINVAL);
+            return Err(MigrateToError::Refused(EINVAL));
         }
+        let raw = folio.as_raw();
+        // SAFETY: The folio is valid by the type invariant.
+        let mut mapping = unsafe { bindings::folio_mapping(raw) };
+        if to_device && !mapping.is_null() {
+            // SAFETY: The folio is locked by the type invariant.
+            if !folio.is_anon() || !unsafe { bindings::folio_free_swap(raw) } {
+                return Err(MigrateToError::Mapping);
+            }
+            // SAFETY: As above.
+            mapping = unsafe { bindings::folio_mapping(raw) };
+        }
+        let extra = i32::from(self.fault.is_in(folio));
         // SAFETY: Both folios are locked; the source is unmapped and frozen
         // by its migration entries (type invariants), and of the same size
         // as the destination.
         let ret = unsafe {
-            let mapping = bindings::folio_mapping(folio.as_raw());
-            let ret = bindings::folio_migrate_mapping(mapping, new.as_raw(), folio.as_raw(), extra);
+            let ret = bindings::folio_migrate_mapping(mapping, new.as_raw(), raw, extra);
             if ret == 0 {
-                bindings::folio_migrate_flags(new.as_raw(), folio.as_raw());
+                bindings::folio_migrate_flags(new.as_raw(), raw);
             }
             ret
         };
         if ret != 0 {
-            return Err(Error::from_errno(ret));
+            return Err(MigrateToError::Refused(Error::from_errno(ret)));
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 
 use super::counters::{Counter, Stats};
 use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
-use crate::migration::{self, or_warn, DestSlots, Slots, SourceSlots, Unmapped};
+use crate::migration::{self, or_warn, DestSlots, MigrateToError, Slots, SourceSlots, Unmapped};
 use crate::mmu_notifier::MmuNotifierRange;
 use crate::page_table::PAGE_SIZE;
 use crate::populate::{insert_page, Inserted};
@@ -164,29 +164,24 @@ pub(crate) fn migrate_pages(
             i += 1;
             continue;
         }
-        if to_device {
-            // Only anonymous memory goes to device memory; drop it from the
-            // swap cache if it is there.
-            if !src.prepare_for_device(i) {
-                src.clear_migrate(i);
-                stats.inc(Counter::FailMapping);
-                i += 1;
-                continue;
-            }
-        } else if to_zone_device {
+        if to_zone_device && !to_device {
+            // ZONE_DEVICE memory that is neither device-private nor
+            // coherent.
             src.clear_migrate(i);
             stats.inc(Counter::FailDestination);
             i += 1;
             continue;
         }
-
-        // The fault path holds one more reference to the fault folio, which
-        // the fault page may be any page of.
-        let fault = src.fault();
-        let extra = i32::from(src.folio(i).is_some_and(|f| fault.is_in(f)));
-        match src.migrate_to(i, dst, i, extra) {
+        match src.migrate_to(i, dst, i, to_device) {
             Ok(()) => stats.inc(Counter::Migrated),
-            Err(_) => {
+            Err(MigrateToError::Mapping) => {
+                // Only anonymous memory goes to device memory.
+                src.clear_migrate(i);
+                stats.inc(Counter::FailMapping);
+                i += 1;
+                continue;
+            }
+            Err(MigrateToError::Refused(_)) => {
                 src.clear_migrate(i);
                 stats.inc(Counter::FailMigrateMapping);
             }

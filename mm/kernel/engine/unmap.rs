@@ -42,13 +42,15 @@ pub(crate) fn unmap<'a>(
     let mut i = 0;
     while i < src.len() {
         let slot = src.get(i);
-        let Some(nr) = src.folio(i).map(|folio| folio.nr_pages()) else {
+        if slot.pfn().is_none() {
             if slot.is_migrate() {
                 unmapped += 1;
             }
             i += 1;
             continue;
-        };
+        }
+        // The head carries its folio's order since the first pass.
+        let nr = slot.nr_pages();
         match src.unmap_folio(i) {
             UnmapOutcome::Empty => {}
             UnmapOutcome::NotIsolated => {
