@@ -217,11 +217,12 @@ impl MigratePfn {
         }
     }
 
-    /// The PFN a raw `dst` slot hands over, whether or not the slot decodes:
+    /// The PFN a raw slot hands over, whether or not the slot decodes:
     /// `migrate_pfn_to_pfn()` of a slot with [`MIGRATE_PFN_VALID`]. A driver
-    /// locks and references the folio of that page before it writes the
+    /// locks and references the folio of that page before it writes a `dst`
     /// slot, so a slot refused for a bad order or alignment still names what
-    /// the migration must give back.
+    /// the migration must give back; a `src` slot holds its folio whatever
+    /// flags a driver cleared in it.
     #[inline]
     pub const fn handed_over_pfn(raw: u64) -> Option<u64> {
         if raw & MIGRATE_PFN_VALID == 0 {

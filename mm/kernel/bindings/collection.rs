@@ -110,6 +110,7 @@ impl PteRun<'_> {
     /// `None` for any other entry, the zero page and special mappings;
     /// `None` outside the run.
     #[allow(clippy::type_complexity)]
+    #[inline]
     pub fn read_page(
         &self,
         addr: usize,
@@ -470,6 +471,7 @@ impl BatchedRun<'_, '_> {
     /// this run maps whole ([`PteRun::maps_folio_whole`]), else the one
     /// `snap` read. `tag` comes back if [`BatchedRun::finish`] finds the
     /// folio pinned.
+    #[inline]
     pub fn take(&mut self, snap: &PteSnapshot, fault: &FaultPage, whole: bool, tag: usize) -> Take {
         if whole && self.run.maps_folio_whole(snap).is_none() {
             return Take::Unchanged;
@@ -772,6 +774,7 @@ impl CollectedFolio {
     /// References and trylocks `folio`; the fault folio, which the fault
     /// path holds locked, is only referenced. `None` when the lock is
     /// contended.
+    #[inline]
     pub fn trylock(folio: &Folio, fault: &FaultPage) -> Option<Self> {
         let fault = fault.is_in(folio);
         // SAFETY: A trylock does not sleep.

@@ -292,9 +292,13 @@ impl<'a, P> SourceSlots<'a, P> {
     /// The folio slot `i` holds.
     #[inline]
     pub fn folio(&self, i: usize) -> Option<&Folio> {
+        // The migration wrote the slot, and a driver only clears flags in
+        // it: its PFN needs no full decode.
+        let pfn = MigratePfn::handed_over_pfn(self.slots[i])?;
         // SAFETY: A slot with a PFN holds a reference to its folio by the
-        // type invariant, for as long as `self` is borrowed.
-        unsafe { slot_folio(self.slots[i]) }
+        // type invariant, for as long as `self` is borrowed; a PFN has at
+        // most 50 bits and fits `usize`.
+        Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn as usize)) })
     }
 
     /// Clears `MIGRATE_PFN_MIGRATE` of slot `i`: its source stays.

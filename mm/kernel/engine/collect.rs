@@ -67,6 +67,7 @@ impl Collector<'_> {
 
     /// Stores the slots of `decision` at the end of the arrays; `pfn` is the
     /// page or head page for a collected page.
+    #[inline]
     fn record(&mut self, decision: &Decision, pfn: usize) {
         let n = decision.slots().unwrap_or(0);
         let room = self.src.len() - self.npages;
@@ -320,6 +321,7 @@ impl Collector<'_> {
     /// Reduces the PTE at `addr` to what the rules decide on; also returns
     /// what it names, for [`PteRun::migrate_page`], and whether it is the
     /// fault path's migration entry for the fault folio.
+    #[inline]
     fn classify(
         &self,
         run: &PteRun<'_>,
@@ -397,6 +399,7 @@ impl Collector<'_> {
     }
 
     /// What the rules need to know of `page`.
+    #[inline]
     fn page_info(&self, page: &MappedPage<'_>) -> PageInfo {
         let folio = page.folio();
         PageInfo {
@@ -513,6 +516,7 @@ impl Collector<'_> {
     /// Completes a folio the run took: its slots, recorded when it was
     /// taken, get its lock and reference, or are emptied if it turned out
     /// pinned.
+    #[inline]
     fn finished(&mut self, done: Finished) {
         match done {
             Finished::Installed { folio, nr } => {

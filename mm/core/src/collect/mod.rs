@@ -400,6 +400,7 @@ impl Decision {
     ///
     /// Returns the number of slots written: 0 for a decision that writes none.
     /// Fails if `out` is too short or `pfn` does not make a valid slot.
+    #[inline]
     pub fn fill(&self, out: &mut [u64], pfn: u64) -> Result<usize, Error> {
         let Some(slots) = self.slots() else {
             return Ok(0);
@@ -447,6 +448,7 @@ impl Decision {
 }
 
 /// The collected slot of a page or folio.
+#[inline]
 fn page_slot(pfn: u64, order: u32, write: bool) -> Result<MigratePfn, Error> {
     let m = MigratePfn::new(pfn, order)?.with_migrate();
     if write {
