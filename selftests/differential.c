@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * differential: run the same sequences of migrations, CPU faults, partial
- * munmap, mremap, fork, mprotect, MADV_FREE and driver eviction under
+ * munmap, mremap, fork (also of 4 KiB pages half shared with a child),
+ * mprotect, MADV_FREE and driver eviction under
  * debugfs migrate_device/engine "c", "rust" and "rust-entry", and check in
  * KTAP that each Rust engine gives the same data and the same page-table
  * shape as the C one.
@@ -265,6 +266,51 @@ static void seq_fork(struct record *r)
 	munmap(p, PMD_BYTES);
 }
 
+/*
+ * 4 KiB pages whose second half a forked child still shares (the parent
+ * wrote the first half again): to the device and back, which finalizes
+ * the parent's own pages by page-table walk under Rust and the shared
+ * ones through the rmap; then the child reads its data.
+ */
+static void seq_half_shared(struct record *r)
+{
+	char *p = region(PMD_BYTES, 0);
+	int go[2], status = 0;
+	char c = 0;
+	pid_t pid;
+
+	fill(p, PMD_BYTES, 10);
+	if (pipe(go)) {
+		fail(r, "pipe failed", errno);
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		struct record child = { 0 };
+
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		check(&child, p, PMD_BYTES, 10);
+		_exit(child.failed);
+	}
+	close(go[0]);
+	for (size_t i = 0; i < PMD_BYTES / 2; i += PAGE_BYTES)
+		*(volatile char *)(p + i) = *(volatile char *)(p + i);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+	shape(r, p, PMD_BYTES);
+	migrate(r, HMM_DMIRROR_MIGRATE_TO_SYS, p, PMD_BYTES);
+	shape(r, p, PMD_BYTES);
+	check(r, p, PMD_BYTES, 10);
+	if (write(go[1], &c, 1) != 1)
+		fail(r, "cannot wake the child", errno);
+	close(go[1]);
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status))
+		fail(r, "child saw other data", status);
+	munmap(p, PMD_BYTES);
+}
+
 /* A device-private THP made read-only, read, made writable, written. */
 static void seq_mprotect(struct record *r)
 {
@@ -363,6 +409,7 @@ static const struct {
 	{ "device THP, partial munmap", seq_partial_munmap },
 	{ "device THP, mremap", seq_mremap },
 	{ "device THP, fork", seq_fork },
+	{ "4k pages half shared with a child, there and back", seq_half_shared },
 	{ "device THP, mprotect", seq_mprotect },
 	{ "THP and 4k pages, there and back", seq_mixed },
 	{ "device THP, MADV_FREE", seq_madv_free },
