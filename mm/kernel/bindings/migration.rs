@@ -221,6 +221,13 @@ pub trait Slots {
     fn get(&self, i: usize) -> MigratePfn {
         read(self.raw()[i])
     }
+
+    /// Whether slot `i` is 0, as a folio's tail slots are: nothing to
+    /// decode.
+    #[inline]
+    fn is_unused(&self, i: usize) -> bool {
+        self.raw()[i] == 0
+    }
 }
 
 impl<P> Slots for SourceSlots<'_, P> {

@@ -79,7 +79,8 @@ pub(crate) fn migrate_pages(
     let npages = src.len().min(dst.len());
     // Holes get new mappings: tell secondary MMUs once, from the first hole
     // to the end, as 7.3 does.
-    let first_hole = (0..npages).find(|&i| is_hole_to_fill(src.get(i), dst.get(i)));
+    let first_hole =
+        (0..npages).find(|&i| !src.is_unused(i) && is_hole_to_fill(src.get(i), dst.get(i)));
     let mut range = match (migrate, first_hole) {
         (Some(m), Some(i)) => {
             stats.inc(Counter::NotifierRanges);
@@ -97,13 +98,13 @@ pub(crate) fn migrate_pages(
 
     let mut i = 0;
     while i < npages {
-        let (slot, dest) = (src.get(i), dst.get(i));
-        if slot.raw() == 0 {
+        if src.is_unused(i) {
             // A tail slot, or one collection left empty: nothing to move,
             // whatever the driver wrote there, as in 7.3.
             i += 1;
             continue;
         }
+        let (slot, dest) = (src.get(i), dst.get(i));
         let Some(newfolio) = dst.folio(i) else {
             src.clear_migrate(i);
             i += 1;

@@ -41,6 +41,10 @@ pub(crate) fn unmap<'a>(
     let mut failed = false;
     let mut i = 0;
     while i < src.len() {
+        if src.is_unused(i) {
+            i += 1;
+            continue;
+        }
         let slot = src.get(i);
         if slot.pfn().is_none() {
             if slot.is_migrate() {
