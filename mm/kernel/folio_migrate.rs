@@ -52,11 +52,12 @@ pub mod vm_fault;
 pub mod migrate_vma;
 
 // The VRAM driver of drivers-glue/, built into this object so that it can
-// use the driver API above: its chunk allocator, the device memory it
-// allocates from (a binding: contiguous system pages under a pagemap), and
-// the driver.
+// use the driver API above. Its chunk allocator:
 #[path = "vram_core/lib.rs"]
 pub mod vram_core;
+
+// The device memory it allocates from (a binding: contiguous system pages
+// under a pagemap), and the driver.
 #[cfg(CONFIG_CONTIG_ALLOC)]
 #[path = "bindings/device_memory.rs"]
 pub mod device_memory;
