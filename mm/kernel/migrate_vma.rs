@@ -98,7 +98,9 @@ impl Select {
     /// Large folios collected whole rather than split.
     pub const COMPOUND: Self = Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND);
     /// PTE-mapped large folios (mTHP) collected whole rather than split.
-    pub const MTHP: Self = Self(bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_MTHP);
+    // The core's value: C gains the flag with the folio order in migrate
+    // PFNs, and the migration bindings check that the two agree.
+    pub const MTHP: Self = Self(crate::migrate_core::collect::MIGRATE_VMA_SELECT_MTHP as u32);
 }
 
 impl core::ops::BitOr for Select {
