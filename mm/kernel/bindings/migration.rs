@@ -13,9 +13,10 @@
 //! so the engine's phases cannot release a folio twice or keep one.
 //!
 //! A source view is typed by its phase: [`Collected`] (after collection,
-//! the folios may still be mapped) and [`Unmapped`] (after unmap, every
-//! slot that will migrate has only migration entries left and is off the
-//! LRU unless it is ZONE_DEVICE memory).
+//! the folios may still be mapped), [`Isolated`] (the folios that will
+//! migrate are off the LRU, isolated in one pass) and [`Unmapped`] (after
+//! unmap, every slot that will migrate has only migration entries left and
+//! is off the LRU unless it is ZONE_DEVICE memory).
 //!
 //! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h),
 //! [`include/linux/rmap.h`](srctree/include/linux/rmap.h)
@@ -406,9 +407,11 @@ impl<'a> SourceSlots<'a, Collected> {
 impl<'a> SourceSlots<'a, Isolated> {
     /// `migrate_device_unmap()` for slot `i`, past isolation: replaces
     /// what mappings are left by migration entries (`try_to_migrate()`),
-    /// and checks that nobody else holds a reference. A folio that cannot migrate is put
-    /// back on the LRU and its slot loses `MIGRATE_PFN_MIGRATE`, to be
-    /// restored by [`Self::restore_unmigrated`].
+    /// and checks that nobody else holds a reference. A folio that cannot
+    /// migrate is put back on the LRU and its slot loses
+    /// `MIGRATE_PFN_MIGRATE`, to be restored by
+    /// [`Self::restore_unmigrated`]. A slot that was not isolated is left
+    /// as it is.
     pub fn unmap_folio(&mut self, i: usize) -> UnmapOutcome {
         let Some(folio) = self.folio(i) else {
             return UnmapOutcome::Empty;
