@@ -34,7 +34,6 @@
 #define PMD_BYTES (2UL << 20)
 #define PAGE_BYTES 4096UL
 #define NPAGES (PMD_BYTES / PAGE_BYTES)
-#define COUNTERS_C COUNTERS "_c"
 #define DRIVER_STATS "/sys/kernel/debug/test_hmm/stats"
 
 static int dev_fd, pagemap_fd, kpageflags_fd;

@@ -45,7 +45,6 @@
 #define PMD_BYTES (2UL << 20)
 #define PAGE_BYTES 4096UL
 #define NPAGES (PMD_BYTES / PAGE_BYTES)
-#define COUNTERS_C "/sys/kernel/debug/migrate_device/counters_c"
 #define NCASES 14
 #define READERS 8
 #define HOLD_US "1000"

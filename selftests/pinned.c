@@ -50,7 +50,6 @@
 #define MTHP_KB 64
 #define PINNED (NPAGES / 2 + 3)
 #define GUP_TEST "/sys/kernel/debug/gup_test"
-#define COUNTERS_C "/sys/kernel/debug/migrate_device/counters_c"
 
 /* The ABI of mm/gup_test.h. */
 struct pin_longterm_test {
@@ -160,20 +159,27 @@ static const char *pinned_page(int mthp, unsigned int seed, char *det, size_t le
 }
 
 /*
- * 64 KiB folios a forked child still maps: the parent's migration must
- * move every page and leave the child its data.
+ * Folios a forked child still maps when the parent migrates them: 64 KiB
+ * mTHPs (@small 0), or 4 KiB pages whose first half the parent wrote
+ * again after the fork, so that only the second half stays shared
+ * (@small 1). Every page must move and both must read their data; for
+ * the 4 KiB pages finalize must walk the rmap for the shared pages only
+ * (Rust) or for every page (C).
  */
-static const char *shared_with_child(unsigned int seed, char *det, size_t len)
+static const char *shared_with_child(int small, unsigned int seed, char *det, size_t len)
 {
 	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
 	int go[2], status, ret, n, before, pinned_back;
+	unsigned long walks, want = rust ? NPAGES / 2 : NPAGES;
+	const char *file = rust ? COUNTERS : COUNTERS_C;
 	const char *why;
+	char wants[32];
 	pid_t pid;
 	char c = 0;
 
 	if (!p || pipe(go))
 		return "cannot map a 2 MiB area or make a pipe";
-	madvise(p, PMD_BYTES, MADV_HUGEPAGE);
+	madvise(p, PMD_BYTES, small ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 	fill(p, seed);
 	pid = fork();
 	if (pid == 0) {
@@ -186,58 +192,8 @@ static const char *shared_with_child(unsigned int seed, char *det, size_t len)
 	close(go[0]);
 	if (pid < 0)
 		return "fork failed";
-	ret = to_dev(p);
-	n = present(p, 0, &before, &pinned_back);
-	if (write(go[1], &c, 1) != 1)
-		kill(pid, SIGKILL);
-	close(go[1]);
-	waitpid(pid, &status, 0);
-	snprintf(det, len, "migration: %s; %d pages left in system memory; child %s",
-		 ret ? strerror(ret) : "no error", n,
-		 WIFEXITED(status) && !WEXITSTATUS(status) ? "read its data" : "failed");
-	why = check(p, seed);
-	if (!why && ret)
-		why = "the migration failed";
-	if (!why && n)
-		why = "pages of shared folios stayed";
-	if (!why && (!WIFEXITED(status) || WEXITSTATUS(status)))
-		why = "the child read other data";
-	munmap(p, PMD_BYTES);
-	return why;
-}
-
-/*
- * 4 KiB pages whose second half a forked child still maps: every page
- * moves, both read their data, and finalize walks the rmap for the shared
- * pages only (Rust) or for every page (C).
- */
-static const char *half_shared_pages(unsigned int seed, char *det, size_t len)
-{
-	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
-	int go[2], status, ret, n, before, pinned_back;
-	unsigned long walks;
-	unsigned long want = rust ? NPAGES / 2 : NPAGES;
-	const char *file = rust ? COUNTERS : COUNTERS_C;
-	const char *why;
-	pid_t pid;
-	char c = 0;
-
-	if (!p || pipe(go))
-		return "cannot map a 2 MiB area or make a pipe";
-	madvise(p, PMD_BYTES, MADV_NOHUGEPAGE);
-	fill(p, seed);
-	pid = fork();
-	if (pid == 0) {
-		close(go[1]);
-		if (read(go[0], &c, 1) != 1)
-			_exit(2);
-		_exit(check(p, seed) ? 1 : 0);
-	}
-	close(go[0]);
-	if (pid < 0)
-		return "fork failed";
 	/* Copy on write: the first half becomes the parent's alone. */
-	for (size_t i = 0; i < PMD_BYTES / 2; i += PAGE_BYTES)
+	for (size_t i = 0; small && i < PMD_BYTES / 2; i += PAGE_BYTES)
 		*(volatile char *)(p + i) = *(volatile char *)(p + i);
 	walks = counter_in(file, "rmap_restores");
 	ret = to_dev(p);
@@ -247,15 +203,16 @@ static const char *half_shared_pages(unsigned int seed, char *det, size_t len)
 		kill(pid, SIGKILL);
 	close(go[1]);
 	waitpid(pid, &status, 0);
-	snprintf(det, len, "migration: %s; %d pages left in system memory; rmap walks in finalize %lu (want %lu); child %s",
-		 ret ? strerror(ret) : "no error", n, walks, want,
+	snprintf(wants, sizeof(wants), small ? "want %lu" : "not checked", want);
+	snprintf(det, len, "migration: %s; %d pages left in system memory; rmap walks in finalize %lu (%s); child %s",
+		 ret ? strerror(ret) : "no error", n, walks, wants,
 		 WIFEXITED(status) && !WEXITSTATUS(status) ? "read its data" : "failed");
 	why = check(p, seed);
 	if (!why && ret)
 		why = "the migration failed";
 	if (!why && n)
-		why = "pages stayed in system memory";
-	if (!why && walks != want)
+		why = "pages of shared folios stayed";
+	if (!why && small && walks != want)
 		why = "finalize walked the rmap for other folios than the shared ones";
 	if (!why && (!WIFEXITED(status) || WEXITSTATUS(status)))
 		why = "the child read other data";
@@ -296,10 +253,8 @@ int main(void)
 			const char *why;
 
 			det[0] = 0;
-			if (k == 3)
-				why = half_shared_pages(seed, det, sizeof(det));
-			else if (k == 2)
-				why = shared_with_child(seed, det, sizeof(det));
+			if (k >= 2)
+				why = shared_with_child(k == 3, seed, det, sizeof(det));
 			else
 				why = pinned_page(k, seed, det, sizeof(det));
 			ksft_test_result(!why, "%s: %s: %s%s%s\n", engines[e], names[k], why ?: "",

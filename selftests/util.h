@@ -24,6 +24,8 @@
 
 #define ENGINE "/sys/kernel/debug/migrate_device/engine"
 #define COUNTERS "/sys/kernel/debug/migrate_device/counters"
+/* The C engine's counters, under the same names. */
+#define COUNTERS_C COUNTERS "_c"
 #define FAULT_HOLD "/sys/module/test_hmm/parameters/fault_hold_us"
 #define FAULT_CALLS "/sys/module/test_hmm/parameters/fault_calls"
 #define DMIRROR "/dev/hmm_dmirror0"
