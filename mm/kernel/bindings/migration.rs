@@ -630,7 +630,7 @@ pub enum MigrateToError {
     /// the destination is device memory.
     Mapping,
     /// The folios do not match, or the mapping could not move.
-    Refused(Error),
+    Refused,
 }
 
 /// Drains this CPU's LRU caches (`lru_add_drain()`).
@@ -777,10 +777,10 @@ impl<'a> SourceSlots<'a, Unmapped> {
         to_device: bool,
     ) -> core::result::Result<(), MigrateToError> {
         let (Some(folio), Some(new)) = (self.folio(i), dst.folio(j)) else {
-            return Err(MigrateToError::Refused(EINVAL));
+            return Err(MigrateToError::Refused);
         };
         if folio.nr_pages() != new.nr_pages() {
-            return Err(MigrateToError::Refused(EINVAL));
+            return Err(MigrateToError::Refused);
         }
         let raw = folio.as_raw();
         // SAFETY: The folio is valid by the type invariant.
@@ -805,7 +805,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
             ret
         };
         if ret != 0 {
-            return Err(MigrateToError::Refused(Error::from_errno(ret)));
+            return Err(MigrateToError::Refused);
         }
         Ok(())
     }

@@ -182,7 +182,7 @@ pub(crate) fn migrate_pages(
                 i += 1;
                 continue;
             }
-            Err(MigrateToError::Refused(_)) => {
+            Err(MigrateToError::Refused) => {
                 src.clear_migrate(i);
                 stats.inc(Counter::FailMigrateMapping);
             }
