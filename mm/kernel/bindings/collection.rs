@@ -22,7 +22,7 @@ use crate::page_table::{
 };
 use core::marker::PhantomData;
 use kernel::{
-    alloc::{flags::GFP_KERNEL, KVVec},
+    alloc::{flags::GFP_KERNEL, kvec::DrainAll, KVVec},
     bindings,
     error::{Error, Result},
     sync::aref::ARef,
@@ -110,7 +110,7 @@ impl PteRun<'_> {
     /// `None` for any other entry, the zero page and special mappings;
     /// `None` outside the run.
     #[allow(clippy::type_complexity)]
-    #[inline]
+    #[inline(always)]
     pub fn read_page(
         &self,
         addr: usize,
@@ -308,34 +308,30 @@ impl<'a> PteRun<'a> {
 const INLINE_PAGES: usize = 4;
 
 /// Room for up to a fixed number of values: inline for the few of a CPU
-/// fault's migration, allocated once beyond that.
+/// fault's migration, allocated once beyond that. Only a room that
+/// allocated has a vector to free: a fault's migration makes no allocator
+/// call at all.
 struct Room<T> {
     inline: [Option<T>; INLINE_PAGES],
-    heap: KVVec<T>,
+    heap: Option<KVVec<T>>,
     len: usize,
     cap: usize,
 }
 
 impl<T> Room<T> {
-    /// No room.
-    const EMPTY: Self = Self {
-        inline: [const { None }; INLINE_PAGES],
-        heap: KVVec::new(),
-        len: 0,
-        cap: 0,
-    };
-
     /// Room for `cap` values, allocated now if they do not fit inline.
+    #[inline]
     fn with_capacity(cap: usize) -> Result<Self> {
         let heap = if cap > INLINE_PAGES {
-            KVVec::with_capacity(cap, GFP_KERNEL)?
+            Some(KVVec::with_capacity(cap, GFP_KERNEL)?)
         } else {
-            KVVec::new()
+            None
         };
         Ok(Self {
+            inline: [const { None }; INLINE_PAGES],
             heap,
+            len: 0,
             cap,
-            ..Self::EMPTY
         })
     }
 
@@ -351,23 +347,47 @@ impl<T> Room<T> {
         if self.len == self.cap {
             return Err(v);
         }
-        if self.cap <= INLINE_PAGES {
-            self.inline[self.len] = Some(v);
-        } else if let Err(e) = self.heap.push_within_capacity(v) {
-            return Err(e.0);
+        match &mut self.heap {
+            None => match self.inline.get_mut(self.len) {
+                Some(slot) => *slot = Some(v),
+                None => return Err(v),
+            },
+            Some(heap) => {
+                if let Err(e) = heap.push_within_capacity(v) {
+                    return Err(e.0);
+                }
+            }
         }
         self.len += 1;
         Ok(())
     }
 
     /// Takes every value out, in the order they were added.
-    fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+    #[inline]
+    fn drain(&mut self) -> RoomDrain<'_, T> {
         let n = core::mem::take(&mut self.len);
-        self.inline
-            .iter_mut()
-            .take(n)
-            .filter_map(Option::take)
-            .chain(self.heap.drain_all())
+        match &mut self.heap {
+            None => RoomDrain::Inline(self.inline.iter_mut().take(n)),
+            Some(heap) => RoomDrain::Heap(heap.drain_all()),
+        }
+    }
+}
+
+/// The values of a [`Room`], taken out in the order they were added.
+enum RoomDrain<'r, T> {
+    Inline(core::iter::Take<core::slice::IterMut<'r, Option<T>>>),
+    Heap(DrainAll<'r, T>),
+}
+
+impl<T> Iterator for RoomDrain<'_, T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Self::Inline(slots) => slots.next().and_then(Option::take),
+            Self::Heap(values) => values.next(),
+        }
     }
 }
 
@@ -394,13 +414,6 @@ struct BatchedFolio {
 }
 
 impl PteBatch {
-    /// No room: a placeholder while a run borrows the batch.
-    pub const EMPTY: Self = Self {
-        taken: Room::EMPTY,
-        folios: Room::EMPTY,
-        present: false,
-    };
-
     /// Room for a run of up to `pages` entries: inline for a few, else
     /// allocated now.
     pub fn new(pages: usize) -> Result<Self> {

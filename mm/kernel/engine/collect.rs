@@ -42,8 +42,6 @@ pub(crate) struct Collector<'a> {
     pub(crate) npages: usize,
     pub(crate) cpages: usize,
     pub(crate) stats: &'a mut Stats,
-    /// Room for the folios of one PTE run.
-    pub(crate) batch: PteBatch,
 }
 
 /// What the PMD step leaves to do.
@@ -55,19 +53,20 @@ enum PmdStep {
 }
 
 impl Collector<'_> {
-    /// Walks `start..end`, one PMD at a time.
-    pub(crate) fn walk(&mut self, start: usize, end: usize) {
+    /// Walks `start..end`, one PMD at a time; `batch` is room for the
+    /// folios of one PTE run, borrowed rather than moved for each run.
+    pub(crate) fn walk(&mut self, start: usize, end: usize, batch: &mut PteBatch) {
         let mut addr = start;
         while addr < end {
             let next = ((addr & !(PMD_SIZE - 1)) + PMD_SIZE).min(end);
-            self.collect_pmd(addr, next);
+            self.collect_pmd(addr, next, batch);
             addr = next;
         }
     }
 
     /// Stores the slots of `decision` at the end of the arrays; `pfn` is the
     /// page or head page for a collected page.
-    #[inline]
+    #[inline(always)]
     fn record(&mut self, decision: &Decision, pfn: usize) {
         let n = decision.slots().unwrap_or(0);
         let room = self.src.len() - self.npages;
@@ -131,7 +130,7 @@ impl Collector<'_> {
     }
 
     /// `migrate_vma_collect_pmd()`: collects `start..end`, inside one PMD.
-    fn collect_pmd(&mut self, start: usize, end: usize) {
+    fn collect_pmd(&mut self, start: usize, end: usize, batch: &mut PteBatch) {
         let mut addr = start;
         loop {
             match pmd_peek(self.vma, addr) {
@@ -146,7 +145,7 @@ impl Collector<'_> {
                 // The PMD changed under us: look at it again.
                 continue;
             };
-            match self.collect_ptes(run, end, addr) {
+            match self.collect_ptes(run, end, addr, batch) {
                 Ok(()) => return,
                 Err(resume) => addr = resume,
             }
@@ -420,10 +419,15 @@ impl Collector<'_> {
     /// after one TLB flush for the run (7.3 flushes once per anon-exclusive
     /// page). Returns `Err(addr)` when the run had to be dropped to split a
     /// folio, and the walk must look at the PMD again from `addr`.
-    fn collect_ptes(&mut self, run: PteRun<'_>, end: usize, from: usize) -> Result<(), usize> {
+    fn collect_ptes(
+        &mut self,
+        run: PteRun<'_>,
+        end: usize,
+        from: usize,
+        batch: &mut PteBatch,
+    ) -> Result<(), usize> {
         let mut run = run.into_lazy_mmu();
-        let mut batch = core::mem::replace(&mut self.batch, PteBatch::EMPTY);
-        let mut taking = run.batched(&mut batch);
+        let mut taking = run.batched(batch);
         let mut addr = from;
         let mut split = None;
         while addr < end {
@@ -489,7 +493,6 @@ impl Collector<'_> {
         if taking.finish(|done| self.finished(done)) {
             self.stats.inc(Counter::TlbFlushes);
         }
-        self.batch = batch;
         // Splitting sleeps: leave lazy MMU mode and the PTE lock first.
         drop(run);
         match split {

@@ -105,7 +105,7 @@ pub enum PteEntry {
 /// A large folio is collected whole under the mTHP extension (see the [module
 /// documentation](self)), else split first; if that split fails, the rest of
 /// the range, from `addr` to `end`, is skipped (`mm/migrate_device.c:326`, `:372`).
-#[inline]
+#[inline(always)]
 pub fn migrate_vma_collect_pte(
     args: &CollectArgs,
     pte: &PteEntry,

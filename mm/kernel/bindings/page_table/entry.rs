@@ -351,6 +351,7 @@ const PTE_DEVICE_EXCLUSIVE: u32 = 1 << 8;
 
 /// Decodes a PTE value in one helper call: collection decodes every PTE of
 /// the range.
+#[inline]
 pub(super) fn decode_pte(pte: bindings::pte_t) -> PteEntry {
     let mut pfn = 0;
     // SAFETY: This only looks at the value and writes `pfn`.

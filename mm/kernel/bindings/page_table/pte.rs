@@ -118,6 +118,7 @@ impl<'a> PteRun<'a> {
 
     /// Reads the entry that maps `addr`, raw and decoded; `None` outside the
     /// run.
+    #[inline]
     pub fn read(&self, addr: usize) -> Option<(PteValue, PteEntry)> {
         if addr < self.start || addr >= self.end {
             return None;
@@ -132,6 +133,7 @@ impl<'a> PteRun<'a> {
     /// The page `raw`, the present PTE [`PteRun::read`] returned for
     /// `addr`, maps (`vm_normal_page()`), or null for the zero page and
     /// special mappings.
+    #[inline]
     pub(crate) fn normal_page_of(&self, addr: usize, raw: PteValue) -> *mut bindings::page {
         if addr < self.start || addr >= self.end || !raw.is_present() {
             return core::ptr::null_mut();
