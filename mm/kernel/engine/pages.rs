@@ -21,12 +21,6 @@ pub(crate) struct VmaMigration<'a> {
     pub(crate) end: usize,
 }
 
-/// Whether slot `i` is a hole to populate with a destination.
-#[inline]
-fn is_hole_to_fill(src: MigratePfn, dst: MigratePfn) -> bool {
-    src.is_migrate() && src.pfn().is_none() && dst.pfn().is_some()
-}
-
 /// Populates the hole of slots `i..i + nr` with the destinations the
 /// driver gave: one PMD for a PMD-sized destination, else a page each.
 fn fill_hole(
@@ -77,26 +71,33 @@ pub(crate) fn migrate_pages(
     stats: &mut Stats,
 ) {
     let npages = src.len().min(dst.len());
+    let first_hole = migrate_slots(src, dst, migrate, stats, 0..npages, true);
     // Holes get new mappings: tell secondary MMUs once, from the first hole
-    // to the end, as 7.3 does.
-    let first_hole =
-        (0..npages).find(|&i| !src.is_unused(i) && is_hole_to_fill(src.get(i), dst.get(i)));
-    let mut range = match (migrate, first_hole) {
-        (Some(m), Some(i)) => {
-            stats.inc(Counter::NotifierRanges);
-            Some(MmuNotifierRange::migrate(
-                m.vma.mm(),
-                m.start + i * PAGE_SIZE,
-                m.end,
-                m.owner,
-            ))
-        }
-        _ => None,
+    // to the end, as 7.3 does when its walk meets that hole.
+    let Some(m) = migrate.filter(|_| first_hole < npages) else {
+        return;
     };
-    let _invalidation = range.as_mut().map(|r| r.invalidate());
+    stats.inc(Counter::NotifierRanges);
+    let mut range =
+        MmuNotifierRange::migrate(m.vma.mm(), m.start + first_hole * PAGE_SIZE, m.end, m.owner);
+    let _invalidation = range.invalidate();
+    migrate_slots(src, dst, migrate, stats, first_hole..npages, false);
+}
+
+/// Migrates the slots of `slots`; with `until_hole`, stops at the first
+/// hole to populate and returns its index (the end of `slots` if none).
+fn migrate_slots(
+    src: &mut SourceSlots<'_, Unmapped>,
+    dst: &DestSlots<'_>,
+    migrate: Option<&VmaMigration<'_>>,
+    stats: &mut Stats,
+    slots: core::ops::Range<usize>,
+    until_hole: bool,
+) -> usize {
+    let npages = slots.end;
     let thp_migration = migration::thp_migration_supported();
 
-    let mut i = 0;
+    let mut i = slots.start;
     while i < npages {
         if src.is_unused(i) {
             // A tail slot, or one collection left empty: nothing to move,
@@ -122,6 +123,9 @@ pub(crate) fn migrate_pages(
                 i += 1;
                 continue;
             };
+            if until_hole {
+                return i;
+            }
             i += fill_hole(m, src, dst, i, stats);
             continue;
         }
@@ -191,4 +195,5 @@ pub(crate) fn migrate_pages(
         // folio is the page at `i`).
         i += src.get(i).nr_pages();
     }
+    npages
 }
