@@ -912,6 +912,10 @@ impl<'a> SourceSlots<'a, Unmapped> {
         let mut walked = [0u64; PMD_NR / 64];
         let mut any = false;
         for i in window.clone() {
+            // Mostly a large folio's tail slots: nothing to do.
+            if self.is_unused(i) && dst.is_unused(i) {
+                continue;
+            }
             let migrate = self.get(i).is_migrate();
             let Some(src) = self.folio(i) else {
                 dst.release(i, &fault, puts);
