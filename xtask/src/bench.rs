@@ -17,8 +17,10 @@ const BENCH: &str = "hmm.hmm_device_private.benchmark_thp_migration";
 const ENGINE: &str = "/sys/kernel/debug/migrate_device/engine";
 
 /// Runs the benchmarks; `quick` skips upstream's table and passes
-/// `--quick` to our programs, for a run of a few minutes.
-pub fn bench(quick: bool) -> Result<()> {
+/// `--quick` to our programs, for a run of a few minutes. With
+/// [`vm::Clock::Instructions`] every time the programs print is a count of
+/// guest instructions (1 ns each), saved under `target/bench-icount/`.
+pub fn bench(quick: bool, clock: vm::Clock) -> Result<()> {
     let repo = repo_root();
     let tree = stage("kernel tree", || tree::worktree("work"))?;
     stage("apply series", || apply::reapply(&tree, &repo))?;
@@ -64,12 +66,22 @@ pub fn bench(quick: bool) -> Result<()> {
             });
         }
     }
-    let dir = target_dir().join("bench");
+    let dir = target_dir().join(match clock {
+        vm::Clock::Real => "bench",
+        vm::Clock::Instructions => "bench-icount",
+    });
     std::fs::create_dir_all(&dir)?;
     let initrd = stage("initramfs", || initramfs::build(&dir, &steps, &payload))?;
     let log = dir.join("console.log");
     let boot = stage("boot VM and run benchmarks", || {
-        vm::boot(&kernel, &initrd, Duration::from_secs(60 * 60), false, &log)
+        vm::boot_with_clock(
+            &kernel,
+            &initrd,
+            Duration::from_secs(60 * 60),
+            false,
+            &log,
+            clock,
+        )
     })?;
     let mut failed = Vec::new();
     for step in &steps {

@@ -38,9 +38,11 @@ commands:
   build [--bench]         configure and build the test (or bench) kernel
   test [--host-only] [--vm-only] [--kasan] [--add PATH]...
                           host tests, then KUnit and userspace suites in the VM
-  vm --run CMD [--add PATH]... [--bench|--kasan] [--timeout SECS]
+  vm --run CMD [--add PATH]... [--bench|--kasan] [--timeout SECS] [--icount]
                           boot the test kernel and run CMD in it
-  bench [--quick]         run the benchmarks in the bench kernel
+  bench [--quick] [--icount]
+                          run the benchmarks in the bench kernel; with
+                          --icount the guest clock counts instructions
   export --out DIR        the series as git format-patch files
   series-build [--from K] [--to K]
                           build every prefix of the series (1..=K), incrementally
@@ -187,15 +189,17 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
                     .map_err(|_| util::Error(format!("--timeout `{t}` is not seconds")))?,
                 None => 1200,
             };
+            let clock = clock_flag(&mut args);
             args.done()?;
             setup()?;
-            return vm_run(&command, &add, flavour, timeout);
+            return vm_run(&command, &add, flavour, timeout, clock);
         }
         "bench" => {
             let quick = args.flag("--quick");
+            let clock = clock_flag(&mut args);
             args.done()?;
             setup()?;
-            bench::bench(quick)?;
+            bench::bench(quick, clock)?;
         }
         "export" => {
             let out = args
@@ -227,8 +231,23 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
     Ok(true)
 }
 
+/// `--icount`: the guest clock counts instructions.
+fn clock_flag(args: &mut Args) -> vm::Clock {
+    if args.flag("--icount") {
+        vm::Clock::Instructions
+    } else {
+        vm::Clock::Real
+    }
+}
+
 /// Boots the kernel and runs one command, printing its output and status.
-fn vm_run(command: &str, add: &[PathBuf], flavour: build::Flavour, timeout: u64) -> Result<bool> {
+fn vm_run(
+    command: &str,
+    add: &[PathBuf],
+    flavour: build::Flavour,
+    timeout: u64,
+    clock: vm::Clock,
+) -> Result<bool> {
     let repo = util::repo_root();
     let t = stage("kernel tree", || tree::worktree("work"))?;
     stage("apply series", || apply::reapply(&t, &repo))?;
@@ -246,12 +265,13 @@ fn vm_run(command: &str, add: &[PathBuf], flavour: build::Flavour, timeout: u64)
     let initrd = stage("initramfs", || initramfs::build(&dir, &steps, &payload))?;
     let log = dir.join("console.log");
     let boot = stage("boot VM", || {
-        vm::boot(
+        vm::boot_with_clock(
             &kernel,
             &initrd,
             Duration::from_secs(timeout + 600),
             false,
             &log,
+            clock,
         )
     })?;
     let reports = results::kernel_reports(

@@ -52,11 +52,40 @@ pub struct Boot {
     pub timed_out: bool,
 }
 
+/// How the guest's clock runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// Real time: what the benchmarks' method times.
+    Real,
+    /// `-icount shift=0`: the virtual clock advances 1 ns per guest
+    /// instruction, so a time the guest measures is the number of
+    /// instructions it ran, the same in every run and free of the host's
+    /// load. Only for counting work: every instruction costs the same.
+    Instructions,
+}
+
 /// Boots the VM and collects its console until it exits or `limit` passes.
 pub fn boot(kernel: &Path, initrd: &Path, limit: Duration, echo: bool, log: &Path) -> Result<Boot> {
+    boot_with_clock(kernel, initrd, limit, echo, log, Clock::Real)
+}
+
+/// [`boot`] with the guest clock `clock`.
+pub fn boot_with_clock(
+    kernel: &Path,
+    initrd: &Path,
+    limit: Duration,
+    echo: bool,
+    log: &Path,
+    clock: Clock,
+) -> Result<Boot> {
     let cfg = X86_64;
+    let icount: &[&str] = match clock {
+        Clock::Real => &[],
+        Clock::Instructions => &["-icount", "shift=0"],
+    };
     let mut child = Command::new(cfg.binary)
         .args(["-m", cfg.memory, "-smp", &cfg.smp.to_string()])
+        .args(icount)
         .args([
             "-display",
             "none",
