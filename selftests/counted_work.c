@@ -14,6 +14,12 @@
  * copied once each way, one device allocation per device folio, and for
  * the THP one copy per direction: the folio goes as one extent.
  * The data is checked after the round trip.
+ *
+ * Under each Rust engine the 512 small pages are also read back from the
+ * device, a CPU fault each: every page must come back through one
+ * migrate_to_ram(). test_hmm's pagemap lets its faults run under the
+ * per-VMA lock, so under "rust" no fault may be retried under the mmap
+ * lock; "rust-entry" still retries them (at most one retry per page).
  * KTAP output.
  */
 #define _GNU_SOURCE
@@ -197,6 +203,56 @@ out:
 		munmap(p, PMD_BYTES);
 }
 
+/*
+ * 4 KiB pages read back by CPU faults under @engine, one of the Rust ones;
+ * reports one KTAP result.
+ */
+static void fault_back(const char *engine)
+{
+	const int vma_locked = !strcmp(engine, "rust");
+	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
+	void *mirror = malloc(PMD_BYTES);
+	unsigned long faults, retries, calls;
+	char why[200] = "";
+	size_t i;
+
+	if (!p || !mirror) {
+		ksft_test_result_fail("%s 4k faults: cannot map buffers\n", engine);
+		goto out;
+	}
+	madvise(p, PMD_BYTES, MADV_NOHUGEPAGE);
+	for (i = 0; i < PMD_BYTES; i++)
+		p[i] = (char)(i * 5 + 1);
+	if (migrate(HMM_DMIRROR_MIGRATE_TO_DEV, p, mirror)) {
+		ksft_test_result_fail("%s 4k faults: migration failed\n", engine);
+		goto out;
+	}
+	write_file(COUNTERS, "0");
+	for (i = 0; i < PMD_BYTES; i++)
+		if (p[i] != (char)(i * 5 + 1)) {
+			ksft_test_result_fail("%s 4k faults: data differs at %zu\n", engine, i);
+			goto out;
+		}
+	faults = counter("faults");
+	retries = counter("fault_retries");
+	calls = counter("migrate_to_ram");
+	if (calls != NPAGES)
+		snprintf(why, sizeof(why), "migrate_to_ram %lu, want %lu", calls, NPAGES);
+	else if (faults != NPAGES + retries)
+		snprintf(why, sizeof(why), "faults %lu, want %lu + %lu retries", faults,
+			 NPAGES, retries);
+	else if (vma_locked ? retries != 0 : retries > NPAGES)
+		snprintf(why, sizeof(why), "fault_retries %lu, want %s", retries,
+			 vma_locked ? "0" : "at most one per page");
+	ksft_test_result(!*why,
+			 "%s 4k faults: %lu pages back in %lu faults, %lu retried under the mmap lock%s%s\n",
+			 engine, calls, faults, retries, *why ? ": " : "", why);
+out:
+	free(mirror);
+	if (p)
+		munmap(p, PMD_BYTES);
+}
+
 int main(void)
 {
 	static const char *const engines[] = { "c", "rust", "rust-entry" };
@@ -205,12 +261,14 @@ int main(void)
 	tap_begin(&dev_fd, PAGEMAP, &pagemap_fd, KPAGEFLAGS, &kpageflags_fd, NULL);
 	if (access(COUNTERS_C, R_OK))
 		ksft_exit_skip("no %s\n", COUNTERS_C);
-	ksft_set_plan(6);
+	ksft_set_plan(8);
 	for (e = 0; e < 3; e++) {
 		if (write_file(ENGINE, engines[e]))
 			ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 		for (k = 0; k < 2; k++)
 			round_trip(engines[e], k);
+		if (e > 0)
+			fault_back(engines[e]);
 	}
 	write_file(ENGINE, "rust");
 	write_file(COUNTERS, "0");

@@ -304,7 +304,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("engine-counters:c", 3),
     ("engine-counters:rust", 6),
     ("engine-counters:rust-entry", 7),
-    ("counted-work", 6),
+    ("counted-work", 8),
     ("numa-moves", 18),
     ("differential", 24),
     ("fault-livelock", 9),

@@ -26,12 +26,16 @@ pub type VmFaultReason = bindings::vm_fault_t;
 /// `VM_FAULT_RETRY`.
 pub const VM_FAULT_RETRY: VmFaultReason = bindings::vm_fault_reason_VM_FAULT_RETRY;
 
-/// A CPU fault on a device-private entry, under the mmap lock.
+/// A CPU fault on a device-private entry, under the mmap lock, or under
+/// the faulting VMA's lock alone.
 ///
 /// # Invariants
 ///
-/// The fault is valid and its mm's mmap lock is held for the lifetime of
-/// the borrow; no page-table lock is held.
+/// The fault is valid and its mm's mmap lock, or its VMA's lock, is held
+/// for the lifetime of the borrow; no page-table lock is held. Under the
+/// VMA lock alone the driver is called only for a pagemap that allows it
+/// (`PGMAP_VMA_LOCKED_FAULTS`), which
+/// [`VmFault::lock_device_private_pte`] checks.
 #[repr(transparent)]
 pub struct VmFault(Opaque<bindings::vm_fault>);
 
@@ -62,6 +66,62 @@ impl VmFault {
         Some(unsafe { &*ptr.cast() })
     }
 
+    /// Borrows the fault `ptr`, under whichever lock it holds: a fault
+    /// under the VMA lock reaches the driver only if its pagemap allows
+    /// it, and is answered with a retry under the mmap lock otherwise
+    /// ([`DeviceFault::Retry`]).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a valid fault for `'a`, under the mmap lock or the VMA
+    /// lock, with no page-table lock held.
+    #[inline]
+    pub unsafe fn from_raw<'a>(ptr: *mut bindings::vm_fault) -> &'a VmFault {
+        // INVARIANT: The caller holds one of the locks; the pagemap is
+        // checked before the driver is called.
+        // SAFETY: `VmFault` is a transparent wrapper of `struct vm_fault`,
+        // valid for `'a`.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Whether the fault holds the VMA lock rather than the mmap lock.
+    #[inline]
+    fn under_vma_lock(&self) -> bool {
+        // SAFETY: Reads a field of the valid fault.
+        unsafe { (*self.as_raw()).flags & bindings::fault_flag_FAULT_FLAG_VMA_LOCK != 0 }
+    }
+
+    /// Whether the fault may call the driver of `page` as it is: under the
+    /// mmap lock, or under the VMA lock if the page's pagemap allows it.
+    ///
+    /// # Safety
+    ///
+    /// `page` is the device-private page of an entry whose lock is held.
+    #[inline]
+    unsafe fn may_migrate(&self, page: *mut bindings::page) -> bool {
+        if !self.under_vma_lock() {
+            return true;
+        }
+        // SAFETY: The entry keeps the page and its pagemap, a
+        // device-private one.
+        unsafe {
+            let pgmap = bindings::folio_pgmap(bindings::page_folio(page));
+            !pgmap.is_null() && (*pgmap).flags & bindings::PGMAP_VMA_LOCKED_FAULTS != 0
+        }
+    }
+
+    /// Ends the VMA lock of a fault that returns [`VM_FAULT_RETRY`] to be
+    /// retried under the mmap lock.
+    ///
+    /// # Safety
+    ///
+    /// The fault holds the VMA lock and does not use it afterwards.
+    #[inline]
+    unsafe fn end_vma_lock(&self) {
+        // SAFETY: As the caller promises.
+        unsafe { bindings::vma_end_read((*self.as_raw()).__bindgen_anon_1.vma) };
+    }
+
     #[inline]
     fn as_raw(&self) -> *mut bindings::vm_fault {
         self.0.get()
@@ -70,7 +130,8 @@ impl VmFault {
     /// The faulting VMA.
     #[inline]
     pub fn vma(&self) -> &VmaRef {
-        // SAFETY: The mmap lock keeps the VMA, by the type invariant.
+        // SAFETY: The mmap or VMA lock keeps the VMA, by the type
+        // invariant.
         unsafe { VmaRef::from_raw((*self.as_raw()).__bindgen_anon_1.vma) }
     }
 
@@ -119,15 +180,18 @@ impl VmFault {
 
     /// Checks, under the PTE lock, that the device-private PTE the fault
     /// read is unchanged, and trylocks and references its folio (the
-    /// device-private branch of `do_swap_page()`).
+    /// device-private branch of `do_swap_page()`). Under the VMA lock, a
+    /// pagemap whose driver needs the mmap lock gets [`DeviceFault::Retry`].
     pub fn lock_device_private_pte(&self) -> DeviceFault<'_> {
         if !matches!(self.orig_pte().entry(), PteEntry::DevicePrivate { .. }) {
             return DeviceFault::Changed;
         }
         let f = self.as_raw();
         // SAFETY: The fault read a device-private PTE, whose PMD stays
-        // allocated under the mmap lock; the PTE is mapped and locked here
-        // and released on every path below, or by the `FaultWait`.
+        // allocated under the mmap or VMA lock; the PTE is mapped and
+        // locked here and released on every path below, or by the
+        // `FaultWait`. The VMA lock is ended only on the path that returns
+        // `Retry`, which uses the fault no more.
         unsafe {
             let orig = (*f).__bindgen_anon_2.orig_pte;
             let entry = bindings::softleaf_from_pte(orig);
@@ -145,6 +209,11 @@ impl VmFault {
                 bindings::pte_unmap_unlock((*f).pte, (*f).ptl);
                 return DeviceFault::Changed;
             }
+            if !self.may_migrate((*f).page) {
+                bindings::pte_unmap_unlock((*f).pte, (*f).ptl);
+                self.end_vma_lock();
+                return DeviceFault::Retry;
+            }
             let locked = self.trylock_page();
             if locked.is_some() {
                 bindings::pte_unmap_unlock((*f).pte, (*f).ptl);
@@ -160,9 +229,10 @@ impl VmFault {
     pub fn lock_device_private_pmd(&self) -> DeviceFault<'_> {
         let f = self.as_raw();
         // SAFETY: The fault read a device-private PMD entry (checked
-        // first), whose PMD stays allocated under the mmap lock; its lock
-        // is taken here and released on every path below, or by the
-        // `FaultWait`.
+        // first), whose PMD stays allocated under the mmap or VMA lock; its
+        // lock is taken here and released on every path below, or by the
+        // `FaultWait`. The VMA lock is ended only on the path that returns
+        // `Retry`, which uses the fault no more.
         unsafe {
             let orig = (*f).__bindgen_anon_2.orig_pmd;
             let entry = bindings::softleaf_from_pmd(orig);
@@ -176,6 +246,11 @@ impl VmFault {
             }
             (*f).page = bindings::pfn_to_page(bindings::softleaf_to_pfn(entry));
             (*f).pte = core::ptr::null_mut();
+            if !self.may_migrate((*f).page) {
+                bindings::spin_unlock(ptl);
+                self.end_vma_lock();
+                return DeviceFault::Retry;
+            }
             let locked = self.trylock_page();
             if locked.is_some() {
                 bindings::spin_unlock(ptl);
@@ -250,6 +325,10 @@ pub enum DeviceFault<'a> {
     Locked(FaultFolio<'a>),
     /// Another thread holds the folio lock: wait for it, then refault.
     Contended(FaultWait),
+    /// The fault holds the VMA lock, which the driver's pagemap does not
+    /// allow: the lock is released; return [`VM_FAULT_RETRY`] to be called
+    /// again under the mmap lock.
+    Retry,
 }
 
 impl VmFault {
@@ -281,7 +360,8 @@ impl VmFault {
         let first = self.address() & !(size - 1);
         let start = core::cmp::max(first, vma.start());
         let end = core::cmp::min(first + size, vma.end());
-        // SAFETY: The fault holds the mmap lock for as long (type
+        // SAFETY: The fault holds the mmap lock for as long, or the VMA
+        // lock of a pagemap whose driver migrates under it (type
         // invariant); the fault path holds `page` locked.
         unsafe { MigrateVma::setup_in(vma, start, end, select, owner, src, dst, page) }
     }

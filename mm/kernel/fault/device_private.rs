@@ -9,9 +9,10 @@
 //! accepts as its `fault_page`. When the trylock fails the fault sleeps
 //! until the folio is unlocked and then returns to refault, at both levels:
 //! 7.3 returns at once at PMD level, so N threads faulting one device THP
-//! spin on it. Under the per-VMA lock the fault is retried under the mmap
-//! lock, as 7.3 does: `migrate_to_ram()` implementations are not ready to
-//! run under it.
+//! spin on it. A fault under the per-VMA lock calls the driver if its
+//! pagemap says `migrate_to_ram()` can run under that lock
+//! (`PGMAP_VMA_LOCKED_FAULTS`), which the Rust engine's migration can;
+//! otherwise it is retried under the mmap lock, as 7.3 retries them all.
 
 use crate::engine::counters::{Counter, Stats};
 use crate::vm_fault::{DeviceFault, FaultFolio, FaultWait, VmFault, VmFaultReason, VM_FAULT_RETRY};
@@ -47,12 +48,35 @@ fn migrate_or_wait(found: DeviceFault<'_>, stats: &mut Stats) -> VmFaultReason {
             wait_unlocked(wait, stats);
             0
         }
+        DeviceFault::Retry => {
+            stats.inc(Counter::FaultRetries);
+            VM_FAULT_RETRY
+        }
     }
 }
 
-/// The start of every device-private fault entry point: counts the fault,
-/// answers one taken under the per-VMA lock with a retry, and runs `handle`
-/// on the others, which hold the mmap lock.
+/// The start of the device-private fault entry points of the default
+/// path: counts the fault and runs `handle` under whichever lock the fault
+/// holds.
+///
+/// # Safety
+///
+/// `vmf` is a valid fault on a device-private entry, under the mmap lock
+/// or the VMA lock, with no page-table lock held.
+#[inline]
+unsafe fn under_either_lock(
+    vmf: *mut bindings::vm_fault,
+    handle: impl FnOnce(&VmFault, &mut Stats) -> VmFaultReason,
+) -> VmFaultReason {
+    let mut stats = Stats::new();
+    stats.inc(Counter::Faults);
+    // SAFETY: The caller passes such a fault.
+    handle(unsafe { VmFault::from_raw(vmf) }, &mut stats)
+}
+
+/// The start of the fault entry points of engine "rust-entry": counts the
+/// fault, answers one taken under the per-VMA lock with a retry, and runs
+/// `handle` on the others, which hold the mmap lock.
 ///
 /// # Safety
 ///
@@ -86,7 +110,7 @@ pub unsafe extern "C" fn rust_do_device_private_fault(
     vmf: *mut bindings::vm_fault,
 ) -> VmFaultReason {
     // SAFETY: The caller passes a fault on a device-private PTE.
-    unsafe { under_mmap_lock(vmf, device_private_fault) }
+    unsafe { under_either_lock(vmf, device_private_fault) }
 }
 
 /// [`rust_do_device_private_fault`] once the fault is known to hold the
@@ -108,7 +132,7 @@ pub unsafe extern "C" fn rust_do_huge_pmd_device_private(
     vmf: *mut bindings::vm_fault,
 ) -> VmFaultReason {
     // SAFETY: The caller passes a fault on a device-private PMD.
-    unsafe { under_mmap_lock(vmf, huge_pmd_device_private) }
+    unsafe { under_either_lock(vmf, huge_pmd_device_private) }
 }
 
 /// [`rust_do_huge_pmd_device_private`] once the fault is known to hold the
