@@ -113,8 +113,8 @@ pub unsafe extern "C" fn rust_do_device_private_fault(
     unsafe { under_either_lock(vmf, device_private_fault) }
 }
 
-/// [`rust_do_device_private_fault`] once the fault is known to hold the
-/// mmap lock.
+/// [`rust_do_device_private_fault`] on the borrowed fault, under the
+/// mmap lock or the VMA lock.
 pub(crate) fn device_private_fault(fault: &VmFault, stats: &mut Stats) -> VmFaultReason {
     migrate_or_wait(fault.lock_device_private_pte(), stats)
 }
@@ -135,8 +135,8 @@ pub unsafe extern "C" fn rust_do_huge_pmd_device_private(
     unsafe { under_either_lock(vmf, huge_pmd_device_private) }
 }
 
-/// [`rust_do_huge_pmd_device_private`] once the fault is known to hold the
-/// mmap lock.
+/// [`rust_do_huge_pmd_device_private`] on the borrowed fault, under the
+/// mmap lock or the VMA lock.
 pub(crate) fn huge_pmd_device_private(fault: &VmFault, stats: &mut Stats) -> VmFaultReason {
     migrate_or_wait(fault.lock_device_private_pmd(), stats)
 }
