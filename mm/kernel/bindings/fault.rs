@@ -52,18 +52,15 @@ impl VmFault {
     /// lock, with no page-table lock held.
     #[inline]
     pub unsafe fn under_mmap_lock<'a>(ptr: *mut bindings::vm_fault) -> Option<&'a VmFault> {
-        // SAFETY: The caller passes a valid fault.
-        let (flags, vma) = unsafe { ((*ptr).flags, (*ptr).__bindgen_anon_1.vma) };
-        if flags & bindings::fault_flag_FAULT_FLAG_VMA_LOCK != 0 {
-            // SAFETY: The fault holds the VMA read lock; the fault is not
-            // used past it.
-            unsafe { bindings::vma_end_read(vma) };
+        // SAFETY: The caller passes a valid fault under one of the locks.
+        let fault = unsafe { Self::from_raw(ptr) };
+        if fault.under_vma_lock() {
+            // SAFETY: The fault holds the VMA lock; it is not used past it.
+            unsafe { fault.end_vma_lock() };
             return None;
         }
         // INVARIANT: The fault holds the mmap lock.
-        // SAFETY: `VmFault` is a transparent wrapper of `struct vm_fault`,
-        // valid for `'a`.
-        Some(unsafe { &*ptr.cast() })
+        Some(fault)
     }
 
     /// Borrows the fault `ptr`, under whichever lock it holds: a fault
