@@ -59,8 +59,9 @@ pub enum Clock {
     Real,
     /// `-icount shift=0`: the virtual clock advances 1 ns per guest
     /// instruction, so a time the guest measures is the number of
-    /// instructions it ran, the same in every run and free of the host's
-    /// load. Only for counting work: every instruction costs the same.
+    /// instructions it ran, free of the host's load and nearly the same
+    /// from run to run (timers and two vCPUs still interleave as they
+    /// may). Only for counting work: every instruction costs the same.
     Instructions,
 }
 
