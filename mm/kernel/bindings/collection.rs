@@ -20,7 +20,6 @@ use crate::page_table::{
     flush_tlb_range, MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, PteValue, TakenPte,
     PAGE_SIZE, PTRS_PER_PTE,
 };
-use core::marker::PhantomData;
 use kernel::{
     alloc::{flags::GFP_KERNEL, kvec::DrainAll, KVVec},
     bindings,
@@ -33,11 +32,11 @@ use kernel::{
 ///
 /// # Invariants
 ///
-/// `page` is a valid page whose folio the entry references, stable for
-/// `'a`, the borrow of the lock.
+/// `page` is a valid page whose folio, `folio`, the entry references,
+/// stable for `'a`, the borrow of the lock.
 pub struct MappedPage<'a> {
     page: *mut bindings::page,
-    _lock: PhantomData<&'a ()>,
+    folio: &'a Folio,
 }
 
 impl<'a> MappedPage<'a> {
@@ -51,9 +50,7 @@ impl<'a> MappedPage<'a> {
     /// The folio the page is in, stable while the lock is held.
     #[inline]
     pub fn folio(&self) -> &'a Folio {
-        // SAFETY: The entry references the folio for `'a`, by the type
-        // invariant.
-        unsafe { Folio::from_page(self.page) }
+        self.folio
     }
 
     /// Whether the page has a mapping (`page_has_mapping()`): an anon or
@@ -126,8 +123,12 @@ impl PteRun<'_> {
         if page.is_null() {
             return Some((entry, None));
         }
-        // INVARIANT: `page` is what `raw`, just read at `addr`, names; the
-        // entry, stable under the lock we hold, references its folio.
+        // SAFETY: The entry, stable under the lock we hold, references the
+        // folio of `page`, which it names.
+        let folio = unsafe { Folio::from_page(page) };
+        // INVARIANT: `page` is what `raw`, just read at `addr`, names, and
+        // `folio` its folio; the entry, stable under the lock we hold,
+        // references it.
         let snap = PteSnapshot {
             mm: self.vma().mm().as_raw(),
             addr,
@@ -135,10 +136,7 @@ impl PteRun<'_> {
             pfn,
             page,
         };
-        let mapped = MappedPage {
-            page,
-            _lock: PhantomData,
-        };
+        let mapped = MappedPage { page, folio };
         Some((entry, Some((snap, mapped))))
     }
 
@@ -147,15 +145,19 @@ impl PteRun<'_> {
     /// the same page, which it keeps referenced while the lock is held.
     #[inline]
     pub fn page_of(&self, snap: &PteSnapshot) -> Option<MappedPage<'_>> {
-        let (raw, _) = self.read(snap.addr)?;
+        let raw = self.read_value(snap.addr)?;
         if !core::ptr::eq(snap.mm, self.vma().mm().as_raw()) || !raw.same(&snap.raw) {
             return None;
         }
-        // INVARIANT: The entry, unchanged and stable under the lock we
-        // hold, references the page's folio.
+        // SAFETY: The entry, unchanged and stable under the lock we hold,
+        // names the page, by the invariant of `PteSnapshot`, and references
+        // its folio. The folio is looked up again: it may have been split
+        // since `snap` was read under an earlier hold of the lock.
+        let folio = unsafe { Folio::from_page(snap.page) };
+        // INVARIANT: As just said, for the lifetime of the borrow of `self`.
         Some(MappedPage {
             page: snap.page,
-            _lock: PhantomData,
+            folio,
         })
     }
 
@@ -291,8 +293,9 @@ impl PteRun<'_> {
 }
 
 impl<'a> PteRun<'a> {
-    /// Starts taking folios for migration into `batch`, whose entries stay
-    /// cleared until [`BatchedRun::finish`] replaces them, all under this
+    /// Starts taking folios for migration into `batch`, whose entries
+    /// become migration entries at once and are kept until
+    /// [`BatchedRun::finish`] says whether to put them back, all under this
     /// lock.
     #[inline]
     pub fn batched<'r>(&'r mut self, batch: &'r mut PteBatch) -> BatchedRun<'r, 'a>
@@ -362,6 +365,18 @@ impl<T> Room<T> {
         Ok(())
     }
 
+    /// Takes the last value added out.
+    #[inline]
+    fn pop(&mut self) -> Option<T> {
+        let last = self.len.checked_sub(1)?;
+        let v = match &mut self.heap {
+            None => self.inline.get_mut(last).and_then(Option::take),
+            Some(heap) => heap.pop(),
+        };
+        self.len = last;
+        v
+    }
+
     /// Takes every value out, in the order they were added.
     #[inline]
     fn drain(&mut self) -> RoomDrain<'_, T> {
@@ -403,14 +418,15 @@ pub struct PteBatch {
     present: bool,
 }
 
-/// A folio of a batch: locked and referenced for a slot, the entries of
-/// its `nr` pages from page `first` on, the next ones of
-/// [`PteBatch::taken`], cleared.
+/// A folio of a batch: locked and referenced for a slot, its `nr` pages
+/// from page `first` on mapped by migration entries, which replaced the
+/// next `nr` entries of [`PteBatch::taken`]; `dirty` if one of those was.
 struct BatchedFolio {
     folio: CollectedFolio,
     first: usize,
     nr: usize,
     tag: usize,
+    dirty: bool,
 }
 
 impl PteBatch {
@@ -429,9 +445,10 @@ impl PteBatch {
 /// A [`PteRun`] that takes folios for migration in two steps, so that the
 /// TLB flush that sharing their anon-exclusive pages needs is done once for
 /// the run rather than once per page: [`BatchedRun::take`] locks a folio
-/// and clears its entries, [`BatchedRun::finish`] flushes the TLB once,
-/// shares the anon-exclusive pages and installs the migration entries.
-/// Dropped unfinished, it puts every entry back and lets the folios go.
+/// and replaces its entries by migration entries, [`BatchedRun::finish`]
+/// flushes the TLB once, shares the anon-exclusive pages and drops the
+/// rmap. Dropped unfinished, it puts every entry back and lets the folios
+/// go.
 pub struct BatchedRun<'r, 'a> {
     run: &'r mut PteRun<'a>,
     batch: &'r mut PteBatch,
@@ -440,7 +457,7 @@ pub struct BatchedRun<'r, 'a> {
 /// What [`BatchedRun::take`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Take {
-    /// The folio is locked and its entries cleared, until
+    /// The folio is locked and its entries replaced, until
     /// [`BatchedRun::finish`] says what became of it.
     Taken,
     /// The folio is locked by someone else: nothing changed.
@@ -480,7 +497,9 @@ impl<'a> core::ops::Deref for BatchedRun<'_, 'a> {
 impl BatchedRun<'_, '_> {
     /// Takes the folio of the page `snap` names: trylocks and references it
     /// (only references the fault folio, whose lock the fault path holds)
-    /// and clears its entries: all of them when `whole`, for a large folio
+    /// and replaces its entries by migration entries (without a TLB
+    /// flush, which `finish` does for the run): all of them when `whole`,
+    /// for a large folio
     /// this run maps whole ([`PteRun::maps_folio_whole`]), else the one
     /// `snap` read. `tag` comes back if [`BatchedRun::finish`] finds the
     /// folio pinned.
@@ -503,50 +522,76 @@ impl BatchedRun<'_, '_> {
             return Take::Contended;
         };
         let (vma, present) = (self.run.vma(), snap.raw.is_present());
+        let (anon, raw) = (folio.folio().is_anon(), folio.folio().as_raw());
+        // SAFETY: A `CollectedFolio` holds the folio lock, by its
+        // invariant; the guard only borrows it and gives it back below.
+        let locked = unsafe { LockedFolio::from_locked(folio.folio()) };
+        let (mut taken, mut dirty) = (0, false);
         for k in 0..nr {
             let addr = snap.addr + k * PAGE_SIZE;
             if present {
                 // SAFETY: The page is mapped at `addr` in the VMA.
                 unsafe { bindings::flush_cache_page(vma.as_ptr(), addr, snap.pfn + k) };
             }
-            // Every entry was read in this run, and there is room for it.
-            let pushed = self
+            // SAFETY: The folio is locked and has page `first + k`.
+            let exclusive = anon
+                && unsafe { bindings::PageAnonExclusive(bindings::folio_page(raw, first + k)) };
+            // Every entry was read in this run and names the folio's page
+            // `first + k`, and there is room for it.
+            let Ok(old) = self
                 .run
-                .get_and_clear(addr)
-                .map(|old| self.batch.taken.push(old));
-            if !matches!(pushed, Ok(Ok(()))) {
-                kernel::warn_on!(true);
+                .replace_by_migration_entry(addr, &locked, exclusive)
+            else {
+                break;
+            };
+            dirty |= old.is_dirty();
+            if let Err(old) = self.batch.taken.push(old) {
+                if self.run.restore(old).is_err() {
+                    kernel::warn_on!(true);
+                }
+                break;
             }
+            taken += 1;
+        }
+        locked.into_raw_locked();
+        let folio = BatchedFolio {
+            folio,
+            first,
+            nr,
+            tag,
+            dirty,
+        };
+        // Not reached: every entry was read in this run, and room was
+        // checked above. The folio goes only once its entries are back.
+        if taken < nr || self.batch.folios.push(folio).is_err() {
+            kernel::warn_on!(true);
+            self.put_back(taken);
+            return Take::Unchanged;
         }
         self.batch.present |= present;
-        if self
-            .batch
-            .folios
-            .push(BatchedFolio {
-                folio,
-                first,
-                nr,
-                tag,
-            })
-            .is_err()
-        {
-            // Not reached: room was checked above.
-            kernel::warn_on!(true);
-        }
         Take::Taken
     }
 
+    /// Puts back the last `n` entries taken.
+    fn put_back(&mut self, n: usize) {
+        for _ in 0..n {
+            let restored = self.batch.taken.pop().map(|old| self.run.restore(old));
+            if !matches!(restored, Some(Ok(()))) {
+                kernel::warn_on!(true);
+            }
+        }
+    }
+
     /// Flushes the TLB entries of the run once if a present entry was
-    /// cleared, then, for each folio taken, in order, shares its
-    /// anon-exclusive pages and replaces each cleared entry by the
-    /// migration entry for its page (writable or exclusive as that entry
-    /// was), moves the dirty bits to the folio, and drops the rmap and the
-    /// mappings' references of its entries at once. A folio whose share
-    /// fails is pinned: its entries are put back and it is released.
-    /// `report` hears of each folio; returns whether the TLB was flushed.
+    /// replaced, then, for each folio taken, in order, shares its
+    /// anon-exclusive pages, moves the dirty bits of its entries to the
+    /// folio, and drops the rmap and the mappings' references of its
+    /// entries at once. A folio whose share fails is pinned: its entries
+    /// are put back and it is released. `report` hears of each folio;
+    /// returns whether the TLB was flushed.
     ///
     /// A pin taken through GUP-fast can only have been taken before the
-    /// entries were cleared, so it is seen at the folio's first share,
+    /// entries were replaced, so it is seen at the folio's first share,
     /// before any page of it was shared.
     pub fn finish(self, mut report: impl FnMut(Finished)) -> bool {
         let flushed = self.batch.present;
@@ -561,22 +606,24 @@ impl BatchedRun<'_, '_> {
             first,
             nr,
             tag,
+            dirty,
         } in batch.folios.drain()
         {
-            match share_pages(&folio, first, nr) {
-                Some(exclusive) => {
-                    install(run, &folio, &mut entries, first, nr, &exclusive);
-                    report(Finished::Installed { folio, nr });
+            if share_pages(&folio, first, nr) {
+                // The entries taken out are not needed any more.
+                for _ in 0..nr {
+                    entries.next();
                 }
-                None => {
-                    for old in entries.by_ref().take(nr) {
-                        if run.restore(old).is_err() {
-                            kernel::warn_on!(true);
-                        }
+                release_mappings(run, &folio, first, nr, dirty);
+                report(Finished::Installed { folio, nr });
+            } else {
+                for old in entries.by_ref().take(nr) {
+                    if run.restore(old).is_err() {
+                        kernel::warn_on!(true);
                     }
-                    drop(folio);
-                    report(Finished::Pinned { tag });
                 }
+                drop(folio);
+                report(Finished::Pinned { tag });
             }
         }
         flushed
@@ -585,7 +632,7 @@ impl BatchedRun<'_, '_> {
 
 impl Drop for BatchedRun<'_, '_> {
     /// Puts back every entry not finished and lets its folio go, so that no
-    /// entry is left cleared when the lock is dropped.
+    /// migration entry is left behind for a folio that is not collected.
     fn drop(&mut self) {
         let (run, batch) = (&mut *self.run, &mut *self.batch);
         batch.present = false;
@@ -602,78 +649,47 @@ impl Drop for BatchedRun<'_, '_> {
 }
 
 /// Shares the anon-exclusive pages among the `nr` of `folio` from page
-/// `first` on, whose entries are cleared and flushed; `None`, with no page
-/// shared, when the folio is pinned. Otherwise, which of them were
-/// exclusive.
-fn share_pages(
-    folio: &CollectedFolio,
-    first: usize,
-    nr: usize,
-) -> Option<[u64; MAX_RUN_PAGES / 64]> {
-    let mut exclusive = [0u64; MAX_RUN_PAGES / 64];
+/// `first` on, whose entries are migration entries and flushed; `false`,
+/// with no page shared, when the folio is pinned.
+fn share_pages(folio: &CollectedFolio, first: usize, nr: usize) -> bool {
     if !folio.folio().is_anon() {
-        return Some(exclusive);
+        return true;
     }
     let raw = folio.folio().as_raw();
-    for k in 0..nr.min(MAX_RUN_PAGES) {
+    let mut shared_any = false;
+    for k in 0..nr {
         // SAFETY: The folio is locked and has pages `first..first + nr`,
-        // whose entries are cleared and their TLB entries flushed, as
-        // sharing an anon-exclusive page requires.
-        let shared = unsafe {
+        // whose entries are no longer present and their TLB entries
+        // flushed, as sharing an anon-exclusive page requires.
+        let failed = unsafe {
             let page = bindings::folio_page(raw, first + k);
             if !bindings::PageAnonExclusive(page) {
                 continue;
             }
             bindings::folio_try_share_anon_rmap_pte(raw, page)
         };
-        if shared != 0 {
+        if failed != 0 {
             // Only the first share can fail: no pin is taken once the
             // entries are gone.
-            kernel::warn_on!(exclusive.iter().any(|&w| w != 0));
-            return None;
+            kernel::warn_on!(shared_any);
+            return false;
         }
-        exclusive[k / 64] |= 1 << (k % 64);
+        shared_any = true;
     }
-    Some(exclusive)
+    true
 }
 
-/// Replaces the next `nr` cleared `entries`, which map the pages of
-/// `folio` from page `first` on, in order, by migration entries, and drops
-/// their rmap and references at once.
-fn install(
-    run: &mut PteRun<'_>,
+/// Drops the rmap and the mappings' references of the `nr` pages of
+/// `folio` from page `first` on, whose entries are now migration entries,
+/// and marks the folio dirty if one of them was.
+fn release_mappings(
+    run: &PteRun<'_>,
     folio: &CollectedFolio,
-    entries: &mut impl Iterator<Item = TakenPte>,
     first: usize,
     nr: usize,
-    exclusive: &[u64; MAX_RUN_PAGES / 64],
+    dirty: bool,
 ) {
     let raw = folio.folio().as_raw();
-    let mut dirty = false;
-    for (k, old) in entries.by_ref().take(nr).enumerate() {
-        dirty |= old.is_dirty();
-        let write = match old.entry() {
-            PteEntry::Present { bits, .. } => bits.write,
-            PteEntry::DevicePrivate { write, .. } => write,
-            _ => false,
-        };
-        let kind = if write {
-            MigrationKind::Writable
-        } else if exclusive[k / 64] & (1 << (k % 64)) != 0 {
-            MigrationKind::ReadableExclusive
-        } else {
-            MigrationKind::Readable
-        };
-        // Every entry taken is present or device-private, each with a
-        // migration entry.
-        let entry = old.into_migration_entry(kind).unwrap_or_else(|old| {
-            kernel::warn_on!(true);
-            old
-        });
-        if run.restore(entry).is_err() {
-            kernel::warn_on!(true);
-        }
-    }
     // SAFETY: The folio is locked and referenced, and its `nr` pages from
     // `first` on are no longer mapped by the entries just replaced: drop
     // their rmap and the mappings' references, which `folio`'s own
@@ -747,12 +763,12 @@ impl FaultPage {
     /// The fault page, which the fault path holds.
     #[inline]
     pub fn page(&self) -> Option<MappedPage<'_>> {
-        let page = self.as_raw();
+        let folio = self.folio()?;
         // INVARIANT: The fault path holds the page's folio locked and
         // referenced while `self` is used.
-        (!page.is_null()).then_some(MappedPage {
-            page,
-            _lock: PhantomData,
+        Some(MappedPage {
+            page: self.as_raw(),
+            folio,
         })
     }
 

@@ -414,11 +414,12 @@ impl Collector<'_> {
     /// The PTE loop of `migrate_vma_collect_pmd()`, from `from` on, up to
     /// `end`.
     ///
-    /// The folios met are taken in one batch: their entries are cleared as
-    /// the walk goes and become migration entries at the end of the run,
-    /// after one TLB flush for the run (7.3 flushes once per anon-exclusive
-    /// page). Returns `Err(addr)` when the run had to be dropped to split a
-    /// folio, and the walk must look at the PMD again from `addr`.
+    /// The folios met are taken in one batch: their entries become
+    /// migration entries as the walk goes, and their anon-exclusive pages
+    /// are shared at the end of the run, after one TLB flush for the run
+    /// (7.3 flushes once per anon-exclusive page). Returns `Err(addr)` when
+    /// the run had to be dropped to split a folio, and the walk must look
+    /// at the PMD again from `addr`.
     fn collect_ptes(
         &mut self,
         run: PteRun<'_>,
@@ -453,8 +454,8 @@ impl Collector<'_> {
                     ..
                 } if !fault_entry => {
                     // A page, or a large folio this run maps whole: one
-                    // lock and one reference, its entries cleared now and
-                    // replaced when the run is done.
+                    // lock and one reference, its entries replaced now and
+                    // its pages shared when the run is done.
                     let whole = matches!(decision, Decision::CollectWhole { .. });
                     let tag = self.npages;
                     match snap.map_or(Take::Unchanged, |snap| {

@@ -211,13 +211,23 @@ pub(super) fn migration_pte(old: PteValue, kind: MigrationKind) -> Option<bindin
         PteEntry::Present { pfn, .. } | PteEntry::DevicePrivate { pfn, .. } => pfn,
         _ => return None,
     };
+    Some(encode_migration_pte(old, pfn, kind))
+}
+
+/// The migration entry of `kind` for page `pfn`, which `old` maps.
+#[inline]
+pub(super) fn encode_migration_pte(
+    old: PteValue,
+    pfn: usize,
+    kind: MigrationKind,
+) -> bindings::pte_t {
     let kind = match kind {
         MigrationKind::Readable => 0,
         MigrationKind::ReadableExclusive => 1,
         MigrationKind::Writable => 2,
     };
     // SAFETY: This only encodes a value.
-    Some(unsafe { bindings::folio_migrate_migration_pte(old.0, pfn, kind) })
+    unsafe { bindings::folio_migrate_migration_pte(old.0, pfn, kind) }
 }
 
 /// A PMD taken out of a page table, to be put back where it was.

@@ -3,7 +3,8 @@
 //! A run of PTEs under the PTE-table lock.
 
 use super::entry::{
-    device_private_leaf, migration_pte, MigrationKind, PteEntry, PteValue, TakenPte,
+    device_private_leaf, encode_migration_pte, migration_pte, MigrationKind, PteEntry, PteValue,
+    TakenPte,
 };
 use super::{PAGE_SIZE, PMD_SIZE};
 use crate::folio::{Folio, LockedFolio};
@@ -120,14 +121,22 @@ impl<'a> PteRun<'a> {
     /// run.
     #[inline]
     pub fn read(&self, addr: usize) -> Option<(PteValue, PteEntry)> {
+        let raw = self.read_value(addr)?;
+        Some((raw, raw.entry()))
+    }
+
+    /// Reads the entry that maps `addr`, not decoded, to compare; `None`
+    /// outside the run.
+    #[inline]
+    pub fn read_value(&self, addr: usize) -> Option<PteValue> {
         if addr < self.start || addr >= self.end {
             return None;
         }
         // SAFETY: `addr` is in the run, so the slot is inside the mapped
         // table, and it is stable under the lock we hold.
-        let raw =
-            PteValue(unsafe { bindings::ptep_get(self.ptep.add((addr - self.start) / PAGE_SIZE)) });
-        Some((raw, raw.entry()))
+        Some(PteValue(unsafe {
+            bindings::ptep_get(self.ptep.add((addr - self.start) / PAGE_SIZE))
+        }))
     }
 
     /// The page `raw`, the present PTE [`PteRun::read`] returned for
@@ -260,6 +269,57 @@ impl<'a> PteRun<'a> {
         // the reference, as documented.
         unsafe { self.set_raw(addr, new)? };
         Ok(old)
+    }
+
+    /// Replaces the present or device-private PTE at `addr`, which must
+    /// name a page of `folio`, by the migration entry
+    /// `migrate_vma_collect_pmd()` makes for it: writable if the entry was,
+    /// else readable, and exclusive if `exclusive`, with its young, dirty,
+    /// soft-dirty and uffd-wp bits. Returns the entry taken out, which
+    /// [`PteRun::restore`] puts back.
+    ///
+    /// The TLB is not flushed: the caller flushes a present entry's before
+    /// the lock is dropped, and handles the rmap and the reference. Fails
+    /// with `EINVAL` for any other entry, changing nothing.
+    #[inline]
+    pub fn replace_by_migration_entry(
+        &mut self,
+        addr: usize,
+        folio: &LockedFolio<'_>,
+        exclusive: bool,
+    ) -> Result<TakenPte> {
+        let ptep = self.slot(addr)?;
+        let (pfn, write) = match self.read_value(addr).ok_or(EINVAL)?.entry() {
+            PteEntry::Present { pfn, bits } => (pfn, bits.write),
+            PteEntry::DevicePrivate { pfn, write } => (pfn, write),
+            _ => return Err(EINVAL),
+        };
+        if pfn < folio.pfn() || pfn >= folio.pfn() + folio.nr_pages() {
+            return Err(EINVAL);
+        }
+        let kind = if write {
+            MigrationKind::Writable
+        } else if exclusive {
+            MigrationKind::ReadableExclusive
+        } else {
+            MigrationKind::Readable
+        };
+        let mm = self.vma.mm().as_raw();
+        // SAFETY: The slot is in the table whose lock we hold, and the
+        // migration entry is for a page of the locked folio that the entry
+        // taken out mapped; the caller handles the rmap and the reference,
+        // as documented.
+        let old = unsafe {
+            let old = bindings::ptep_get_and_clear(mm, addr, ptep);
+            bindings::set_pte_at(
+                mm,
+                addr,
+                ptep,
+                encode_migration_pte(PteValue(old), pfn, kind),
+            );
+            old
+        };
+        Ok(self.taken(addr, old))
     }
 
     /// Stores a device-private entry for the device page `pfn` of `folio`
