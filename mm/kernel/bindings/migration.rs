@@ -96,15 +96,15 @@ fn read(raw: u64) -> MigratePfn {
     MigratePfn::from_raw_or_empty(raw)
 }
 
-/// The folio of the page a slot names.
+/// The folio of the page a decoded slot names.
 ///
 /// # Safety
 ///
 /// The slot names a page with a memmap entry whose folio stays referenced
 /// for `'a`.
 #[inline]
-unsafe fn slot_folio<'a>(raw: u64) -> Option<&'a Folio> {
-    let pfn = read(raw).pfn()?;
+unsafe fn slot_folio<'a>(slot: MigratePfn) -> Option<&'a Folio> {
+    let pfn = slot.pfn()?;
     // SAFETY: The caller guarantees the memmap entry and the reference; a
     // PFN has at most 50 bits and fits `usize`.
     Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn as usize)) })
@@ -679,16 +679,22 @@ impl<'a> DestSlots<'a> {
     pub fn folio(&self, i: usize) -> Option<&Folio> {
         // SAFETY: The driver's reference keeps the folio for as long as
         // `self` is borrowed (type invariant).
-        unsafe { slot_folio(self.slots[i]) }
+        unsafe { slot_folio(self.get(i)) }
     }
 
     /// The destination of slot `i`, as proof that the migration holds it
-    /// locked.
+    /// locked; the slot is decoded once.
     #[inline]
     pub fn dest(&self, i: usize) -> Option<DestFolio<'_>> {
-        self.folio(i).map(|folio| DestFolio {
+        let slot = self.get(i);
+        // SAFETY: As for `folio()`.
+        let folio = unsafe { slot_folio(slot) }?;
+        // INVARIANT: The slot's folio, locked and referenced by the driver
+        // for the migration (type invariant).
+        Some(DestFolio {
             folio,
-            compound: self.get(i).is_compound(),
+            compound: slot.is_compound(),
+            order: slot.order(),
         })
     }
 
@@ -732,6 +738,7 @@ impl<'a> DestSlots<'a> {
 pub struct DestFolio<'a> {
     folio: &'a Folio,
     compound: bool,
+    order: u32,
 }
 
 impl DestFolio<'_> {
@@ -740,6 +747,12 @@ impl DestFolio<'_> {
     #[inline]
     pub fn is_compound(&self) -> bool {
         self.compound
+    }
+
+    /// The order its slot gives.
+    #[inline]
+    pub fn slot_order(&self) -> u32 {
+        self.order
     }
 }
 
@@ -764,7 +777,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
         }
     }
 
-    /// Moves slot `i`'s mapping and flags to destination slot `j`
+    /// Moves slot `i`'s mapping and flags to the destination `new`
     /// (`folio_migrate_mapping()`, `folio_migrate_flags()`), allowing for
     /// the reference the fault path holds on the fault folio. Only
     /// anonymous memory moves `to_device`: a folio in the swap cache leaves
@@ -772,11 +785,10 @@ impl<'a> SourceSlots<'a, Unmapped> {
     pub fn migrate_to(
         &self,
         i: usize,
-        dst: &DestSlots<'_>,
-        j: usize,
+        new: &DestFolio<'_>,
         to_device: bool,
     ) -> core::result::Result<(), MigrateToError> {
-        let (Some(folio), Some(new)) = (self.folio(i), dst.folio(j)) else {
+        let Some(folio) = self.folio(i) else {
             return Err(MigrateToError::Refused);
         };
         if folio.nr_pages() != new.nr_pages() {

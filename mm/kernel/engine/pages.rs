@@ -105,8 +105,9 @@ fn migrate_slots(
             i += 1;
             continue;
         }
-        let (slot, dest) = (src.get(i), dst.get(i));
-        let Some(newfolio) = dst.folio(i) else {
+        // Each slot is decoded once.
+        let slot = src.get(i);
+        let Some(newfolio) = dst.dest(i) else {
             src.clear_migrate(i);
             i += 1;
             continue;
@@ -134,8 +135,9 @@ fn migrate_slots(
             newfolio.is_zone_device(),
         );
 
+        let mut was_split = false;
         if thp_migration && slot.is_migrate() {
-            let (src_order, dst_order) = (slot.order(), dest.order());
+            let (src_order, dst_order) = (slot.order(), newfolio.slot_order());
             if src_order > 0 && dst_order == 0 {
                 // The destination is a single page: split the source.
                 let split = match migrate {
@@ -150,6 +152,7 @@ fn migrate_slots(
                     continue;
                 }
                 stats.inc(Counter::Splits);
+                was_split = true;
             } else if dst_order != src_order && dst_order != 0 {
                 // A destination of another order: refused, the source
                 // stays.
@@ -177,7 +180,7 @@ fn migrate_slots(
             i += 1;
             continue;
         }
-        match src.migrate_to(i, dst, i, to_device) {
+        match src.migrate_to(i, &newfolio, to_device) {
             Ok(()) => stats.inc(Counter::Migrated),
             Err(MigrateToError::Mapping) => {
                 // Only anonymous memory goes to device memory.
@@ -193,7 +196,7 @@ fn migrate_slots(
         }
         // Past the folio's tail slots, which are empty (after a split, the
         // folio is the page at `i`).
-        i += src.get(i).nr_pages();
+        i += if was_split { 1 } else { slot.nr_pages() };
     }
     npages
 }
