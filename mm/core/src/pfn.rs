@@ -177,7 +177,22 @@ impl MigratePfn {
     /// 0 decodes as [`MigratePfn::EMPTY`]. A value with
     /// [`MIGRATE_PFN_COMPOUND`] and an empty order field decodes as a folio of
     /// [`PMD_ORDER`], as Linux 7.3 means it; the value is kept as it is.
+    #[inline]
     pub const fn from_raw(raw: u64) -> Result<Self, Error> {
+        // A single page or an empty slot, which every phase decodes for
+        // each 4 KiB page: no order to check, and any PFN is aligned.
+        if raw & (MIGRATE_PFN_RESERVED | MIGRATE_PFN_COMPOUND | MIGRATE_PFN_ORDER_MASK) == 0
+            && (raw & MIGRATE_PFN_VALID != 0
+                || raw & (MIGRATE_PFN_PFN_MASK | MIGRATE_PFN_WRITE) == 0)
+        {
+            // INVARIANT: every rule of the encoding holds for such a value.
+            return Ok(Self(raw));
+        }
+        Self::from_raw_any(raw)
+    }
+
+    /// [`MigratePfn::from_raw`] for any value, one rule after the other.
+    const fn from_raw_any(raw: u64) -> Result<Self, Error> {
         if raw & MIGRATE_PFN_RESERVED != 0 {
             return Err(Error::ReservedBits);
         }
@@ -625,5 +640,24 @@ mod tests {
         // mm/migrate_device.c:1154-1166: a split hole is a hole per page.
         let hole = MigratePfn::hole(PMD_ORDER).unwrap();
         assert_eq!(hole.subpage(7).unwrap(), MigratePfn::hole(0).unwrap());
+    }
+
+    #[test]
+    fn single_page_shortcut_decodes_as_every_rule_does() {
+        // Every combination of the flag and reserved bits and of the order
+        // field, over PFNs that are and are not aligned to the order.
+        let pfns = [0u64, 1, 0x1ff, 0x200, 0x12345, MIGRATE_PFN_MAX_PFN];
+        for low in 0..1u64 << MIGRATE_PFN_SHIFT {
+            for high in 0..1u64 << (u64::BITS - MIGRATE_PFN_ORDER_SHIFT) {
+                for &pfn in &pfns {
+                    let raw = low | (pfn << MIGRATE_PFN_SHIFT) | (high << MIGRATE_PFN_ORDER_SHIFT);
+                    assert_eq!(
+                        MigratePfn::from_raw(raw),
+                        MigratePfn::from_raw_any(raw),
+                        "{raw:#x}"
+                    );
+                }
+            }
+        }
     }
 }
