@@ -23,7 +23,7 @@ use crate::page_table::{
 use kernel::{
     alloc::{flags::GFP_KERNEL, kvec::DrainAll, KVVec},
     bindings,
-    error::{Error, Result},
+    error::{code::EINVAL, Error, Result},
     sync::aref::ARef,
 };
 
@@ -322,20 +322,29 @@ struct Room<T> {
 }
 
 impl<T> Room<T> {
-    /// Room for `cap` values, allocated now if they do not fit inline.
-    #[inline]
-    fn with_capacity(cap: usize) -> Result<Self> {
-        let heap = if cap > INLINE_PAGES {
-            Some(KVVec::with_capacity(cap, GFP_KERNEL)?)
-        } else {
-            None
-        };
-        Ok(Self {
+    /// Room for the values that fit inline.
+    #[inline(always)]
+    fn new() -> Self {
+        Self {
             inline: [const { None }; INLINE_PAGES],
-            heap,
+            heap: None,
             len: 0,
-            cap,
-        })
+            cap: INLINE_PAGES,
+        }
+    }
+
+    /// Makes room for `cap` values in all, allocated now if they do not
+    /// fit inline; only while the room is empty.
+    #[inline]
+    fn reserve(&mut self, cap: usize) -> Result {
+        if self.len != 0 {
+            return Err(EINVAL);
+        }
+        if cap > INLINE_PAGES {
+            self.heap = Some(KVVec::with_capacity(cap, GFP_KERNEL)?);
+            self.cap = cap;
+        }
+        Ok(())
     }
 
     /// How many more values fit.
@@ -430,15 +439,31 @@ struct BatchedFolio {
 }
 
 impl PteBatch {
-    /// Room for a run of up to `pages` entries: inline for a few, else
-    /// allocated now.
-    pub fn new(pages: usize) -> Result<Self> {
+    /// Room for a run of a few entries, inline: made where it is stored,
+    /// without an allocation or a copy of the inline room.
+    #[inline(always)]
+    pub fn new() -> Self {
         // INVARIANT: Both start empty.
-        Ok(Self {
-            taken: Room::with_capacity(pages)?,
-            folios: Room::with_capacity(pages)?,
+        Self {
+            taken: Room::new(),
+            folios: Room::new(),
             present: false,
-        })
+        }
+    }
+
+    /// Makes room for a run of up to `pages` entries, allocated now if they
+    /// do not fit inline.
+    #[inline]
+    pub fn reserve(&mut self, pages: usize) -> Result {
+        self.taken.reserve(pages)?;
+        self.folios.reserve(pages)
+    }
+}
+
+impl Default for PteBatch {
+    #[inline(always)]
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -1127,17 +1127,13 @@ struct PutBatch {
 }
 
 impl PutBatch {
-    /// An empty batch (`folio_batch_init()`).
-    #[inline]
+    /// An empty batch (`folio_batch_init()`), made where it is stored.
+    #[inline(always)]
     fn new() -> Self {
         // INVARIANT: Empty.
         Self {
-            batch: bindings::folio_batch {
-                nr: 0,
-                i: 0,
-                percpu_pvec_drained: false,
-                folios: [ptr::null_mut(); bindings::FOLIO_BATCH_SIZE as usize],
-            },
+            // SAFETY: All zeroes is an empty batch: no folio, not drained.
+            batch: unsafe { core::mem::zeroed() },
         }
     }
 

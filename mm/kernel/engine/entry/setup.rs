@@ -83,7 +83,10 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
 
     let start = counters::now_ns();
     // Room for the folios of one page table, taken before any lock.
-    let mut batch = PteBatch::new(npages.min(PTRS_PER_PTE)).map_err(|_| ENOMEM)?;
+    let mut batch = PteBatch::new();
+    batch
+        .reserve(npages.min(PTRS_PER_PTE))
+        .map_err(|_| ENOMEM)?;
     let mut range = crate::mmu_notifier::MmuNotifierRange::migrate(
         vma.mm(),
         args.start,
