@@ -273,6 +273,16 @@ pub struct SourceSlots<'a, P> {
 }
 
 impl<'a, P> SourceSlots<'a, P> {
+    /// Re-encodes slot `i` as the head of a folio of `order`; fails if its
+    /// PFN is not aligned to that order. The slot names the same folio and
+    /// keeps its flags, whatever the phase.
+    #[inline]
+    pub fn set_order(&mut self, i: usize, order: u32) -> Result {
+        let head = self.get(i).with_order(order).map_err(|_| EINVAL)?;
+        self.slots[i] = head.raw();
+        Ok(())
+    }
+
     /// Borrows the `src` array of a migration at phase `P`.
     ///
     /// # Safety
@@ -362,23 +372,17 @@ impl<'a, P> SourceSlots<'a, P> {
 }
 
 impl<'a> SourceSlots<'a, Collected> {
-    /// Re-encodes slot `i` as the head of a folio of `order`; fails if its
-    /// PFN is not aligned to that order.
-    #[inline]
-    pub fn set_order(&mut self, i: usize, order: u32) -> Result {
-        let head = self.get(i).with_order(order).map_err(|_| EINVAL)?;
-        self.slots[i] = head.raw();
-        Ok(())
-    }
-
     /// Isolates from the LRU the folio of every slot that will migrate
     /// (`folio_isolate_lru()`), taking each lruvec lock once for a run of
     /// folios of the same lruvec instead of once per folio; the isolation
     /// takes over the slot's reference. ZONE_DEVICE memory is on no LRU.
-    /// A folio that is not on the LRU loses `MIGRATE_PFN_MIGRATE` and stays
-    /// where it is.
+    /// The first folio found on no LRU may sit in another CPU's LRU cache:
+    /// those are drained then, once, as `migrate_device_unmap()` does. A
+    /// folio that is still not on the LRU loses `MIGRATE_PFN_MIGRATE` and
+    /// stays where it is.
     pub fn isolate_lru(mut self) -> SourceSlots<'a, Isolated> {
         let mut lru = LruvecLock::new();
+        let mut drained = false;
         let mut i = 0;
         while i < self.slots.len() {
             let Some(folio) = self.folio(i) else {
@@ -386,7 +390,14 @@ impl<'a> SourceSlots<'a, Collected> {
                 continue;
             };
             let nr = folio.nr_pages();
-            let keep = !self.get(i).is_migrate() || folio.is_zone_device() || lru.isolate(folio);
+            let isolate = self.get(i).is_migrate() && !folio.is_zone_device();
+            if isolate && !drained && !folio.is_on_lru() {
+                // Draining sleeps: not under the lruvec lock.
+                lru = LruvecLock::new();
+                lru_add_drain_all();
+                drained = true;
+            }
+            let keep = !isolate || lru.isolate(folio);
             if !keep {
                 // INVARIANT: The folio was not isolated.
                 self.clear_migrate(i);

@@ -6,35 +6,16 @@
 //! pins; what cannot migrate is restored and dropped from the arrays.
 
 use super::counters::{Counter, Stats};
+use crate::folio::Folio;
 use crate::migration::{self, Collected, Slots, SourceSlots, UnmapOutcome, Unmapped};
 
 /// Unmaps the folios collected in `src`; returns the slots, now unmapped,
 /// and how many of them will migrate.
 pub(crate) fn unmap<'a>(
-    mut src: SourceSlots<'a, Collected>,
+    src: SourceSlots<'a, Collected>,
     stats: &mut Stats,
 ) -> (SourceSlots<'a, Unmapped>, usize) {
     migration::lru_add_drain();
-
-    // Heads carry their folio's order. A folio not on an LRU yet may sit
-    // in another CPU's LRU cache: drain those once, before isolating.
-    let mut drain = false;
-    let mut i = 0;
-    while i < src.len() {
-        let Some(folio) = src.folio(i) else {
-            i += 1;
-            continue;
-        };
-        let (order, nr) = (folio.order(), folio.nr_pages());
-        drain |= !folio.is_zone_device() && !folio.is_on_lru();
-        if nr > 1 && src.set_order(i, order).is_err() {
-            kernel::warn_on!(true);
-        }
-        i += nr;
-    }
-    if drain {
-        migration::lru_add_drain_all();
-    }
     let mut src = src.isolate_lru();
 
     let mut unmapped = 0;
@@ -53,8 +34,16 @@ pub(crate) fn unmap<'a>(
             i += 1;
             continue;
         }
-        // The head carries its folio's order since the first pass.
-        let nr = slot.nr_pages();
+        // From here on the head carries its folio's order.
+        let order = src.folio(i).map_or(0, Folio::order);
+        if order > 0 && src.set_order(i, order).is_err() {
+            kernel::warn_on!(true);
+        }
+        let nr = if order > 0 {
+            src.get(i).nr_pages()
+        } else {
+            slot.nr_pages()
+        };
         match src.unmap_folio(i) {
             UnmapOutcome::Empty => {}
             UnmapOutcome::NotIsolated => {
