@@ -480,11 +480,16 @@ pub struct BatchedRun<'r, 'a> {
 }
 
 /// What [`BatchedRun::take`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Take {
     /// The folio is locked and its entries replaced, until
     /// [`BatchedRun::finish`] says what became of it.
     Taken,
+    /// Taken at once ([`BatchedRun::take_now`]): its migration entry is
+    /// installed, and `folio` holds the lock and reference for the slot.
+    Collected(CollectedFolio),
+    /// Taken at once, its anon-exclusive page turned out pinned: nothing
+    /// changed.
+    Pinned,
     /// The folio is locked by someone else: nothing changed.
     Contended,
     /// The entries changed since the snapshot, or there is no room left:
@@ -595,6 +600,24 @@ impl BatchedRun<'_, '_> {
         }
         self.batch.present |= present;
         Take::Taken
+    }
+
+    /// Takes the folio of the page the device-private entry `snap` read
+    /// names, and replaces the entry by its migration entry
+    /// ([`PteRun::migrate_page`], writable if `write`) at once: the entry
+    /// has no TLB entry, so sharing its page need not wait for the run's
+    /// flush. A present entry is left to [`BatchedRun::take`].
+    #[inline]
+    pub fn take_now(&mut self, snap: &PteSnapshot, fault: &FaultPage, write: bool) -> Take {
+        if snap.raw.is_present() {
+            return Take::Unchanged;
+        }
+        match self.run.migrate_page(snap, fault, write) {
+            PteMigration::Installed { folio, .. } => Take::Collected(folio),
+            PteMigration::Pinned => Take::Pinned,
+            PteMigration::Contended => Take::Contended,
+            PteMigration::Unchanged => Take::Unchanged,
+        }
     }
 
     /// Puts back the last `n` entries taken.

@@ -446,24 +446,37 @@ impl Collector<'_> {
                 } if fault_entry => self.adopt_fault_entry(&decision, 0),
                 Decision::CollectSmall {
                     slots,
-                    source: Source::Page { .. },
+                    source: Source::Page { write, .. },
                 }
                 | Decision::CollectWhole {
                     slots,
-                    source: Source::Page { .. },
+                    source: Source::Page { write, .. },
                     ..
                 } if !fault_entry => {
                     // A page, or a large folio this run maps whole: one
                     // lock and one reference, its entries replaced now and
-                    // its pages shared when the run is done.
+                    // its pages shared when the run is done; a
+                    // device-private page, which has no TLB entry to
+                    // flush, at once.
                     let whole = matches!(decision, Decision::CollectWhole { .. });
                     let tag = self.npages;
-                    match snap.map_or(Take::Unchanged, |snap| {
-                        taking.take(&snap, &self.fault, whole, tag)
-                    }) {
-                        Take::Taken => {
-                            let pfn = snap.map_or(0, |snap| snap.pfn());
+                    let taken = match &snap {
+                        None => Take::Unchanged,
+                        Some(snap) if !whole && !snap.value().is_present() => {
+                            taking.take_now(snap, &self.fault, write)
+                        }
+                        Some(snap) => taking.take(snap, &self.fault, whole, tag),
+                    };
+                    let pfn = snap.map_or(0, |snap| snap.pfn());
+                    match taken {
+                        Take::Taken => self.record(&decision, pfn),
+                        Take::Collected(folio) => {
                             self.record(&decision, pfn);
+                            self.finished(Finished::Installed { folio, nr: 1 });
+                        }
+                        Take::Pinned => {
+                            self.stats.inc(Counter::FailAnonShare);
+                            self.record(&Decision::Skip { slots }, 0);
                         }
                         Take::Contended => {
                             self.stats.inc(Counter::FailTrylock);
