@@ -228,18 +228,10 @@ impl PteRun<'_> {
         } else {
             MigrationKind::Readable
         };
-        // The entry is the present or device-private one `snap` read, so
-        // it has a migration entry.
-        let entry = match old.into_migration_entry(kind) {
-            Ok(entry) => entry,
-            Err(old) => {
-                kernel::warn_on!(true);
-                if self.restore(old).is_err() {
-                    kernel::warn_on!(true);
-                }
-                return PteMigration::Unchanged;
-            }
-        };
+        // SAFETY: The entry taken out is the present or device-private one
+        // `snap` read (`page_of()` found it unchanged under the lock we
+        // hold), which names page `pfn`: no need to decode it again.
+        let entry = unsafe { old.into_migration_entry_of_page(kind, pfn) };
         if self.restore(entry).is_err() {
             kernel::warn_on!(true);
         }

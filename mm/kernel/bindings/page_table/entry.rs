@@ -190,16 +190,24 @@ impl TakenPte {
     }
 
     /// The migration entry of `kind` that replaces this present or
-    /// device-private entry, for the page it maps and carrying its young,
-    /// dirty, soft-dirty and uffd-wp bits as `migrate_vma_collect_pmd()`
-    /// does. Any other entry is given back unchanged.
-    pub fn into_migration_entry(self, kind: MigrationKind) -> Result<TakenPte, TakenPte> {
-        match migration_pte(self.value(), kind) {
-            // INVARIANT: the migration entry for the page the taken entry
-            // mapped, for the same slot.
-            Some(pte) => Ok(TakenPte { pte, ..self }),
-            None => Err(self),
-        }
+    /// device-private entry, for the page the caller knows it names, and
+    /// carrying its young, dirty, soft-dirty and uffd-wp bits as
+    /// `migrate_vma_collect_pmd()` does.
+    ///
+    /// # Safety
+    ///
+    /// The entry is a present or device-private entry that names page
+    /// `pfn`.
+    #[inline]
+    pub(crate) unsafe fn into_migration_entry_of_page(
+        self,
+        kind: MigrationKind,
+        pfn: usize,
+    ) -> TakenPte {
+        let pte = encode_migration_pte(self.value(), pfn, kind);
+        // INVARIANT: the migration entry for the page the taken entry
+        // mapped, for the same slot, by the caller's guarantee.
+        TakenPte { pte, ..self }
     }
 }
 
