@@ -43,6 +43,8 @@ pub mod mmu_notifier;
 pub mod page_table;
 #[path = "bindings/pagemap.rs"]
 pub mod pagemap;
+#[path = "bindings/percpu_counters.rs"]
+pub mod percpu_counters;
 #[path = "bindings/populate.rs"]
 pub mod populate;
 #[path = "bindings/fault.rs"]

@@ -13,8 +13,10 @@
 //! phase, so that the time of a migration can be split into the engine's
 //! share and the driver's.
 
+use crate::percpu_counters;
+pub(crate) use crate::percpu_counters::now_ns;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use kernel::{bindings, c_str, ffi::c_char, prelude::*, str::CStr};
+use kernel::{c_str, ffi::c_char, prelude::*, str::CStr};
 
 /// One engine counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,23 +158,14 @@ const NAMES: [&CStr; NR_COUNTERS] = [
 // The per-CPU counters have room for MIGRATE_DEVICE_RUST_COUNTERS (64).
 const _: () = assert!(NR_COUNTERS <= 64);
 
-/// A timestamp for the phase counters: the NMI-safe monotonic clock,
-/// which reads the clocksource without a seqcount retry loop.
-#[inline]
-pub fn now_ns() -> u64 {
-    // SAFETY: Reads a clock; callable from any context.
-    unsafe { bindings::ktime_get_mono_fast_ns() }
-}
-
 /// `Counter::FaultWaitMaxNs`, the one counter that is a maximum.
 static FAULT_WAIT_MAX_NS: AtomicUsize = AtomicUsize::new(0);
 
 /// Adds `n` to counter `idx` of this CPU.
 #[inline]
 fn count(idx: usize, n: usize) {
-    // SAFETY: `idx` is below NR_COUNTERS, within the per-CPU array; the add
-    // is one per-CPU operation, safe with preemption on.
-    unsafe { bindings::migrate_device_counter_add(idx as u32, n) };
+    // `idx` is below NR_COUNTERS, which fits the per-CPU array.
+    percpu_counters::add(idx as u32, n);
 }
 
 /// Where an engine call counts its work. Each count goes straight to this
@@ -259,8 +252,7 @@ pub unsafe extern "C" fn rust_migrate_device_counter(
     let sum = if idx == Counter::FaultWaitMaxNs as usize {
         FAULT_WAIT_MAX_NS.load(Ordering::Relaxed)
     } else {
-        // SAFETY: `idx` is below NR_COUNTERS, within the per-CPU array.
-        unsafe { bindings::migrate_device_counter_sum(idx as u32) as usize }
+        percpu_counters::sum(idx as u32)
     };
     // SAFETY: The caller passes pointers valid for writes.
     unsafe {
@@ -273,7 +265,6 @@ pub unsafe extern "C" fn rust_migrate_device_counter(
 /// Resets every counter to 0.
 #[no_mangle]
 pub extern "C" fn rust_migrate_device_counters_reset() {
-    // SAFETY: Clears plain per-CPU counters; a concurrent count may survive.
-    unsafe { bindings::migrate_device_counters_clear() };
+    percpu_counters::clear();
     FAULT_WAIT_MAX_NS.store(0, Ordering::Relaxed);
 }
