@@ -521,10 +521,9 @@ impl BatchedRun<'_, '_> {
     /// (only references the fault folio, whose lock the fault path holds)
     /// and replaces its entries by migration entries (without a TLB
     /// flush, which `finish` does for the run): all of them when `whole`,
-    /// for a large folio
-    /// this run maps whole ([`PteRun::maps_folio_whole`]), else the one
-    /// `snap` read. `tag` comes back if [`BatchedRun::finish`] finds the
-    /// folio pinned.
+    /// for a large folio this run maps whole
+    /// ([`PteRun::maps_folio_whole`]), else the one `snap` read. `tag`
+    /// comes back if [`BatchedRun::finish`] finds the folio pinned.
     #[inline]
     pub fn take(&mut self, snap: &PteSnapshot, fault: &FaultPage, whole: bool, tag: usize) -> Take {
         if whole && self.run.maps_folio_whole(snap).is_none() {
@@ -576,6 +575,14 @@ impl BatchedRun<'_, '_> {
             taken += 1;
         }
         locked.into_raw_locked();
+        // Neither is reached: every entry was read in this run, and room
+        // was checked above. The folio goes only once its entries are
+        // back.
+        if taken < nr {
+            kernel::warn_on!(true);
+            self.put_back(taken);
+            return Take::Unchanged;
+        }
         let folio = BatchedFolio {
             folio,
             first,
@@ -583,11 +590,10 @@ impl BatchedRun<'_, '_> {
             tag,
             dirty,
         };
-        // Not reached: every entry was read in this run, and room was
-        // checked above. The folio goes only once its entries are back.
-        if taken < nr || self.batch.folios.push(folio).is_err() {
+        if let Err(folio) = self.batch.folios.push(folio) {
             kernel::warn_on!(true);
-            self.put_back(taken);
+            self.put_back(nr);
+            drop(folio);
             return Take::Unchanged;
         }
         self.batch.present |= present;
