@@ -221,13 +221,7 @@ impl PteRun<'_> {
             // SAFETY: The folio is locked and referenced.
             unsafe { bindings::folio_mark_dirty(raw) };
         }
-        let kind = if write {
-            MigrationKind::Writable
-        } else if anon_exclusive {
-            MigrationKind::ReadableExclusive
-        } else {
-            MigrationKind::Readable
-        };
+        let kind = MigrationKind::of(write, anon_exclusive);
         // SAFETY: The entry taken out is the present or device-private one
         // `snap` read (`page_of()` found it unchanged under the lock we
         // hold), which names page `pfn`: no need to decode it again.

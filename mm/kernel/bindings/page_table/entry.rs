@@ -30,6 +30,20 @@ pub enum MigrationKind {
 }
 
 impl MigrationKind {
+    /// The kind `migrate_vma_collect_pmd()` picks for an entry: writable
+    /// if it was writable, else readable, and exclusive if the page was
+    /// anon-exclusive.
+    #[inline]
+    pub fn of(write: bool, anon_exclusive: bool) -> Self {
+        if write {
+            Self::Writable
+        } else if anon_exclusive {
+            Self::ReadableExclusive
+        } else {
+            Self::Readable
+        }
+    }
+
     /// The migration entry for `pfn`, young and dirty as the present entry
     /// it replaces was.
     pub(super) fn leaf(self, pfn: usize, young: bool, dirty: bool) -> bindings::softleaf_t {

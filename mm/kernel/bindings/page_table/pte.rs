@@ -297,13 +297,7 @@ impl<'a> PteRun<'a> {
         if pfn < folio.pfn() || pfn >= folio.pfn() + folio.nr_pages() {
             return Err(EINVAL);
         }
-        let kind = if write {
-            MigrationKind::Writable
-        } else if exclusive {
-            MigrationKind::ReadableExclusive
-        } else {
-            MigrationKind::Readable
-        };
+        let kind = MigrationKind::of(write, exclusive);
         let mm = self.vma.mm().as_raw();
         // SAFETY: The slot is in the table whose lock we hold, and the
         // migration entry is for a page of the locked folio that the entry
