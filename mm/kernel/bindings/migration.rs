@@ -96,20 +96,6 @@ fn read(raw: u64) -> MigratePfn {
     MigratePfn::from_raw_or_empty(raw)
 }
 
-/// The folio of the page a decoded slot names.
-///
-/// # Safety
-///
-/// The slot names a page with a memmap entry whose folio stays referenced
-/// for `'a`.
-#[inline]
-unsafe fn slot_folio<'a>(slot: MigratePfn) -> Option<&'a Folio> {
-    let pfn = slot.pfn()?;
-    // SAFETY: The caller guarantees the memmap entry and the reference; a
-    // PFN has at most 50 bits and fits `usize`.
-    Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn as usize)) })
-}
-
 /// Whether THP migration is built in (`thp_migration_supported()`).
 #[inline]
 pub fn thp_migration_supported() -> bool {
@@ -688,9 +674,7 @@ impl<'a> DestSlots<'a> {
     /// The folio slot `i` holds, locked.
     #[inline]
     pub fn folio(&self, i: usize) -> Option<&Folio> {
-        // SAFETY: The driver's reference keeps the folio for as long as
-        // `self` is borrowed (type invariant).
-        unsafe { slot_folio(self.get(i)) }
+        self.dest(i).map(|dest| dest.folio)
     }
 
     /// The destination of slot `i`, as proof that the migration holds it
@@ -698,8 +682,11 @@ impl<'a> DestSlots<'a> {
     #[inline]
     pub fn dest(&self, i: usize) -> Option<DestFolio<'_>> {
         let slot = self.get(i);
-        // SAFETY: As for `folio()`.
-        let folio = unsafe { slot_folio(slot) }?;
+        let pfn = slot.pfn()?;
+        // SAFETY: The driver's reference keeps the folio of the page for as
+        // long as `self` is borrowed (type invariant); a PFN has at most 50
+        // bits and fits `usize`.
+        let folio = unsafe { Folio::from_raw(bindings::pfn_folio(pfn as usize)) };
         // INVARIANT: The slot's folio, locked and referenced by the driver
         // for the migration (type invariant).
         Some(DestFolio {
