@@ -379,7 +379,7 @@ impl<'a> SourceSlots<'a, Collected> {
             let isolate = self.get(i).is_migrate() && !folio.is_zone_device();
             if isolate && !drained && !folio.is_on_lru() {
                 // Draining sleeps: not under the lruvec lock.
-                lru = LruvecLock::new();
+                lru.unlock();
                 lru_add_drain_all();
                 drained = true;
             }

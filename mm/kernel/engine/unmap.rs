@@ -39,11 +39,7 @@ pub(crate) fn unmap<'a>(
         if order > 0 && src.set_order(i, order).is_err() {
             kernel::warn_on!(true);
         }
-        let nr = if order > 0 {
-            src.get(i).nr_pages()
-        } else {
-            slot.nr_pages()
-        };
+        let nr = src.get(i).nr_pages();
         match src.unmap_folio(i) {
             UnmapOutcome::Empty => {}
             UnmapOutcome::NotIsolated => {
