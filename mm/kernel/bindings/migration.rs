@@ -24,7 +24,7 @@
 use crate::folio::Folio;
 use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
 use crate::page_table::{pmd_peek, PmdEntry, PteEntry, PteRun, PAGE_SIZE, PMD_SIZE};
-use core::{marker::PhantomData, ptr};
+use core::{marker::PhantomData, mem::MaybeUninit, ptr};
 use kernel::{
     bindings,
     error::{code::EINVAL, Error, Result},
@@ -1118,21 +1118,31 @@ impl Drop for LruvecLock {
 ///
 /// # Invariants
 ///
-/// The first `batch.nr` entries of `batch.folios` are folios whose
-/// reference the batch owns.
+/// The header of `batch` (`nr`, `i`, `percpu_pvec_drained`) is
+/// initialized, and so are the first `batch.nr` entries of
+/// `batch.folios`: folios whose reference the batch owns. The other
+/// entries may be uninitialized.
 struct PutBatch {
-    batch: bindings::folio_batch,
+    batch: MaybeUninit<bindings::folio_batch>,
 }
 
 impl PutBatch {
     /// An empty batch (`folio_batch_init()`), made where it is stored.
+    /// Only the header is written: the folio array, 31 pointers, is
+    /// written as it fills, so a one-page migration does not clear it.
     #[inline(always)]
     fn new() -> Self {
-        // INVARIANT: Empty.
-        Self {
-            // SAFETY: All zeroes is an empty batch: no folio, not drained.
-            batch: unsafe { core::mem::zeroed() },
+        let mut batch = MaybeUninit::<bindings::folio_batch>::uninit();
+        let b = batch.as_mut_ptr();
+        // SAFETY: `b` points at the batch just made; these are plain
+        // writes of its header fields.
+        unsafe {
+            (&raw mut (*b).nr).write(0);
+            (&raw mut (*b).i).write(0);
+            (&raw mut (*b).percpu_pvec_drained).write(false);
         }
+        // INVARIANT: The header is written, and no folio is in the batch.
+        Self { batch }
     }
 
     /// Drops a reference to `folio`, now or with the batch.
@@ -1142,11 +1152,18 @@ impl PutBatch {
     /// The caller owns a reference to `folio`, which it gives up.
     #[inline]
     unsafe fn put(&mut self, folio: *mut bindings::folio) {
-        let nr = usize::from(self.batch.nr);
-        // INVARIANT: The caller hands its reference over.
-        self.batch.folios[nr] = folio;
-        self.batch.nr += 1;
-        if nr + 1 == self.batch.folios.len() {
+        let b = self.batch.as_mut_ptr();
+        // SAFETY: The header is initialized (invariant), and `nr` is below
+        // the array's length: the batch is flushed once full. Writing
+        // entry `nr` and counting it keeps the invariant, with the
+        // caller's reference handed over.
+        let full = unsafe {
+            let nr = usize::from((*b).nr);
+            (&raw mut (*b).folios[nr]).write(folio);
+            (*b).nr += 1;
+            nr + 1 == bindings::FOLIO_BATCH_SIZE as usize
+        };
+        if full {
             self.flush();
         }
     }
@@ -1154,10 +1171,14 @@ impl PutBatch {
     /// Drops every reference the batch holds.
     #[inline]
     fn flush(&mut self) {
-        if self.batch.nr > 0 {
-            // SAFETY: The batch owns one reference to each of its folios
-            // (invariant); `folios_put_refs()` drops them and empties it.
-            unsafe { bindings::folios_put_refs(&mut self.batch, ptr::null_mut()) };
+        let b = self.batch.as_mut_ptr();
+        // SAFETY: The header is initialized and the batch owns one
+        // reference to each of its first `nr` folios (invariant);
+        // `folios_put_refs()` drops them and empties it.
+        unsafe {
+            if (*b).nr > 0 {
+                bindings::folios_put_refs(b, ptr::null_mut());
+            }
         }
     }
 }
