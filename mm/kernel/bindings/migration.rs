@@ -340,20 +340,40 @@ impl<'a, P> SourceSlots<'a, P> {
     /// isolated by the migration (or was put back with its reference
     /// handed to the slot).
     unsafe fn release(&mut self, i: usize, puts: &mut PutBatch) {
-        if let Some(folio) = self.folio(i) {
-            let raw = folio.as_raw();
-            let fault = self.is_fault_folio(folio);
-            // SAFETY: The slot holds the reference and, unless it is the
-            // fault folio, the lock (type invariant); it is cleared below,
-            // so neither is released twice.
-            unsafe {
-                if !fault {
-                    bindings::folio_unlock(raw);
-                }
-                puts.put(raw);
+        match self.folio(i) {
+            Some(folio) => {
+                let (raw, fault) = (folio.as_raw(), self.is_fault_folio(folio));
+                // SAFETY: As the caller promises; the slot names `raw`.
+                unsafe { self.release_folio(i, raw, fault, puts) };
             }
+            None => self.slots[i] = 0,
         }
+    }
+
+    /// [`SourceSlots::release`] for a slot whose folio was looked up.
+    ///
+    /// # Safety
+    ///
+    /// As for [`SourceSlots::release`]; slot `i` names `folio`, which is
+    /// the fault folio exactly when `fault`.
+    #[inline]
+    unsafe fn release_folio(
+        &mut self,
+        i: usize,
+        folio: *mut bindings::folio,
+        fault: bool,
+        puts: &mut PutBatch,
+    ) {
         self.slots[i] = 0;
+        // SAFETY: The slot held the reference and, unless it is the fault
+        // folio, the lock (type invariant); it is cleared, so neither is
+        // released twice.
+        unsafe {
+            if !fault {
+                bindings::folio_unlock(folio);
+            }
+            puts.put(folio);
+        }
     }
 }
 
@@ -718,13 +738,24 @@ impl<'a> DestSlots<'a> {
         if kernel::warn_on!(fault.is_in(folio)) {
             return;
         }
-        let raw = folio.as_raw();
-        // SAFETY: The slot owns the driver's lock and reference.
-        unsafe {
-            bindings::folio_unlock(raw);
-            puts.put(raw);
-        }
+        // SAFETY: The slot names the folio, not the fault folio.
+        unsafe { self.release_folio(i, folio.as_raw(), puts) };
+    }
+
+    /// [`DestSlots::release`] for a slot whose folio was looked up.
+    ///
+    /// # Safety
+    ///
+    /// Slot `i` names `folio`, which is not the fault folio.
+    #[inline]
+    unsafe fn release_folio(&mut self, i: usize, folio: *mut bindings::folio, puts: &mut PutBatch) {
         self.slots[i] = 0;
+        // SAFETY: The slot owned the driver's lock and reference; it is
+        // cleared, so neither is released twice.
+        unsafe {
+            bindings::folio_unlock(folio);
+            puts.put(folio);
+        }
     }
 }
 
@@ -959,7 +990,8 @@ impl<'a> SourceSlots<'a, Unmapped> {
             let Some(src) = self.folio(i) else {
                 continue;
             };
-            let src_raw = src.as_raw();
+            let (src_raw, src_fault) = (src.as_raw(), self.is_fault_folio(src));
+            // Only a destination the source migrates to is left.
             let new_raw = dst.folio(i).map_or(src_raw, Folio::as_raw);
             if walked[i % PMD_NR / 64] & (1 << (i % 64)) == 0 {
                 // SAFETY: The source and the destination, if any, are
@@ -969,10 +1001,13 @@ impl<'a> SourceSlots<'a, Unmapped> {
                 done.rmap_walks += 1;
             }
             // SAFETY: The entries are removed and the folio is back on the
-            // LRU: the slot's reference is the isolation's.
-            unsafe { self.release(i, puts) };
+            // LRU: the slot's reference is the isolation's. Slot `i` names
+            // `src_raw`, the fault folio if `src_fault`.
+            unsafe { self.release_folio(i, src_raw, src_fault, puts) };
             if new_raw != src_raw {
-                dst.release(i, &fault, puts);
+                // SAFETY: Slot `i` of `dst` names `new_raw`, a destination,
+                // which is never the fault folio.
+                unsafe { dst.release_folio(i, new_raw, puts) };
             }
         }
     }
@@ -998,7 +1033,8 @@ impl<'a> SourceSlots<'a, Unmapped> {
                 continue;
             };
             let nr = src.nr_pages();
-            let head = self.get(i).pfn() == Some(src.pfn() as u64);
+            let slot = self.get(i);
+            let head = slot.pfn() == Some(src.pfn() as u64);
             if !head || !src.is_anon() || nr >= PMD_NR || i + nr > window.end {
                 continue;
             }
@@ -1013,7 +1049,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
                 continue;
             }
             let new = match dst.folio(i) {
-                Some(new) if self.get(i).is_migrate() => new,
+                Some(new) if slot.is_migrate() => new,
                 _ => src,
             };
             for k in 0..nr {
