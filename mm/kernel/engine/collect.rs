@@ -133,17 +133,25 @@ impl Collector<'_> {
     fn collect_pmd(&mut self, start: usize, end: usize, batch: &mut PteBatch) {
         let mut addr = start;
         loop {
-            match pmd_peek(self.vma, addr) {
-                None => return self.hole(addr, end),
-                Some(PmdEntry::Table) => {}
-                Some(_) => match self.collect_huge_pmd(addr, end) {
-                    PmdStep::Done => return,
-                    PmdStep::WalkPtes => {}
-                },
-            }
-            let Some(run) = PteRun::lock(self.vma, addr, end) else {
-                // The PMD changed under us: look at it again.
-                continue;
+            // Most PMDs point to a page table: lock it at once, and read
+            // the PMD only when there is none.
+            let run = match PteRun::lock(self.vma, addr, end) {
+                Some(run) => run,
+                None => {
+                    match pmd_peek(self.vma, addr) {
+                        None => return self.hole(addr, end),
+                        // The PMD changed under us: look at it again.
+                        Some(PmdEntry::Table) => continue,
+                        Some(_) => match self.collect_huge_pmd(addr, end) {
+                            PmdStep::Done => return,
+                            PmdStep::WalkPtes => {}
+                        },
+                    }
+                    let Some(run) = PteRun::lock(self.vma, addr, end) else {
+                        continue;
+                    };
+                    run
+                }
             };
             match self.collect_ptes(run, end, addr, batch) {
                 Ok(()) => return,
