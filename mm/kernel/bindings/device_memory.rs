@@ -20,7 +20,6 @@
 //! [`include/linux/gfp.h`](srctree/include/linux/gfp.h)
 
 use crate::folio::Folio;
-use crate::migrate_core::pfn::PMD_NR;
 use crate::migrate_vma::{Collected, MigrateVma, Select};
 use crate::pagemap::{DevicePrivateOps, DevicePrivatePagemap};
 use crate::vm_fault::{VmFault, VM_FAULT_RETRY};
@@ -157,12 +156,13 @@ impl Backend {
 
     /// See [`DeviceMemory::to_system`].
     fn to_system(&self, m: &mut Collected<'_>) -> Result<usize> {
-        let mut wanted = KVec::new();
-        for (i, from) in m.sources() {
-            wanted.push((i, from.pfn(), from.order()), GFP_KERNEL)?;
-        }
         let mut pages = 0;
-        for &(i, pfn, order) in wanted.iter() {
+        // Slot by slot rather than through `sources()`, which would borrow
+        // `m` across `set_destination()`: a tail slot has no source.
+        for i in 0..m.npages() {
+            let Some((pfn, order)) = m.source(i).map(|from| (from.pfn(), from.order())) else {
+                continue;
+            };
             let to = Folio::alloc_movable(order)?;
             self.copy_from_device(pfn, &to, 0, 1 << order)?;
             m.set_destination(i, to)?;
@@ -173,14 +173,23 @@ impl Backend {
 
     /// Migrates the folio of a CPU fault back to system memory.
     fn fault_to_ram(&self, fault: &VmFault) -> Result {
-        let mut src = KVec::from_elem(0usize, PMD_NR, GFP_KERNEL)?;
-        let mut dst = KVec::from_elem(0usize, PMD_NR, GFP_KERNEL)?;
+        // A 4 KiB fault needs one slot in each array: no allocation.
+        let n = fault.migrate_pages();
+        let (mut src_one, mut dst_one) = ([0usize; 1], [0usize; 1]);
+        let (mut src_many, mut dst_many);
+        let (src, dst): (&mut [usize], &mut [usize]) = if n == 1 {
+            (&mut src_one, &mut dst_one)
+        } else {
+            src_many = KVec::from_elem(0usize, n, GFP_KERNEL)?;
+            dst_many = KVec::from_elem(0usize, n, GFP_KERNEL)?;
+            (&mut src_many, &mut dst_many)
+        };
         let select = Select::DEVICE_PRIVATE | Select::COMPOUND | Select::MTHP;
         // SAFETY: The faulting page is a referenced page of our pagemap.
         let owner = unsafe { Folio::from_page(fault.page()) }
             .pgmap_owner()
             .ok_or(EINVAL)?;
-        let mut m = fault.migrate_vma_setup(select, owner, &mut src, &mut dst)?;
+        let mut m = fault.migrate_vma_setup(select, owner, src, dst)?;
         let pages = self.to_system(&mut m)?;
         m.pages().finalize();
         self.faulted.fetch_add(pages, Ordering::Relaxed);

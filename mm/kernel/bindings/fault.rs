@@ -345,10 +345,28 @@ impl VmFault {
         src: &'a mut [usize],
         dst: &'a mut [usize],
     ) -> Result<Collected<'a>> {
-        let page = self.page();
+        let (start, end) = self.migrate_range();
+        // SAFETY: The fault holds the mmap lock for as long, or the VMA
+        // lock of a pagemap whose driver migrates under it (type
+        // invariant); the fault path holds the faulting page locked.
+        unsafe {
+            MigrateVma::setup_in(self.vma(), start, end, select, owner, src, dst, self.page())
+        }
+    }
+
+    /// The slots [`VmFault::migrate_vma_setup`] needs in `src` and `dst`:
+    /// one per page it collects.
+    #[inline]
+    pub fn migrate_pages(&self) -> usize {
+        let (start, end) = self.migrate_range();
+        (end - start) / PAGE_SIZE
+    }
+
+    /// The range [`VmFault::migrate_vma_setup`] collects.
+    fn migrate_range(&self) -> (usize, usize) {
         // SAFETY: The fault path holds a reference to the faulting page
         // for as long as the fault is borrowed.
-        let mut order = unsafe { Folio::from_page(page) }.order();
+        let mut order = unsafe { Folio::from_page(self.page()) }.order();
         if self.via_pte() && order >= PMD_ORDER {
             order = 0;
         }
@@ -357,10 +375,7 @@ impl VmFault {
         let first = self.address() & !(size - 1);
         let start = core::cmp::max(first, vma.start());
         let end = core::cmp::min(first + size, vma.end());
-        // SAFETY: The fault holds the mmap lock for as long, or the VMA
-        // lock of a pagemap whose driver migrates under it (type
-        // invariant); the fault path holds `page` locked.
-        unsafe { MigrateVma::setup_in(vma, start, end, select, owner, src, dst, page) }
+        (start, end)
     }
 }
 
