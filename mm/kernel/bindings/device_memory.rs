@@ -21,8 +21,8 @@
 
 use crate::folio::Folio;
 use crate::migrate_vma::{Collected, MigrateVma, Select};
-use crate::pagemap::{DevicePrivateOps, DevicePrivatePagemap};
-use crate::vm_fault::{VmFault, VM_FAULT_RETRY};
+use crate::pagemap::{DevicePrivateOps, DevicePrivatePagemap, PagemapFlags};
+use crate::vm_fault::VmFault;
 use crate::vram_core::{Chunk, ChunkAllocator, Error as ChunkError, CHUNK_PAGES};
 use core::{
     ffi::c_void,
@@ -198,6 +198,10 @@ impl Backend {
 }
 
 impl DevicePrivateOps for Backend {
+    // `fault_to_ram()` takes no lock but the chunk allocator's and uses no
+    // VMA but the fault's.
+    const FLAGS: PagemapFlags = PagemapFlags::VMA_LOCKED_FAULTS;
+
     fn folio_free(&self, folio: &Folio) {
         let page = folio.pfn() - self.first_pfn.load(Ordering::Relaxed);
         // A folio the allocator did not hand out cannot be freed here: the
@@ -208,10 +212,9 @@ impl DevicePrivateOps for Backend {
 
     fn migrate_to_ram(&self, vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
         // SAFETY: The pagemap calls this for a fault on one of its pages,
-        // valid for the call, with no page-table lock held.
-        let Some(fault) = (unsafe { VmFault::under_mmap_lock(vmf) }) else {
-            return VM_FAULT_RETRY;
-        };
+        // valid for the call, with no page-table lock held, under the mmap
+        // lock or, as our flags allow, the VMA lock.
+        let fault = unsafe { VmFault::from_raw(vmf) };
         match self.fault_to_ram(fault) {
             Ok(()) => 0,
             Err(e) if e == ENOMEM => bindings::vm_fault_reason_VM_FAULT_OOM,

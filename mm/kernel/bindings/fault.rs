@@ -17,11 +17,19 @@ use crate::migrate_core::pfn::PMD_ORDER;
 use crate::migrate_vma::{Collected, MigrateVma, Select};
 use crate::migration::FaultPage;
 use crate::page_table::{PmdGuard, PteEntry, PteValue};
+use crate::pagemap::PagemapFlags;
 use core::ffi::c_void;
 use kernel::{bindings, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*, types::Opaque};
 
 /// What a fault handler returns (`vm_fault_t`): 0 or `VM_FAULT_*` bits.
 pub type VmFaultReason = bindings::vm_fault_t;
+
+impl PagemapFlags {
+    /// `PGMAP_VMA_LOCKED_FAULTS`: the driver's `migrate_to_ram()` runs
+    /// under the faulting VMA's lock alone, as [`VmFault::from_raw`]
+    /// allows, so that such a fault is not retried under the mmap lock.
+    pub const VMA_LOCKED_FAULTS: Self = Self(bindings::PGMAP_VMA_LOCKED_FAULTS);
+}
 
 /// `VM_FAULT_RETRY`.
 pub const VM_FAULT_RETRY: VmFaultReason = bindings::vm_fault_reason_VM_FAULT_RETRY;

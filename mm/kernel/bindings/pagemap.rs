@@ -38,6 +38,11 @@ pub trait DevicePrivateOps: Send + Sync {
     /// the ops table installs it; set it when overriding that method.
     const HAS_FOLIO_SPLIT: bool = false;
 
+    /// The pagemap's flags. The default has none: among others, a fault
+    /// taken under the faulting VMA's lock alone is then retried under the
+    /// mmap lock before it reaches [`DevicePrivateOps::migrate_to_ram`].
+    const FLAGS: PagemapFlags = PagemapFlags::NONE;
+
     /// Called when the last reference of a device folio is dropped; the
     /// folio (of order `folio.order()`) is free for the driver to reuse,
     /// with [`DevicePrivatePagemap::init_folio`].
@@ -48,6 +53,8 @@ pub trait DevicePrivateOps: Send + Sync {
 
     /// Called on a CPU fault of a device-private entry: must migrate the
     /// data back to system memory (with `vmf->page` the faulting page).
+    /// The fault holds the mmap lock, or the VMA lock alone if
+    /// [`DevicePrivateOps::FLAGS`] allow it.
     ///
     /// The default fails the fault with `VM_FAULT_SIGBUS`.
     fn migrate_to_ram(&self, vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
@@ -67,6 +74,17 @@ pub trait DevicePrivateOps: Send + Sync {
     fn folio_split(&self, head: &Folio, tail: Option<&Folio>) {
         let _ = (head, tail);
     }
+}
+
+/// The flags of a device-private pagemap (`dev_pagemap.flags`). Only
+/// flags that need nothing else of the pagemap can be made, so that safe
+/// code cannot set, say, one that makes the core read an altmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagemapFlags(pub(crate) u32);
+
+impl PagemapFlags {
+    /// No flag.
+    pub const NONE: Self = Self(0);
 }
 
 /// A free physical address range reserved in `iomem_resource`; released
@@ -198,6 +216,7 @@ impl<T: DevicePrivateOps> DevicePrivatePagemap<T> {
             (*pgmap).type_ = bindings::memory_type_MEMORY_DEVICE_PRIVATE;
             *(*pgmap).__bindgen_anon_1.range.as_mut() = range;
             (*pgmap).nr_range = 1;
+            (*pgmap).flags = T::FLAGS.0;
             (*pgmap).ops = &Self::VTABLE;
             (*pgmap).owner = owner.as_ptr();
         }
