@@ -174,7 +174,7 @@ impl Backend {
     /// Migrates the folio of a CPU fault back to system memory.
     fn fault_to_ram(&self, fault: &VmFault) -> Result {
         // A 4 KiB fault needs one slot in each array: no allocation.
-        let n = fault.migrate_pages();
+        let n = fault.migrate_vma_slots();
         let (mut src_one, mut dst_one) = ([0usize; 1], [0usize; 1]);
         let (mut src_many, mut dst_many);
         let (src, dst): (&mut [usize], &mut [usize]) = if n == 1 {

@@ -28,6 +28,7 @@ impl PagemapFlags {
     /// `PGMAP_VMA_LOCKED_FAULTS`: the driver's `migrate_to_ram()` runs
     /// under the faulting VMA's lock alone, as [`VmFault::from_raw`]
     /// allows, so that such a fault is not retried under the mmap lock.
+    // INVARIANT: One of the flags `PagemapFlags` may hold.
     pub const VMA_LOCKED_FAULTS: Self = Self(bindings::PGMAP_VMA_LOCKED_FAULTS);
 }
 
@@ -365,7 +366,7 @@ impl VmFault {
     /// The slots [`VmFault::migrate_vma_setup`] needs in `src` and `dst`:
     /// one per page it collects.
     #[inline]
-    pub fn migrate_pages(&self) -> usize {
+    pub fn migrate_vma_slots(&self) -> usize {
         let (start, end) = self.migrate_range();
         (end - start) / PAGE_SIZE
     }

@@ -79,11 +79,17 @@ pub trait DevicePrivateOps: Send + Sync {
 /// The flags of a device-private pagemap (`dev_pagemap.flags`). Only
 /// flags that need nothing else of the pagemap can be made, so that safe
 /// code cannot set, say, one that makes the core read an altmap.
+///
+/// # Invariants
+///
+/// The value holds no flag but those its constructors in the bindings
+/// name: none (`NONE`), or `PGMAP_VMA_LOCKED_FAULTS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PagemapFlags(pub(crate) u32);
 
 impl PagemapFlags {
     /// No flag.
+    // INVARIANT: No flag.
     pub const NONE: Self = Self(0);
 }
 
