@@ -18,8 +18,8 @@
  * Under each Rust engine the 512 small pages are also read back from the
  * device, a CPU fault each: every page must come back through one
  * migrate_to_ram(). test_hmm's pagemap lets its faults run under the
- * per-VMA lock, so under "rust" no fault may be retried under the mmap
- * lock; "rust-entry" still retries them (at most one retry per page).
+ * per-VMA lock, so under either Rust engine no fault may be retried under
+ * the mmap lock.
  * KTAP output.
  */
 #define _GNU_SOURCE
@@ -209,7 +209,6 @@ out:
  */
 static void fault_back(const char *engine)
 {
-	const int vma_locked = !strcmp(engine, "rust");
 	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
 	void *mirror = malloc(PMD_BYTES);
 	unsigned long faults, retries, calls;
@@ -241,9 +240,8 @@ static void fault_back(const char *engine)
 	else if (faults != NPAGES + retries)
 		snprintf(why, sizeof(why), "faults %lu, want %lu + %lu retries", faults,
 			 NPAGES, retries);
-	else if (vma_locked ? retries != 0 : retries > NPAGES)
-		snprintf(why, sizeof(why), "fault_retries %lu, want %s", retries,
-			 vma_locked ? "0" : "at most one per page");
+	else if (retries != 0)
+		snprintf(why, sizeof(why), "fault_retries %lu, want 0", retries);
 	ksft_test_result(!*why,
 			 "%s 4k faults: %lu pages back in %lu faults, %lu retried under the mmap lock%s%s\n",
 			 engine, calls, faults, retries, *why ? ": " : "", why);

@@ -184,6 +184,24 @@ impl VmFault {
         }
     }
 
+    /// Whether the fault may call the driver of `folio`, the device folio
+    /// of the entry it faulted on: always under the mmap lock, under the
+    /// VMA lock only if the folio's pagemap allows it
+    /// (`PGMAP_VMA_LOCKED_FAULTS`). The caller holds the entry's lock.
+    #[inline]
+    pub fn may_call_driver(&self, folio: &Folio) -> bool {
+        if !self.under_vma_lock() {
+            return true;
+        }
+        // SAFETY: The helper returns NULL outside ZONE_DEVICE; a pagemap
+        // stays valid while a folio of it is referenced, as the borrow of
+        // `folio` proves.
+        unsafe {
+            let pgmap = bindings::folio_pgmap(folio.as_raw());
+            !pgmap.is_null() && (*pgmap).flags & bindings::PGMAP_VMA_LOCKED_FAULTS != 0
+        }
+    }
+
     /// Checks, under the PTE lock, that the device-private PTE the fault
     /// read is unchanged, and trylocks and references its folio (the
     /// device-private branch of `do_swap_page()`). Under the VMA lock, a

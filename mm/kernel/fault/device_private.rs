@@ -55,16 +55,16 @@ fn migrate_or_wait(found: DeviceFault<'_>, stats: &mut Stats) -> VmFaultReason {
     }
 }
 
-/// The start of the device-private fault entry points of the default
-/// path: counts the fault and runs `handle` under whichever lock the fault
-/// holds.
+/// The start of the device-private fault entry points, of both engines'
+/// paths: counts the fault and runs `handle` under whichever lock the
+/// fault holds.
 ///
 /// # Safety
 ///
 /// `vmf` is a valid fault on a device-private entry, under the mmap lock
 /// or the VMA lock, with no page-table lock held.
 #[inline]
-unsafe fn under_either_lock(
+pub(crate) unsafe fn under_either_lock(
     vmf: *mut bindings::vm_fault,
     handle: impl FnOnce(&VmFault, &mut Stats) -> VmFaultReason,
 ) -> VmFaultReason {
@@ -72,31 +72,6 @@ unsafe fn under_either_lock(
     stats.inc(Counter::Faults);
     // SAFETY: The caller passes such a fault.
     handle(unsafe { VmFault::from_raw(vmf) }, &mut stats)
-}
-
-/// The start of the fault entry points of engine "rust-entry": counts the
-/// fault, answers one taken under the per-VMA lock with a retry, and runs
-/// `handle` on the others, which hold the mmap lock.
-///
-/// # Safety
-///
-/// `vmf` is a valid fault on a device-private entry, under the mmap lock
-/// or the VMA lock, with no page-table lock held.
-#[inline]
-pub(crate) unsafe fn under_mmap_lock(
-    vmf: *mut bindings::vm_fault,
-    handle: impl FnOnce(&VmFault, &mut Stats) -> VmFaultReason,
-) -> VmFaultReason {
-    let mut stats = Stats::new();
-    stats.inc(Counter::Faults);
-    // SAFETY: The caller passes such a fault.
-    match unsafe { VmFault::under_mmap_lock(vmf) } {
-        Some(fault) => handle(fault, &mut stats),
-        None => {
-            stats.inc(Counter::FaultRetries);
-            VM_FAULT_RETRY
-        }
-    }
 }
 
 /// The device-private branch of `do_swap_page()`.

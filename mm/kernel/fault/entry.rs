@@ -14,13 +14,16 @@
 //! device-private entry back afterwards.
 //!
 //! The early entry is used for a small folio under a PTE and a PMD-order
-//! folio under a PMD. A PTE of a large folio takes the [`crate::fault`]
+//! folio under a PMD. A fault under the per-VMA lock installs it only for
+//! a pagemap whose driver may be called under that lock
+//! (`PGMAP_VMA_LOCKED_FAULTS`); the others go the usual way, which retries
+//! them under the mmap lock. A PTE of a large folio takes the [`crate::fault`]
 //! path: collection has to split that folio first, which needs it mapped.
 
 use crate::collection::{CollectedFolio, PteMigration};
 use crate::engine::counters::{Counter, Stats};
 use crate::fault::{
-    device_private_fault, huge_pmd_device_private, migrate_to_ram, under_mmap_lock,
+    device_private_fault, huge_pmd_device_private, migrate_to_ram, under_either_lock,
 };
 use crate::migration::FaultPage;
 use crate::page_table::{PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_ORDER};
@@ -40,6 +43,11 @@ fn install_pte_entry<'a>(fault: &'a VmFault, stats: &mut Stats) -> Option<FaultF
     if !snap.value().same(&fault.orig_pte()) || page.folio().order() != 0 {
         return None;
     }
+    // Under the VMA lock, only a pagemap that allows it: the usual path
+    // then answers with a retry under the mmap lock.
+    if !fault.may_call_driver(page.folio()) {
+        return None;
+    }
     // The fault path's own lock and reference, not a migration's.
     let PteMigration::Installed { folio, .. } = run.migrate_page(&snap, &FaultPage::NONE, write)
     else {
@@ -57,7 +65,7 @@ fn install_pmd_entry<'a>(fault: &'a VmFault, stats: &mut Stats) -> Option<FaultF
         return None;
     }
     let folio = pmd.mapped_folio()?;
-    if folio.order() != PMD_ORDER {
+    if folio.order() != PMD_ORDER || !fault.may_call_driver(folio) {
         return None;
     }
     let folio = CollectedFolio::trylock(folio, &FaultPage::NONE)?;
@@ -103,7 +111,7 @@ pub unsafe extern "C" fn rust_do_device_private_fault_entry(
     vmf: *mut bindings::vm_fault,
 ) -> VmFaultReason {
     // SAFETY: The caller passes a fault on a device-private PTE.
-    unsafe { under_mmap_lock(vmf, |fault, stats| fault_with_entry(fault, false, stats)) }
+    unsafe { under_either_lock(vmf, |fault, stats| fault_with_entry(fault, false, stats)) }
 }
 
 /// `do_huge_pmd_device_private()` under engine "rust-entry".
@@ -118,7 +126,7 @@ pub unsafe extern "C" fn rust_do_huge_pmd_device_private_entry(
     vmf: *mut bindings::vm_fault,
 ) -> VmFaultReason {
     // SAFETY: The caller passes a fault on a device-private PMD.
-    unsafe { under_mmap_lock(vmf, |fault, stats| fault_with_entry(fault, true, stats)) }
+    unsafe { under_either_lock(vmf, |fault, stats| fault_with_entry(fault, true, stats)) }
 }
 
 /// A device-private fault, on a PMD when `pmd`, with the early entry: the
