@@ -49,29 +49,6 @@ pub const VM_FAULT_RETRY: VmFaultReason = bindings::vm_fault_reason_VM_FAULT_RET
 pub struct VmFault(Opaque<bindings::vm_fault>);
 
 impl VmFault {
-    /// Borrows the fault `ptr`; a fault taken under the per-VMA lock is
-    /// not: that lock is released and `None` returned, for the caller to
-    /// return [`VM_FAULT_RETRY`] and be called again under the mmap lock.
-    /// `migrate_to_ram()` implementations are not ready to run under the
-    /// VMA lock.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` is a valid fault for `'a`, under the mmap lock or the VMA
-    /// lock, with no page-table lock held.
-    #[inline]
-    pub unsafe fn under_mmap_lock<'a>(ptr: *mut bindings::vm_fault) -> Option<&'a VmFault> {
-        // SAFETY: The caller passes a valid fault under one of the locks.
-        let fault = unsafe { Self::from_raw(ptr) };
-        if fault.under_vma_lock() {
-            // SAFETY: The fault holds the VMA lock; it is not used past it.
-            unsafe { fault.end_vma_lock() };
-            return None;
-        }
-        // INVARIANT: The fault holds the mmap lock.
-        Some(fault)
-    }
-
     /// Borrows the fault `ptr`, under whichever lock it holds: a fault
     /// under the VMA lock reaches the driver only if its pagemap allows
     /// it, and is answered with a retry under the mmap lock otherwise
@@ -105,15 +82,9 @@ impl VmFault {
     /// `page` is the device-private page of an entry whose lock is held.
     #[inline]
     unsafe fn may_migrate(&self, page: *mut bindings::page) -> bool {
-        if !self.under_vma_lock() {
-            return true;
-        }
-        // SAFETY: The entry keeps the page and its pagemap, a
-        // device-private one.
-        unsafe {
-            let pgmap = bindings::folio_pgmap(bindings::page_folio(page));
-            !pgmap.is_null() && (*pgmap).flags & bindings::PGMAP_VMA_LOCKED_FAULTS != 0
-        }
+        // SAFETY: The entry, whose lock the caller holds, references the
+        // page's folio.
+        self.may_call_driver(unsafe { Folio::from_page(page) })
     }
 
     /// Ends the VMA lock of a fault that returns [`VM_FAULT_RETRY`] to be
