@@ -419,7 +419,7 @@ impl<'a> Collected<'a> {
         // SAFETY: A collected entry names a folio the migration holds a
         // reference to until finalize, which cannot run while `self` is
         // borrowed.
-        Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn)) })
+        Some(unsafe { Folio::from_pfn(pfn) })
     }
 
     /// The collected folios as `(slot, folio)`, stepping over the tail

@@ -779,7 +779,7 @@ impl PmdGuard<'_> {
             PmdEntry::Huge { pfn, .. } | PmdEntry::DevicePrivate { pfn, .. } => {
                 // SAFETY: The entry references its folio, and it cannot
                 // change while we hold the PMD lock.
-                Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn)) })
+                Some(unsafe { Folio::from_pfn(pfn) })
             }
             _ => None,
         }

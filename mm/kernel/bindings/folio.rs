@@ -91,6 +91,19 @@ impl Folio {
         unsafe { Self::from_raw(bindings::page_folio(page)) }
     }
 
+    /// Borrows the folio that contains page `pfn`.
+    ///
+    /// # Safety
+    ///
+    /// `pfn` has a `struct page`, and the caller holds a reference to its
+    /// folio for `'a`, or a lock that keeps it referenced, as for
+    /// [`Folio::from_raw`].
+    #[inline]
+    pub unsafe fn from_pfn<'a>(pfn: usize) -> &'a Folio {
+        // SAFETY: The caller guarantees the memmap entry and the reference.
+        unsafe { Self::from_raw(bindings::pfn_folio(pfn)) }
+    }
+
     /// Takes a reference to the folio at `pfn`, unless it is being freed.
     ///
     /// # Safety
@@ -154,6 +167,13 @@ impl Folio {
     pub fn pfn(&self) -> usize {
         // SAFETY: The folio is valid by the type invariant.
         unsafe { bindings::folio_pfn(self.as_raw()) }
+    }
+
+    /// Whether page `pfn` is one of the folio's.
+    #[inline]
+    pub fn contains_pfn(&self, pfn: usize) -> bool {
+        let head = self.pfn();
+        pfn >= head && pfn < head + self.nr_pages()
     }
 
     /// The head page.

@@ -302,7 +302,7 @@ impl<'a, P> SourceSlots<'a, P> {
         // SAFETY: A slot with a PFN holds a reference to its folio by the
         // type invariant, for as long as `self` is borrowed; a PFN has at
         // most 50 bits and fits `usize`.
-        Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn as usize)) })
+        Some(unsafe { Folio::from_pfn(pfn as usize) })
     }
 
     /// Clears `MIGRATE_PFN_MIGRATE` of slot `i`: its source stays.
@@ -706,7 +706,7 @@ impl<'a> DestSlots<'a> {
         // SAFETY: The driver's reference keeps the folio of the page for as
         // long as `self` is borrowed (type invariant); a PFN has at most 50
         // bits and fits `usize`.
-        let folio = unsafe { Folio::from_raw(bindings::pfn_folio(pfn as usize)) };
+        let folio = unsafe { Folio::from_pfn(pfn as usize) };
         // INVARIANT: The slot's folio, locked and referenced by the driver
         // for the migration (type invariant).
         Some(DestFolio {
@@ -724,7 +724,7 @@ impl<'a> DestSlots<'a> {
         // SAFETY: The driver locked and referenced the folio of that page
         // (type invariant), which keeps it while `self` is borrowed; a PFN
         // has at most 50 bits and fits `usize`.
-        Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn as usize)) })
+        Some(unsafe { Folio::from_pfn(pfn as usize) })
     }
 
     /// Unlocks and drops slot `i`'s destination, unused (or refused, such

@@ -108,7 +108,7 @@ impl<'a> PmdGuard<'a> {
             PmdEntry::Huge { pfn, .. } => {
                 // SAFETY: A present huge PMD holds a reference to its
                 // folio, and the PMD cannot change while we hold its lock.
-                Some(unsafe { Folio::from_raw(bindings::pfn_folio(pfn)) })
+                Some(unsafe { Folio::from_pfn(pfn) })
             }
             _ => None,
         }

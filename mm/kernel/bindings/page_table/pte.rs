@@ -254,8 +254,7 @@ impl<'a> PteRun<'a> {
         kind: MigrationKind,
     ) -> Result<TakenPte> {
         match self.entry(addr).ok_or(EINVAL)? {
-            PteEntry::Present { pfn, .. }
-                if pfn >= folio.pfn() && pfn < folio.pfn() + folio.nr_pages() => {}
+            PteEntry::Present { pfn, .. } if folio.contains_pfn(pfn) => {}
             _ => return Err(EINVAL),
         }
         let old = self.clear_flush(addr)?;
@@ -294,7 +293,7 @@ impl<'a> PteRun<'a> {
             PteEntry::DevicePrivate { pfn, write } => (pfn, write),
             _ => return Err(EINVAL),
         };
-        if pfn < folio.pfn() || pfn >= folio.pfn() + folio.nr_pages() {
+        if !folio.contains_pfn(pfn) {
             return Err(EINVAL);
         }
         let kind = MigrationKind::of(write, exclusive);
@@ -332,8 +331,7 @@ impl<'a> PteRun<'a> {
         pfn: usize,
         write: bool,
     ) -> Result<TakenPte> {
-        if !folio.is_device_private() || pfn < folio.pfn() || pfn >= folio.pfn() + folio.nr_pages()
-        {
+        if !folio.is_device_private() || !folio.contains_pfn(pfn) {
             return Err(EINVAL);
         }
         match self.entry(addr).ok_or(EINVAL)? {
