@@ -287,8 +287,7 @@ impl<'a> PteRun<'a> {
         folio: &LockedFolio<'_>,
         exclusive: bool,
     ) -> Result<TakenPte> {
-        let ptep = self.slot(addr)?;
-        let (pfn, write) = match self.read_value(addr).ok_or(EINVAL)?.entry() {
+        let (pfn, write) = match self.entry(addr).ok_or(EINVAL)? {
             PteEntry::Present { pfn, bits } => (pfn, bits.write),
             PteEntry::DevicePrivate { pfn, write } => (pfn, write),
             _ => return Err(EINVAL),
@@ -296,23 +295,13 @@ impl<'a> PteRun<'a> {
         if !folio.contains_pfn(pfn) {
             return Err(EINVAL);
         }
-        let kind = MigrationKind::of(write, exclusive);
-        let mm = self.vma.mm().as_raw();
-        // SAFETY: The slot is in the table whose lock we hold, and the
-        // migration entry is for a page of the locked folio that the entry
-        // taken out mapped; the caller handles the rmap and the reference,
-        // as documented.
-        let old = unsafe {
-            let old = bindings::ptep_get_and_clear(mm, addr, ptep);
-            bindings::set_pte_at(
-                mm,
-                addr,
-                ptep,
-                encode_migration_pte(PteValue(old), pfn, kind),
-            );
-            old
-        };
-        Ok(self.taken(addr, old))
+        let old = self.get_and_clear(addr)?;
+        let new = encode_migration_pte(old.value(), pfn, MigrationKind::of(write, exclusive));
+        // SAFETY: The migration entry for a page of the locked folio, which
+        // stands for the entry taken out; the caller handles the rmap and
+        // the reference, as documented.
+        unsafe { self.set_raw(addr, new)? };
+        Ok(old)
     }
 
     /// Stores a device-private entry for the device page `pfn` of `folio`
