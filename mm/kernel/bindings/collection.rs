@@ -657,11 +657,7 @@ impl BatchedRun<'_, '_> {
                 release_mappings(run, &folio, first, nr, dirty);
                 report(Finished::Installed { folio, nr });
             } else {
-                for old in entries.by_ref().take(nr) {
-                    if run.restore(old).is_err() {
-                        kernel::warn_on!(true);
-                    }
-                }
+                restore_entries(run, entries.by_ref().take(nr));
                 drop(folio);
                 report(Finished::Pinned { tag });
             }
@@ -678,12 +674,18 @@ impl Drop for BatchedRun<'_, '_> {
         batch.present = false;
         let mut entries = batch.taken.drain();
         for BatchedFolio { folio, nr, .. } in batch.folios.drain() {
-            for old in entries.by_ref().take(nr) {
-                if run.restore(old).is_err() {
-                    kernel::warn_on!(true);
-                }
-            }
+            restore_entries(run, entries.by_ref().take(nr));
             drop(folio);
+        }
+    }
+}
+
+/// Puts `entries`, taken out of `run`, back where they were.
+fn restore_entries(run: &mut PteRun<'_>, entries: impl Iterator<Item = TakenPte>) {
+    for old in entries {
+        // Every entry of a batch came from its run: not reached.
+        if run.restore(old).is_err() {
+            kernel::warn_on!(true);
         }
     }
 }
