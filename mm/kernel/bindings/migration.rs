@@ -378,73 +378,97 @@ impl<'a, P> SourceSlots<'a, P> {
 }
 
 impl<'a> SourceSlots<'a, Collected> {
-    /// Isolates from the LRU the folio of every slot that will migrate
-    /// (`folio_isolate_lru()`), taking each lruvec lock once for a run of
-    /// folios of the same lruvec instead of once per folio; the isolation
-    /// takes over the slot's reference. ZONE_DEVICE memory is on no LRU.
-    /// The first folio found on no LRU may sit in another CPU's LRU cache:
-    /// those are drained then, once, as `migrate_device_unmap()` does. A
-    /// folio that is still not on the LRU loses `MIGRATE_PFN_MIGRATE` and
-    /// stays where it is.
-    pub fn isolate_lru(mut self) -> SourceSlots<'a, Isolated> {
+    /// `migrate_device_unmap()`'s pass over the slots: isolates from the
+    /// LRU the folio of every slot that will migrate
+    /// (`folio_isolate_lru()`), replaces what mappings are left by
+    /// migration entries (`try_to_migrate()`) and checks that nobody else
+    /// holds a reference, one slot after the other. `report` hears of each
+    /// slot, with its outcome.
+    ///
+    /// Each lruvec lock is taken once for a run of folios of the same
+    /// lruvec instead of once per folio, and dropped before anything that
+    /// sleeps or takes it again. The isolation takes over the slot's
+    /// reference; ZONE_DEVICE memory is on no LRU. The first folio found on
+    /// no LRU may sit in another CPU's LRU cache: those are drained then,
+    /// once, as `migrate_device_unmap()` does. A folio that cannot migrate
+    /// is put back on the LRU and its slot loses `MIGRATE_PFN_MIGRATE`, to
+    /// be restored by [`SourceSlots::restore_unmigrated`].
+    pub fn isolate_and_unmap(
+        mut self,
+        mut report: impl FnMut(MigratePfn, UnmapOutcome),
+    ) -> SourceSlots<'a, Isolated> {
         let mut lru = LruvecLock::new();
         let mut drained = false;
         let mut i = 0;
         while i < self.slots.len() {
-            let Some(folio) = self.folio(i) else {
+            if self.is_unused(i) {
                 i += 1;
                 continue;
-            };
-            let nr = folio.nr_pages();
-            let isolate = self.get(i).is_migrate() && !folio.is_zone_device();
-            if isolate && !drained && !folio.is_on_lru() {
-                // Draining sleeps: not under the lruvec lock.
-                lru.unlock();
-                lru_add_drain_all();
-                drained = true;
             }
-            let keep = !isolate || lru.isolate(folio);
-            if !keep {
-                // INVARIANT: The folio was not isolated.
-                self.clear_migrate(i);
-            }
-            i += nr;
+            let outcome = self.isolate_and_unmap_folio(i, &mut lru, &mut drained);
+            let slot = self.get(i);
+            report(slot, outcome);
+            i += slot.nr_pages();
         }
         drop(lru);
         // INVARIANT: Every non-ZONE_DEVICE folio of a slot that kept the
-        // flag was just isolated, its reference the slot's.
+        // flag was just isolated, its reference the slot's; the others
+        // were not, or were put back.
         SourceSlots {
             slots: self.slots,
             fault: self.fault,
             _phase: PhantomData,
         }
     }
-}
 
-impl<'a> SourceSlots<'a, Isolated> {
-    /// `migrate_device_unmap()` for slot `i`, past isolation: replaces
-    /// what mappings are left by migration entries (`try_to_migrate()`),
-    /// and checks that nobody else holds a reference. A folio that cannot
-    /// migrate is put back on the LRU and its slot loses
-    /// `MIGRATE_PFN_MIGRATE`, to be restored by
-    /// [`Self::restore_unmigrated`]. A slot that was not isolated is left
-    /// as it is.
-    pub fn unmap_folio(&mut self, i: usize) -> UnmapOutcome {
+    /// [`SourceSlots::isolate_and_unmap`] for slot `i`, not empty; `lru`
+    /// is the lruvec lock held from the slots before, `drained` whether the
+    /// LRU caches were drained. A large folio's head slot is given its
+    /// folio's order first: from here on it carries it.
+    fn isolate_and_unmap_folio(
+        &mut self,
+        i: usize,
+        lru: &mut LruvecLock,
+        drained: &mut bool,
+    ) -> UnmapOutcome {
+        let Some(order) = self.folio(i).map(Folio::order) else {
+            return UnmapOutcome::Empty;
+        };
+        if order > 0 && self.set_order(i, order).is_err() {
+            kernel::warn_on!(true);
+        }
+        let migrate = self.get(i).is_migrate();
         let Some(folio) = self.folio(i) else {
             return UnmapOutcome::Empty;
         };
-        if !self.get(i).is_migrate() {
+        let (raw, zone_device) = (folio.as_raw(), folio.is_zone_device());
+        if migrate && !zone_device {
+            if !*drained && !folio.is_on_lru() {
+                // Draining sleeps: not under the lruvec lock.
+                lru.unlock();
+                lru_add_drain_all();
+                *drained = true;
+            }
+            if !lru.isolate(folio) {
+                // INVARIANT: The folio was not isolated.
+                self.clear_migrate(i);
+                return UnmapOutcome::NotIsolated;
+            }
+        }
+        if !migrate {
             return UnmapOutcome::NotIsolated;
         }
-        let raw = folio.as_raw();
-        let zone_device = folio.is_zone_device();
         let rmap_walked = folio.is_mapped();
         if rmap_walked {
+            // The rmap walk sleeps.
+            lru.unlock();
             // SAFETY: The folio is locked and referenced (type invariant).
             unsafe { bindings::try_to_migrate(raw, 0) };
         }
         if folio.is_mapped() || !self.has_only_expected_refs(folio) {
             if !zone_device {
+                // The putback takes the lruvec lock.
+                lru.unlock();
                 // SAFETY: `folio_putback_lru()` drops the isolation's
                 // reference: take the one the slot keeps until restore.
                 unsafe {
@@ -452,6 +476,7 @@ impl<'a> SourceSlots<'a, Isolated> {
                     bindings::folio_putback_lru(raw);
                 }
             }
+            // INVARIANT: The folio was put back.
             self.clear_migrate(i);
             return UnmapOutcome::Pinned { rmap_walked };
         }
@@ -472,7 +497,9 @@ impl<'a> SourceSlots<'a, Isolated> {
         }
         folio.ref_count() - extra <= folio.mapcount()
     }
+}
 
+impl<'a> SourceSlots<'a, Isolated> {
     /// Restores every slot that has a PFN but will not migrate: its
     /// migration entries become mappings of the folio again, and its lock
     /// and reference are dropped. Returns how many slots were restored.
