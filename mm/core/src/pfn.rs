@@ -247,6 +247,14 @@ impl MigratePfn {
         }
     }
 
+    /// Whether a raw slot has [`MIGRATE_PFN_MIGRATE`], whether or not it
+    /// decodes: what a driver left of the flag in a `src` slot, read as
+    /// 7.3 reads it.
+    #[inline]
+    pub const fn handed_over_migrate(raw: u64) -> bool {
+        raw & MIGRATE_PFN_MIGRATE != 0
+    }
+
     /// Wraps a raw value that is known to decode, such as a slot of an array
     /// that was validated when it was borrowed.
     pub(super) const fn from_raw_unchecked(raw: u64) -> Self {
@@ -514,6 +522,8 @@ mod tests {
             None
         );
         assert_eq!(MigratePfn::handed_over_pfn(0), None);
+        assert!(MigratePfn::handed_over_migrate(bad | MIGRATE_PFN_MIGRATE));
+        assert!(!MigratePfn::handed_over_migrate(head));
     }
 
     #[test]

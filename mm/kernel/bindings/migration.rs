@@ -305,6 +305,19 @@ impl<'a, P> SourceSlots<'a, P> {
         Some(unsafe { Folio::from_pfn(pfn as usize) })
     }
 
+    /// Whether slot `i` holds a folio, without looking it up.
+    #[inline]
+    pub fn has_folio(&self, i: usize) -> bool {
+        MigratePfn::handed_over_pfn(self.slots[i]).is_some()
+    }
+
+    /// Whether slot `i` has `MIGRATE_PFN_MIGRATE`, which a driver may
+    /// clear: no full decode, as for [`SourceSlots::folio`].
+    #[inline]
+    fn migrates(&self, i: usize) -> bool {
+        MigratePfn::handed_over_migrate(self.slots[i])
+    }
+
     /// Clears `MIGRATE_PFN_MIGRATE` of slot `i`: its source stays.
     #[inline]
     pub fn clear_migrate(&mut self, i: usize) {
@@ -718,12 +731,6 @@ impl<'a> DestSlots<'a> {
         }
     }
 
-    /// The folio slot `i` holds, locked.
-    #[inline]
-    pub fn folio(&self, i: usize) -> Option<&Folio> {
-        self.dest(i).map(|dest| dest.folio)
-    }
-
     /// The destination of slot `i`, as proof that the migration holds it
     /// locked; the slot is decoded once.
     #[inline]
@@ -966,7 +973,11 @@ impl<'a> SourceSlots<'a, Unmapped> {
     }
 
     /// Finalizes the slots of `window`, which share one PMD when `at` is
-    /// given and are at most `PMD_NR`.
+    /// given and are at most `PMD_NR`: a first pass, under the window's PTE
+    /// lock when `at` is given, looks each slot's folios up, puts on the LRU
+    /// the folio that stays mapped and restores its entries where the walk
+    /// may; a second, with the lock dropped, restores the others through
+    /// the rmap and releases every slot.
     fn finalize_window(
         &mut self,
         dst: &mut DestSlots<'_>,
@@ -978,48 +989,64 @@ impl<'a> SourceSlots<'a, Unmapped> {
         let fault = self.fault;
         // Which slots the page-table walk restored.
         let mut walked = [0u64; PMD_NR / 64];
-        let mut any = false;
+        // The window's PTE lock, taken at its first folio.
+        let (mut run, mut tried) = (None, false);
         for i in window.clone() {
             // Mostly a large folio's tail slots: nothing to do.
+            if self.is_unused(i) {
+                continue;
+            }
+            let Some(src) = self.folio(i) else {
+                continue;
+            };
+            // The folio the entries will map: the destination if the slot
+            // migrates to one, else the source. A destination that did not
+            // decode left its source unmigrated in the pages phase.
+            let new = match dst.handed_over(i) {
+                Some(new) if self.migrates(i) => new,
+                _ => {
+                    done.restored += 1;
+                    src
+                }
+            };
+            if !new.is_zone_device() {
+                // SAFETY: `folio_add_lru()` takes its own reference; a
+                // source that stays was isolated (type invariant), and the
+                // release below drops the isolation's.
+                unsafe { bindings::folio_add_lru(new.as_raw()) };
+            }
+            let Some(at) = at else {
+                continue;
+            };
+            if !tried {
+                tried = true;
+                // None without a PTE table: a PMD entry, or the table went
+                // away.
+                run = PteRun::lock(at.vma, at.addr(window.start), at.addr(window.end));
+            }
+            if let Some(run) = &run {
+                if restore_by_walk(run, at, i, src, new, window.end) {
+                    walked[i % PMD_NR / 64] |= 1 << (i % 64);
+                }
+            }
+        }
+        drop(run);
+        for i in window {
             if self.is_unused(i) && dst.is_unused(i) {
                 continue;
             }
-            let migrate = self.get(i).is_migrate();
             let Some(src) = self.folio(i) else {
                 dst.release(i, &fault, puts);
                 continue;
             };
-            let src_raw = src.as_raw();
-            match dst.folio(i) {
-                Some(new) if migrate => {
-                    if !new.is_zone_device() {
-                        // SAFETY: `folio_add_lru()` takes its own reference.
-                        unsafe { bindings::folio_add_lru(new.as_raw()) };
-                    }
-                }
+            let (src_raw, src_fault) = (src.as_raw(), self.is_fault_folio(src));
+            let new_raw = match dst.handed_over(i) {
+                Some(new) if self.migrates(i) => new.as_raw(),
                 _ => {
                     dst.release(i, &fault, puts);
-                    done.restored += 1;
-                    if !src.is_zone_device() {
-                        // SAFETY: The source was isolated (type invariant);
-                        // `folio_add_lru()` takes its own reference and the
-                        // release below drops the isolation's.
-                        unsafe { bindings::folio_add_lru(src_raw) };
-                    }
+                    src_raw
                 }
-            }
-            any = true;
-        }
-        if let (Some(at), true) = (at, any) {
-            self.restore_by_walk(dst, window.clone(), at, &mut walked);
-        }
-        for i in window {
-            let Some(src) = self.folio(i) else {
-                continue;
             };
-            let (src_raw, src_fault) = (src.as_raw(), self.is_fault_folio(src));
-            // Only a destination the source migrates to is left.
-            let new_raw = dst.folio(i).map_or(src_raw, Folio::as_raw);
             if walked[i % PMD_NR / 64] & (1 << (i % 64)) == 0 {
                 // SAFETY: The source and the destination, if any, are
                 // locked, and the source's migration entries are the
@@ -1038,68 +1065,56 @@ impl<'a> SourceSlots<'a, Unmapped> {
             }
         }
     }
+}
 
-    /// Puts back, under one PTE lock, the migration entries of the folios
-    /// of `window` that this migration's slots name at their addresses,
-    /// when those entries are all the folio's mappings: each is exclusive
-    /// (writable or anon-exclusive when it was made), so no other page
-    /// table maps the page. Marks the slots done in `walked`.
-    fn restore_by_walk(
-        &mut self,
-        dst: &DestSlots<'_>,
-        window: core::ops::Range<usize>,
-        at: SlotsMappedAt<'_>,
-        walked: &mut [u64; PMD_NR / 64],
-    ) {
-        let Some(run) = PteRun::lock(at.vma, at.addr(window.start), at.addr(window.end)) else {
-            // No PTE table: a PMD entry, or the table went away.
-            return;
-        };
-        for i in window.clone() {
-            let Some(src) = self.folio(i) else {
-                continue;
-            };
-            let nr = src.nr_pages();
-            let slot = self.get(i);
-            let head = slot.pfn() == Some(src.pfn() as u64);
-            if !head || !src.is_anon() || nr >= PMD_NR || i + nr > window.end {
-                continue;
-            }
-            let addr = at.addr(i);
-            let exclusive = (0..nr).all(|k| match run.read(addr + k * PAGE_SIZE) {
-                Some((raw, PteEntry::Migration { pfn, .. })) => {
-                    pfn == src.pfn() + k && !raw.is_shared_migration_entry()
-                }
-                _ => false,
-            });
-            if !exclusive {
-                continue;
-            }
-            let new = match dst.folio(i) {
-                Some(new) if slot.is_migrate() => new,
-                _ => src,
-            };
-            for k in 0..nr {
-                let Ok(ptep) = run.slot(addr + k * PAGE_SIZE) else {
-                    continue;
-                };
-                // SAFETY: `ptep` holds the migration entry of page `k` of
-                // the source, made by this migration, under the PTE lock we
-                // hold; the destination (or the source, if it stays) is
-                // locked and has page `k`.
-                unsafe {
-                    bindings::remove_migration_pte_locked(
-                        new.as_raw(),
-                        at.vma.as_ptr(),
-                        addr + k * PAGE_SIZE,
-                        ptep,
-                        k,
-                    )
-                };
-            }
-            walked[i % PMD_NR / 64] |= 1 << (i % 64);
-        }
+/// Puts back, under the PTE lock `run` holds, the migration entries of
+/// `src`, which source slot `i` names at its address, as mappings of
+/// `new`, when those entries are all the folio's mappings:
+/// each is exclusive (writable or anon-exclusive when it was made), so no
+/// other page table maps the page. Only a folio whose slots end before
+/// `end`, the end of the window `run` covers, is looked at. Returns whether
+/// the entries were put back.
+fn restore_by_walk(
+    run: &PteRun<'_>,
+    at: SlotsMappedAt<'_>,
+    i: usize,
+    src: &Folio,
+    new: &Folio,
+    end: usize,
+) -> bool {
+    let nr = src.nr_pages();
+    if !src.is_anon() || nr >= PMD_NR || i + nr > end {
+        return false;
     }
+    let addr = at.addr(i);
+    let exclusive = (0..nr).all(|k| match run.read(addr + k * PAGE_SIZE) {
+        Some((raw, PteEntry::Migration { pfn, .. })) => {
+            pfn == src.pfn() + k && !raw.is_shared_migration_entry()
+        }
+        _ => false,
+    });
+    if !exclusive {
+        return false;
+    }
+    for k in 0..nr {
+        let Ok(ptep) = run.slot(addr + k * PAGE_SIZE) else {
+            continue;
+        };
+        // SAFETY: `ptep` holds the migration entry of page `k` of the
+        // source, made by this migration, under the PTE lock we hold; the
+        // destination (or the source, if it stays) is locked and has page
+        // `k`.
+        unsafe {
+            bindings::remove_migration_pte_locked(
+                new.as_raw(),
+                at.vma.as_ptr(),
+                addr + k * PAGE_SIZE,
+                ptep,
+                k,
+            )
+        };
+    }
+    true
 }
 
 /// Folios isolate at most this many under one hold of their lruvec lock,

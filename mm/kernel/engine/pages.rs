@@ -112,7 +112,7 @@ fn migrate_slots(
             i += 1;
             continue;
         };
-        if src.folio(i).is_none() {
+        if !src.has_folio(i) {
             if !slot.is_migrate() {
                 i += 1;
                 continue;
