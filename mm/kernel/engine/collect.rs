@@ -325,26 +325,32 @@ impl Collector<'_> {
         self.stats.inc(Counter::FaultEntriesCollected);
     }
 
-    /// Reduces the PTE at `addr` to what the rules decide on; also returns
-    /// what it names, for [`PteRun::migrate_page`], and whether it is the
-    /// fault path's migration entry for the fault folio.
+    /// Reduces the PTE at `addr` to what the rules decide on; also stores
+    /// what it names in `snap`, for [`PteRun::migrate_page`] (written in
+    /// place: the walk keeps it across the decision), and says whether it
+    /// is the fault path's migration entry for the fault folio.
     #[inline]
     fn classify(
         &self,
         run: &PteRun<'_>,
         addr: usize,
-    ) -> (rules::PteEntry, Option<PteSnapshot>, bool) {
+        snap: &mut Option<PteSnapshot>,
+    ) -> (rules::PteEntry, bool) {
         let Some((entry, named)) = run.read_page(addr) else {
-            return (rules::PteEntry::None, None, false);
+            return (rules::PteEntry::None, false);
         };
-        let (snap, page) = match named {
-            Some((snap, page)) => (Some(snap), Some(page)),
-            None => (None, None),
+        let page = match named {
+            Some((read, page)) => {
+                *snap = Some(read);
+                Some(page)
+            }
+            None => None,
         };
+        let snap = snap.as_ref();
         // For a large folio's head, whether the run maps it whole and alone,
         // and if so whether all its entries are writable; only looked at
         // when the driver takes large folios whole.
-        let whole = match (&snap, &page) {
+        let whole = match (snap, &page) {
             (Some(snap), Some(page)) if self.rules.orders != Orders::NONE => {
                 let folio = page.folio();
                 if folio.is_large() && page.pfn() == folio.pfn() {
@@ -390,19 +396,19 @@ impl Collector<'_> {
             // Seen as the device-private entry it replaced.
             (PteEntry::Migration { pfn, write }, _) if self.is_fault_entry(pfn, false) => {
                 let Some(page) = self.fault.page() else {
-                    return (rules::PteEntry::Migration, None, false);
+                    return (rules::PteEntry::Migration, false);
                 };
                 let seen = rules::PteEntry::DevicePrivate {
                     page: self.page_info(&page),
                     owner_matches: self.owner_matches(Some(page.folio())),
                     write,
                 };
-                return (seen, None, true);
+                return (seen, true);
             }
             (PteEntry::Migration { .. }, _) => rules::PteEntry::Migration,
             _ => rules::PteEntry::Swap,
         };
-        (seen, snap, false)
+        (seen, false)
     }
 
     /// What the rules need to know of `page`.
@@ -441,7 +447,8 @@ impl Collector<'_> {
         let mut split = None;
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
-            let (seen, snap, fault_entry) = self.classify(&taking, addr);
+            let mut snap = None;
+            let (seen, fault_entry) = self.classify(&taking, addr, &mut snap);
             // The walk stays inside the range and one PMD: an error is a bug.
             let decision = or_warn(
                 rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64),
