@@ -173,6 +173,7 @@ impl PteRun<'_> {
     /// A present PTE's TLB entry is left to the caller to flush, unless the
     /// outcome says it was flushed. On any other outcome than
     /// [`PteMigration::Installed`] the PTE and the folio are as they were.
+    #[inline]
     pub fn migrate_page(
         &mut self,
         snap: &PteSnapshot,

@@ -548,7 +548,7 @@ impl Collector<'_> {
     /// Completes a folio the run took: its slots, recorded when it was
     /// taken, get its lock and reference, or are emptied if it turned out
     /// pinned.
-    #[inline]
+    #[inline(always)]
     fn finished(&mut self, done: Finished) {
         match done {
             Finished::Installed { folio, nr } => {
