@@ -396,7 +396,7 @@ impl<'a> SourceSlots<'a, Collected> {
     /// (`folio_isolate_lru()`), replaces what mappings are left by
     /// migration entries (`try_to_migrate()`) and checks that nobody else
     /// holds a reference, one slot after the other. `report` hears of each
-    /// slot, with its outcome.
+    /// slot's outcome.
     ///
     /// Each lruvec lock is taken once for a run of folios of the same
     /// lruvec instead of once per folio, and dropped before anything that
@@ -408,7 +408,7 @@ impl<'a> SourceSlots<'a, Collected> {
     /// be restored by [`SourceSlots::restore_unmigrated`].
     pub fn isolate_and_unmap(
         mut self,
-        mut report: impl FnMut(MigratePfn, UnmapOutcome),
+        mut report: impl FnMut(UnmapOutcome),
     ) -> SourceSlots<'a, Isolated> {
         let mut lru = LruvecLock::new();
         let mut drained = false;
@@ -418,10 +418,9 @@ impl<'a> SourceSlots<'a, Collected> {
                 i += 1;
                 continue;
             }
-            let outcome = self.isolate_and_unmap_folio(i, &mut lru, &mut drained);
-            let slot = self.get(i);
-            report(slot, outcome);
-            i += slot.nr_pages();
+            let (outcome, nr) = self.isolate_and_unmap_folio(i, &mut lru, &mut drained);
+            report(outcome);
+            i += nr;
         }
         drop(lru);
         // INVARIANT: Every non-ZONE_DEVICE folio of a slot that kept the
@@ -437,22 +436,41 @@ impl<'a> SourceSlots<'a, Collected> {
     /// [`SourceSlots::isolate_and_unmap`] for slot `i`, not empty; `lru`
     /// is the lruvec lock held from the slots before, `drained` whether the
     /// LRU caches were drained. A large folio's head slot is given its
-    /// folio's order first: from here on it carries it.
+    /// folio's order first: from here on it carries it. Returns the
+    /// outcome and the number of slots the slot covers.
     fn isolate_and_unmap_folio(
         &mut self,
         i: usize,
         lru: &mut LruvecLock,
         drained: &mut bool,
-    ) -> UnmapOutcome {
+    ) -> (UnmapOutcome, usize) {
         let Some(order) = self.folio(i).map(Folio::order) else {
-            return UnmapOutcome::Empty;
+            let slot = self.get(i);
+            let hole = slot.is_migrate();
+            return (UnmapOutcome::Empty { hole }, slot.nr_pages());
         };
-        if order > 0 && self.set_order(i, order).is_err() {
+        let nr = if order == 0 {
+            1
+        } else if self.set_order(i, order).is_ok() {
+            1 << order
+        } else {
             kernel::warn_on!(true);
-        }
-        let migrate = self.get(i).is_migrate();
+            1
+        };
+        (self.isolate_and_unmap_slot(i, lru, drained), nr)
+    }
+
+    /// [`SourceSlots::isolate_and_unmap_folio`] past the slot's order.
+    #[inline]
+    fn isolate_and_unmap_slot(
+        &mut self,
+        i: usize,
+        lru: &mut LruvecLock,
+        drained: &mut bool,
+    ) -> UnmapOutcome {
+        let migrate = self.migrates(i);
         let Some(folio) = self.folio(i) else {
-            return UnmapOutcome::Empty;
+            return UnmapOutcome::Empty { hole: false };
         };
         let (raw, zone_device) = (folio.as_raw(), folio.is_zone_device());
         if migrate && !zone_device {
@@ -665,8 +683,12 @@ impl<'a> SourceSlots<'a, Collected> {
 /// What [`SourceSlots::unmap_folio`] did with a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnmapOutcome {
-    /// The slot names no folio.
-    Empty,
+    /// The slot names no folio; a `hole` the driver may fill if it has
+    /// `MIGRATE_PFN_MIGRATE`.
+    Empty {
+        /// Whether the slot has `MIGRATE_PFN_MIGRATE`.
+        hole: bool,
+    },
     /// The folio could not be isolated from the LRU: it stays.
     NotIsolated,
     /// The folio is still mapped, or pinned: it stays.

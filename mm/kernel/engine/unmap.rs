@@ -17,13 +17,10 @@ pub(crate) fn unmap<'a>(
     migration::lru_add_drain();
     let mut unmapped = 0;
     let mut failed = false;
-    let mut src = src.isolate_and_unmap(|slot, outcome| match outcome {
-        UnmapOutcome::Empty => {
-            // A hole the driver may fill.
-            if slot.is_migrate() {
-                unmapped += 1;
-            }
-        }
+    let mut src = src.isolate_and_unmap(|outcome| match outcome {
+        // A hole the driver may fill.
+        UnmapOutcome::Empty { hole: true } => unmapped += 1,
+        UnmapOutcome::Empty { hole: false } => {}
         UnmapOutcome::NotIsolated => {
             failed = true;
             stats.inc(Counter::FailIsolate);
