@@ -164,6 +164,24 @@ static inline void counters_reset(const char *name)
 }
 
 /*
+ * Prints to stderr the counters of engine @name that are not 0, failures
+ * among them, to tell why a run gave up.
+ */
+static inline void counters_dump(const char *name)
+{
+	FILE *f = fopen(counters_file(name), "r");
+	char key[64];
+	unsigned long v;
+
+	if (!f)
+		return;
+	while (fscanf(f, "%63s %lu", key, &v) == 2)
+		if (v)
+			fprintf(stderr, "  %s %lu\n", key, v);
+	fclose(f);
+}
+
+/*
  * Adds the counters of engine @name to @sum; "folios" sums the folios of
  * every order, and sum[NR_COUNTERS + order] has those of each order. Fails
  * when the kernel does not count that engine's work.

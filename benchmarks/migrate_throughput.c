@@ -227,8 +227,12 @@ static int run(int fd, const struct engines *eng, const struct kind *kind,
 			driver_stats_reset();
 			if (round_trip(fd, kind, size, r, mirror,
 				       &f->s2d[e][r], &f->d2s[e][r],
-				       &f->entries[e], &map))
+				       &f->entries[e], &map)) {
+				fprintf(stderr, "%s %zu: round %d under %s failed; its counters:\n",
+					kind->name, size, r, name);
+				counters_dump(name);
 				goto out;
+			}
 			if (counters_add(name, f->counters[e]))
 				f->counted[e] = 0;
 			if (driver_stats_add(f->driver[e]))
