@@ -321,10 +321,10 @@ impl<'a, P> SourceSlots<'a, P> {
     /// Clears `MIGRATE_PFN_MIGRATE` of slot `i`: its source stays.
     #[inline]
     pub fn clear_migrate(&mut self, i: usize) {
-        // INVARIANT: Under `Collected` nothing is isolated; under
-        // `Isolated` only `unmap_folio` and `isolate_lru` clear the flag,
-        // once they put the folio back or did not isolate it; under
-        // `Unmapped` a slot is isolated with or without the flag.
+        // INVARIANT: Under `Collected` nothing is isolated, and only
+        // `isolate_and_unmap` clears the flag, of a slot whose folio it did
+        // not isolate or put back, as `Isolated` wants it; under `Unmapped`
+        // a slot is isolated with or without the flag.
         self.slots[i] = self.get(i).without_migrate().raw();
     }
 
@@ -406,6 +406,9 @@ impl<'a> SourceSlots<'a, Collected> {
     /// once, as `migrate_device_unmap()` does. A folio that cannot migrate
     /// is put back on the LRU and its slot loses `MIGRATE_PFN_MIGRATE`, to
     /// be restored by [`SourceSlots::restore_unmigrated`].
+    ///
+    /// While the pass runs, the slots it went through are as [`Isolated`]
+    /// says, and the others as [`Collected`] says.
     pub fn isolate_and_unmap(
         mut self,
         mut report: impl FnMut(UnmapOutcome),
@@ -559,8 +562,9 @@ impl<'a> SourceSlots<'a, Isolated> {
     ///
     /// # Safety
     ///
-    /// Every slot with a PFN went through [`Self::unmap_folio`] with the
-    /// outcome [`UnmapOutcome::Unmapped`]: the others were restored.
+    /// Every slot with a PFN went through [`SourceSlots::isolate_and_unmap`]
+    /// with the outcome [`UnmapOutcome::Unmapped`]: the others were
+    /// restored.
     #[inline]
     pub unsafe fn into_unmapped(self) -> SourceSlots<'a, Unmapped> {
         // INVARIANT: The caller guarantees the `Unmapped` invariant.
@@ -680,7 +684,7 @@ impl<'a> SourceSlots<'a, Collected> {
     }
 }
 
-/// What [`SourceSlots::unmap_folio`] did with a slot.
+/// What [`SourceSlots::isolate_and_unmap`] did with a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnmapOutcome {
     /// The slot names no folio; a `hole` the driver may fill if it has

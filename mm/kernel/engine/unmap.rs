@@ -46,7 +46,7 @@ pub(crate) fn unmap<'a>(
             stats.add(Counter::Restored, restored);
         }
     }
-    // SAFETY: Every slot left with a PFN was unmapped by `unmap_folio`;
-    // the others were restored just above.
+    // SAFETY: Every slot left with a PFN was unmapped by
+    // `isolate_and_unmap()`; the others were restored just above.
     (unsafe { src.into_unmapped() }, unmapped)
 }
