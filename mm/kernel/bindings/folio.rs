@@ -14,6 +14,37 @@ use kernel::{
     types::Opaque,
 };
 
+/// What memory a folio is, as [`Folio::memory_kind`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Not ZONE_DEVICE: system RAM.
+    System,
+    /// `MEMORY_DEVICE_PRIVATE` memory of the pagemap owner `owner`.
+    DevicePrivate {
+        /// The pagemap's `owner`.
+        owner: *mut core::ffi::c_void,
+    },
+    /// `MEMORY_DEVICE_COHERENT` memory of the pagemap owner `owner`.
+    DeviceCoherent {
+        /// The pagemap's `owner`.
+        owner: *mut core::ffi::c_void,
+    },
+    /// Another ZONE_DEVICE type (fsdax, PCI P2PDMA, generic).
+    OtherZoneDevice,
+}
+
+impl MemoryKind {
+    /// Whether the memory is device memory a migration can move data to
+    /// or from: device-private or device-coherent.
+    #[inline]
+    pub fn is_device(self) -> bool {
+        matches!(
+            self,
+            Self::DevicePrivate { .. } | Self::DeviceCoherent { .. }
+        )
+    }
+}
+
 /// A folio: a physically contiguous, naturally aligned set of `1 << order`
 /// pages managed as one.
 ///
@@ -217,6 +248,30 @@ impl Folio {
         // SAFETY: A non-null pgmap stays valid while a folio of it is
         // referenced.
         (!pgmap.is_null()).then(|| unsafe { (*pgmap).owner })
+    }
+
+    /// What memory the folio is, from one read of its `dev_pagemap`:
+    /// where the engine asks several of `folio_is_zone_device()`,
+    /// `folio_is_device_private()`, `folio_is_device_coherent()` and the
+    /// owner of one folio, each of which reads the zone and pagemap again.
+    #[inline]
+    pub fn memory_kind(&self) -> MemoryKind {
+        // SAFETY: The folio is valid; the helper returns NULL for folios
+        // outside ZONE_DEVICE.
+        let pgmap = unsafe { bindings::folio_pgmap(self.as_raw()) };
+        if pgmap.is_null() {
+            return MemoryKind::System;
+        }
+        // SAFETY: A non-null pgmap stays valid while a folio of it is
+        // referenced.
+        let (kind, owner) = unsafe { ((*pgmap).type_, (*pgmap).owner) };
+        match kind {
+            bindings::memory_type_MEMORY_DEVICE_PRIVATE if cfg!(CONFIG_DEVICE_PRIVATE) => {
+                MemoryKind::DevicePrivate { owner }
+            }
+            bindings::memory_type_MEMORY_DEVICE_COHERENT => MemoryKind::DeviceCoherent { owner },
+            _ => MemoryKind::OtherZoneDevice,
+        }
     }
 
     /// How many times the folio is mapped into page tables.

@@ -18,7 +18,7 @@ use super::counters::{Counter, Stats};
 use crate::collection::{
     CollectedFolio, Finished, MappedPage, PteBatch, PteSnapshot, SplitRef, Take,
 };
-use crate::folio::Folio;
+use crate::folio::{Folio, MemoryKind};
 use crate::migrate_core::collect::{
     self as rules, CollectArgs, Decision, Failure, Orders, PageInfo, PageKind, Source,
 };
@@ -372,14 +372,15 @@ impl Collector<'_> {
             (PteEntry::Present { .. }, None) => rules::PteEntry::Special,
             (PteEntry::Present { bits, .. }, Some(page)) => {
                 let folio = page.folio();
-                let kind = if !folio.is_zone_device() {
-                    PageKind::System
-                } else if folio.is_device_coherent() {
-                    PageKind::DeviceCoherent {
-                        owner_matches: self.owner_matches(Some(folio)),
+                let kind = match folio.memory_kind() {
+                    MemoryKind::System => PageKind::System,
+                    MemoryKind::DeviceCoherent { owner } => PageKind::DeviceCoherent {
+                        owner_matches: owner == self.owner,
+                    },
+                    // Device-private memory is never mapped present.
+                    MemoryKind::DevicePrivate { .. } | MemoryKind::OtherZoneDevice => {
+                        PageKind::OtherZoneDevice
                     }
-                } else {
-                    PageKind::OtherZoneDevice
                 };
                 rules::PteEntry::Present {
                     page: info(&page),

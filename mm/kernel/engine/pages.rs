@@ -5,6 +5,7 @@
 //! splits a large source whose destination is a single page.
 
 use super::counters::{Counter, Stats};
+use crate::folio::MemoryKind;
 use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
 use crate::migration::{self, or_warn, DestSlots, MigrateToError, Slots, SourceSlots, Unmapped};
 use crate::mmu_notifier::MmuNotifierRange;
@@ -130,10 +131,7 @@ fn migrate_slots(
             i += fill_hole(m, src, dst, i, stats);
             continue;
         }
-        let (to_device, to_zone_device) = (
-            newfolio.is_device_private() || newfolio.is_device_coherent(),
-            newfolio.is_zone_device(),
-        );
+        let dest_kind = newfolio.memory_kind();
 
         let mut was_split = false;
         if thp_migration && slot.is_migrate() {
@@ -163,24 +161,21 @@ fn migrate_slots(
             }
         }
 
-        if newfolio.is_device_private()
-            && migrate.is_some_and(|m| newfolio.pgmap_owner() != Some(m.owner))
-        {
+        let refused = match dest_kind {
             // Device memory of another driver than the one migrating.
-            src.clear_migrate(i);
-            stats.inc(Counter::FailDestination);
-            i += 1;
-            continue;
-        }
-        if to_zone_device && !to_device {
+            MemoryKind::DevicePrivate { owner } => migrate.is_some_and(|m| owner != m.owner),
             // ZONE_DEVICE memory that is neither device-private nor
             // coherent.
+            MemoryKind::OtherZoneDevice => true,
+            MemoryKind::System | MemoryKind::DeviceCoherent { .. } => false,
+        };
+        if refused {
             src.clear_migrate(i);
             stats.inc(Counter::FailDestination);
             i += 1;
             continue;
         }
-        match src.migrate_to(i, &newfolio, to_device) {
+        match src.migrate_to(i, &newfolio, dest_kind.is_device()) {
             Ok(()) => stats.inc(Counter::Migrated),
             Err(MigrateToError::Mapping) => {
                 // Only anonymous memory goes to device memory.
