@@ -173,7 +173,7 @@ impl PteRun<'_> {
     /// A present PTE's TLB entry is left to the caller to flush, unless the
     /// outcome says it was flushed. On any other outcome than
     /// [`PteMigration::Installed`] the PTE and the folio are as they were.
-    #[inline]
+    #[inline(always)]
     pub fn migrate_page(
         &mut self,
         snap: &PteSnapshot,
@@ -341,7 +341,7 @@ impl<T> Room<T> {
     }
 
     /// Adds `v`; gives it back when there is no room.
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, v: T) -> core::result::Result<(), T> {
         if self.len == self.cap {
             return Err(v);
@@ -519,9 +519,22 @@ impl BatchedRun<'_, '_> {
     /// for a large folio this run maps whole
     /// ([`PteRun::maps_folio_whole`]), else the one `snap` read. `tag`
     /// comes back if [`BatchedRun::finish`] finds the folio pinned.
+    ///
+    /// `write` says whether the entry `snap` read is writable, or for a
+    /// folio taken whole, whether all of its entries are.
     #[inline]
-    pub fn take(&mut self, snap: &PteSnapshot, fault: &FaultPage, whole: bool, tag: usize) -> Take {
-        if whole && self.run.maps_folio_whole(snap).is_none() {
+    pub fn take(
+        &mut self,
+        snap: &PteSnapshot,
+        fault: &FaultPage,
+        whole: bool,
+        write: bool,
+        tag: usize,
+    ) -> Take {
+        if !whole {
+            return self.take_page(snap, fault, write, tag);
+        }
+        if self.run.maps_folio_whole(snap).is_none() {
             return Take::Unchanged;
         }
         let Some(mapped) = self.run.page_of(snap) else {
@@ -595,6 +608,71 @@ impl BatchedRun<'_, '_> {
         Take::Taken
     }
 
+    /// [`BatchedRun::take`] for the one page `snap` read, which is most of
+    /// them: the entry, found unchanged, is replaced without decoding it
+    /// again, `write` saying whether it is writable.
+    #[inline]
+    fn take_page(
+        &mut self,
+        snap: &PteSnapshot,
+        fault: &FaultPage,
+        write: bool,
+        tag: usize,
+    ) -> Take {
+        let Some(mapped) = self.run.page_of(snap) else {
+            return Take::Unchanged;
+        };
+        let first = snap.pfn - mapped.folio().pfn();
+        let batch = &mut *self.batch;
+        if batch.taken.room() == 0 || batch.folios.room() == 0 {
+            return Take::Unchanged;
+        }
+        let Some(folio) = CollectedFolio::trylock(mapped.folio(), fault) else {
+            return Take::Contended;
+        };
+        let (vma, present) = (self.run.vma(), snap.raw.is_present());
+        if present {
+            // SAFETY: The page is mapped at `snap.addr` in the VMA.
+            unsafe { bindings::flush_cache_page(vma.as_ptr(), snap.addr, snap.pfn) };
+        }
+        // SAFETY: The folio is locked and `snap.page` is one of its pages.
+        let exclusive =
+            folio.folio().is_anon() && unsafe { bindings::PageAnonExclusive(snap.page) };
+        // SAFETY: `page_of()` found the entry unchanged under the lock we
+        // hold: the present or device-private entry `snap` read, which names
+        // page `snap.pfn` of the folio just locked, writable if `write`.
+        let replaced = unsafe {
+            self.run
+                .replace_by_migration_entry_of_page(snap.addr, snap.pfn, write, exclusive)
+        };
+        let Ok(old) = replaced else {
+            return Take::Unchanged;
+        };
+        let dirty = old.is_dirty();
+        if let Err(old) = self.batch.taken.push(old) {
+            // Not reached: room was checked above.
+            if self.run.restore(old).is_err() {
+                kernel::warn_on!(true);
+            }
+            return Take::Unchanged;
+        }
+        let folio = BatchedFolio {
+            folio,
+            first,
+            nr: 1,
+            tag,
+            dirty,
+        };
+        if let Err(folio) = self.batch.folios.push(folio) {
+            kernel::warn_on!(true);
+            self.put_back(1);
+            drop(folio);
+            return Take::Unchanged;
+        }
+        self.batch.present |= present;
+        Take::Taken
+    }
+
     /// Takes the folio of the page the device-private entry `snap` read
     /// names, and replaces the entry by its migration entry
     /// ([`PteRun::migrate_page`], writable if `write`) at once: the entry
@@ -634,6 +712,7 @@ impl BatchedRun<'_, '_> {
     /// A pin taken through GUP-fast can only have been taken before the
     /// entries were replaced, so it is seen at the folio's first share,
     /// before any page of it was shared.
+    #[inline(always)]
     pub fn finish(self, mut report: impl FnMut(Finished)) -> bool {
         let flushed = self.batch.present;
         if flushed {

@@ -481,7 +481,7 @@ impl Collector<'_> {
                         Some(snap) if !whole && !snap.value().is_present() => {
                             taking.take_now(snap, &self.fault, write)
                         }
-                        Some(snap) => taking.take(snap, &self.fault, whole, tag),
+                        Some(snap) => taking.take(snap, &self.fault, whole, write, tag),
                     };
                     let pfn = snap.map_or(0, |snap| snap.pfn());
                     match taken {

@@ -400,8 +400,18 @@ impl Decision {
     ///
     /// Returns the number of slots written: 0 for a decision that writes none.
     /// Fails if `out` is too short or `pfn` does not make a valid slot.
-    #[inline]
+    #[inline(always)]
     pub fn fill(&self, out: &mut [u64], pfn: u64) -> Result<usize, Error> {
+        // Most decisions collect a page: one slot, none of the checks below.
+        if let Self::CollectSmall {
+            slots: 1,
+            source: Source::Page { write, .. },
+        } = *self
+        {
+            let slot = out.first_mut().ok_or(Error::OutOfRange)?;
+            *slot = page_slot(pfn, 0, write)?.raw();
+            return Ok(1);
+        }
         let Some(slots) = self.slots() else {
             return Ok(0);
         };

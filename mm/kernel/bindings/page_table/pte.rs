@@ -304,6 +304,31 @@ impl<'a> PteRun<'a> {
         Ok(old)
     }
 
+    /// [`PteRun::replace_by_migration_entry`] for an entry the caller has
+    /// decoded already under this lock: the migration entry for page `pfn`,
+    /// writable if `write`, replaces it without a second decode.
+    ///
+    /// # Safety
+    ///
+    /// The entry at `addr` is a present or device-private entry that names
+    /// page `pfn` of a folio the caller holds locked, writable exactly if
+    /// `write`; the caller handles the rmap and the reference.
+    #[inline]
+    pub(crate) unsafe fn replace_by_migration_entry_of_page(
+        &mut self,
+        addr: usize,
+        pfn: usize,
+        write: bool,
+        exclusive: bool,
+    ) -> Result<TakenPte> {
+        let old = self.get_and_clear(addr)?;
+        let new = encode_migration_pte(old.value(), pfn, MigrationKind::of(write, exclusive));
+        // SAFETY: The migration entry for the page the entry taken out
+        // named, by the caller's guarantee, in the slot just cleared.
+        unsafe { self.set_raw(addr, new)? };
+        Ok(old)
+    }
+
     /// Stores a device-private entry for the device page `pfn` of `folio`
     /// at `addr`, as `migrate_vma_pages()` does when the destination is
     /// device-private; returns the entry taken out.
