@@ -21,7 +21,7 @@ use crate::page_table::{
     PAGE_SIZE, PTRS_PER_PTE,
 };
 use kernel::{
-    alloc::{flags::GFP_KERNEL, kvec::DrainAll, KVVec},
+    alloc::{flags::GFP_KERNEL, KVVec},
     bindings,
     error::{code::EINVAL, Error, Result},
     sync::aref::ARef,
@@ -300,12 +300,13 @@ const INLINE_PAGES: usize = 4;
 /// Room for up to a fixed number of values: inline for the few of a CPU
 /// fault's migration, allocated once beyond that. Only a room that
 /// allocated has a vector to free: a fault's migration makes no allocator
-/// call at all.
+/// call at all. Both kinds are slots that hold a value or `None`, so that
+/// adding and taking out are plain stores, whichever kind is in use.
 struct Room<T> {
     inline: [Option<T>; INLINE_PAGES],
-    heap: Option<KVVec<T>>,
+    /// Empty, or every slot of an allocated room, `None` when free.
+    heap: KVVec<Option<T>>,
     len: usize,
-    cap: usize,
 }
 
 impl<T> Room<T> {
@@ -314,9 +315,8 @@ impl<T> Room<T> {
     fn new() -> Self {
         Self {
             inline: [const { None }; INLINE_PAGES],
-            heap: None,
+            heap: KVVec::new(),
             len: 0,
-            cap: INLINE_PAGES,
         }
     }
 
@@ -328,36 +328,50 @@ impl<T> Room<T> {
             return Err(EINVAL);
         }
         if cap > INLINE_PAGES {
-            self.heap = Some(KVVec::with_capacity(cap, GFP_KERNEL)?);
-            self.cap = cap;
+            let mut heap = KVVec::with_capacity(cap, GFP_KERNEL)?;
+            let free = heap.spare_capacity_mut();
+            let n = free.len();
+            for slot in free {
+                slot.write(None);
+            }
+            // SAFETY: The `n` slots past the length, all of the capacity,
+            // were just initialised.
+            unsafe { heap.inc_len(n) };
+            self.heap = heap;
         }
         Ok(())
+    }
+
+    /// The slots in use: the allocated ones if there are any.
+    #[inline(always)]
+    fn slots(&mut self) -> &mut [Option<T>] {
+        if self.heap.is_empty() {
+            &mut self.inline
+        } else {
+            &mut self.heap
+        }
     }
 
     /// How many more values fit.
     #[inline]
     fn room(&self) -> usize {
-        self.cap - self.len
+        let cap = if self.heap.is_empty() {
+            INLINE_PAGES
+        } else {
+            self.heap.len()
+        };
+        cap - self.len
     }
 
     /// Adds `v`; gives it back when there is no room.
     #[inline(always)]
     fn push(&mut self, v: T) -> core::result::Result<(), T> {
-        if self.len == self.cap {
-            return Err(v);
+        let len = self.len;
+        match self.slots().get_mut(len) {
+            Some(slot) => *slot = Some(v),
+            None => return Err(v),
         }
-        match &mut self.heap {
-            None => match self.inline.get_mut(self.len) {
-                Some(slot) => *slot = Some(v),
-                None => return Err(v),
-            },
-            Some(heap) => {
-                if let Err(e) = heap.push_within_capacity(v) {
-                    return Err(e.0);
-                }
-            }
-        }
-        self.len += 1;
+        self.len = len + 1;
         Ok(())
     }
 
@@ -365,39 +379,36 @@ impl<T> Room<T> {
     #[inline]
     fn pop(&mut self) -> Option<T> {
         let last = self.len.checked_sub(1)?;
-        let v = match &mut self.heap {
-            None => self.inline.get_mut(last).and_then(Option::take),
-            Some(heap) => heap.pop(),
-        };
         self.len = last;
-        v
+        self.slots().get_mut(last).and_then(Option::take)
     }
 
     /// Takes every value out, in the order they were added.
     #[inline]
     fn drain(&mut self) -> RoomDrain<'_, T> {
         let n = core::mem::take(&mut self.len);
-        match &mut self.heap {
-            None => RoomDrain::Inline(self.inline.iter_mut().take(n)),
-            Some(heap) => RoomDrain::Heap(heap.drain_all()),
-        }
+        RoomDrain(self.slots().iter_mut().take(n))
     }
 }
 
-/// The values of a [`Room`], taken out in the order they were added.
-enum RoomDrain<'r, T> {
-    Inline(core::iter::Take<core::slice::IterMut<'r, Option<T>>>),
-    Heap(DrainAll<'r, T>),
-}
+/// The values of a [`Room`], taken out in the order they were added; those
+/// not taken are dropped with it.
+struct RoomDrain<'r, T>(core::iter::Take<core::slice::IterMut<'r, Option<T>>>);
 
 impl<T> Iterator for RoomDrain<'_, T> {
     type Item = T;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<T> {
-        match self {
-            Self::Inline(slots) => slots.next().and_then(Option::take),
-            Self::Heap(values) => values.next(),
+        self.0.next().and_then(Option::take)
+    }
+}
+
+impl<T> Drop for RoomDrain<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        for slot in self.0.by_ref() {
+            slot.take();
         }
     }
 }
