@@ -871,6 +871,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
     /// the reference the fault path holds on the fault folio. Only
     /// anonymous memory moves `to_device`: a folio in the swap cache leaves
     /// it first.
+    #[inline]
     pub fn migrate_to(
         &self,
         i: usize,
