@@ -441,6 +441,7 @@ impl<'a> SourceSlots<'a, Collected> {
     /// LRU caches were drained. A large folio's head slot is given its
     /// folio's order first: from here on it carries it. Returns the
     /// outcome and the number of slots the slot covers.
+    #[inline(always)]
     fn isolate_and_unmap_folio(
         &mut self,
         i: usize,
