@@ -551,8 +551,8 @@ impl BatchedRun<'_, '_> {
         let Some(mapped) = self.run.page_of(snap) else {
             return Take::Unchanged;
         };
-        let nr = if whole { mapped.folio().nr_pages() } else { 1 };
-        // The page's index in its folio: 0 for a folio taken whole.
+        let nr = mapped.folio().nr_pages();
+        // The page's index in its folio: 0, as the folio is taken whole.
         let first = snap.pfn - mapped.folio().pfn();
         let batch = &mut *self.batch;
         if batch.taken.room() < nr || batch.folios.room() == 0 {
@@ -609,14 +609,7 @@ impl BatchedRun<'_, '_> {
             tag,
             dirty,
         };
-        if let Err(folio) = self.batch.folios.push(folio) {
-            kernel::warn_on!(true);
-            self.put_back(nr);
-            drop(folio);
-            return Take::Unchanged;
-        }
-        self.batch.present |= present;
-        Take::Taken
+        self.keep(folio, present)
     }
 
     /// [`BatchedRun::take`] for the one page `snap` read, which is most of
@@ -674,9 +667,20 @@ impl BatchedRun<'_, '_> {
             tag,
             dirty,
         };
+        self.keep(folio, present)
+    }
+
+    /// Adds `folio`, whose `nr` entries were just taken, to the batch;
+    /// `present` if they were present entries, whose TLB entries the run
+    /// then flushes.
+    #[inline(always)]
+    fn keep(&mut self, folio: BatchedFolio, present: bool) -> Take {
+        let nr = folio.nr;
         if let Err(folio) = self.batch.folios.push(folio) {
+            // Not reached: room was checked before taking the entries,
+            // which go back before the folio goes.
             kernel::warn_on!(true);
-            self.put_back(1);
+            self.put_back(nr);
             drop(folio);
             return Take::Unchanged;
         }

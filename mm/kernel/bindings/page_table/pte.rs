@@ -295,13 +295,10 @@ impl<'a> PteRun<'a> {
         if !folio.contains_pfn(pfn) {
             return Err(EINVAL);
         }
-        let old = self.get_and_clear(addr)?;
-        let new = encode_migration_pte(old.value(), pfn, MigrationKind::of(write, exclusive));
-        // SAFETY: The migration entry for a page of the locked folio, which
-        // stands for the entry taken out; the caller handles the rmap and
-        // the reference, as documented.
-        unsafe { self.set_raw(addr, new)? };
-        Ok(old)
+        // SAFETY: The entry just decoded is present or device-private, names
+        // page `pfn` of the locked folio and is writable if `write`; the
+        // caller handles the rmap and the reference, as documented.
+        unsafe { self.replace_by_migration_entry_of_page(addr, pfn, write, exclusive) }
     }
 
     /// [`PteRun::replace_by_migration_entry`] for an entry the caller has
