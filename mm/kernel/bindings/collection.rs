@@ -183,10 +183,28 @@ impl PteRun<'_> {
         let Some(mapped) = self.page_of(snap) else {
             return PteMigration::Unchanged;
         };
-        let pfn = snap.pfn;
         let Some(folio) = CollectedFolio::trylock(mapped.folio(), fault) else {
             return PteMigration::Contended;
         };
+        // SAFETY: `page_of()` found the entry unchanged under the lock we
+        // hold, and `folio` is the folio of its page, locked.
+        unsafe { self.migrate_locked_page(snap, folio, write) }
+    }
+
+    /// [`PteRun::migrate_page`] once the folio is locked.
+    ///
+    /// # Safety
+    ///
+    /// The entry at `snap.addr` is the one `snap` read, unchanged, under
+    /// the lock we hold, and `folio` is the folio of its page.
+    #[inline(always)]
+    unsafe fn migrate_locked_page(
+        &mut self,
+        snap: &PteSnapshot,
+        folio: CollectedFolio,
+        write: bool,
+    ) -> PteMigration {
+        let pfn = snap.pfn;
         let (vma, addr, page) = (self.vma(), snap.addr, snap.page);
         let raw = folio.folio().as_raw();
         let present = snap.raw.is_present();
@@ -437,6 +455,12 @@ struct BatchedFolio {
 }
 
 impl PteBatch {
+    /// Whether one more page fits.
+    #[inline(always)]
+    fn has_room_for_page(&self) -> bool {
+        self.taken.room() != 0 && self.folios.room() != 0
+    }
+
     /// Room for a run of a few entries, inline: made where it is stored,
     /// without an allocation or a copy of the inline room.
     #[inline(always)]
@@ -493,6 +517,62 @@ pub enum Take {
     /// The entries changed since the snapshot, or there is no room left:
     /// nothing changed.
     Unchanged,
+}
+
+impl From<PteMigration> for Take {
+    #[inline(always)]
+    fn from(migration: PteMigration) -> Self {
+        match migration {
+            PteMigration::Installed { folio, .. } => Take::Collected(folio),
+            PteMigration::Pinned => Take::Pinned,
+            PteMigration::Contended => Take::Contended,
+            PteMigration::Unchanged => Take::Unchanged,
+        }
+    }
+}
+
+/// The page of a small folio that a present or device-private entry
+/// names, as [`BatchedRun::collect_small_page`] shows it.
+pub struct SmallPage<'p> {
+    page: MappedPage<'p>,
+    present: bool,
+    write: bool,
+}
+
+impl<'p> SmallPage<'p> {
+    /// The page.
+    #[inline]
+    pub fn page(&self) -> &MappedPage<'p> {
+        &self.page
+    }
+
+    /// Whether the entry is present (else device-private).
+    #[inline]
+    pub fn is_present(&self) -> bool {
+        self.present
+    }
+
+    /// Whether the entry is writable.
+    #[inline]
+    pub fn is_writable(&self) -> bool {
+        self.write
+    }
+}
+
+/// What [`BatchedRun::collect_small_page`] did.
+pub enum SmallTake {
+    /// The entry names no page of a small folio other than the fault
+    /// folio's: nothing changed.
+    Other,
+    /// The decision left the page where it is: nothing changed.
+    Declined,
+    /// The decision took the page of PFN `pfn`, with this outcome.
+    Tried {
+        /// What became of the folio.
+        taken: Take,
+        /// The page's PFN.
+        pfn: usize,
+    },
 }
 
 /// What became of a folio [`BatchedRun::finish`] looked at.
@@ -626,14 +706,34 @@ impl BatchedRun<'_, '_> {
         let Some(mapped) = self.run.page_of(snap) else {
             return Take::Unchanged;
         };
-        let first = snap.pfn - mapped.folio().pfn();
-        let batch = &mut *self.batch;
-        if batch.taken.room() == 0 || batch.folios.room() == 0 {
+        if !self.batch.has_room_for_page() {
             return Take::Unchanged;
         }
         let Some(folio) = CollectedFolio::trylock(mapped.folio(), fault) else {
             return Take::Contended;
         };
+        // SAFETY: `page_of()` found the entry unchanged under the lock we
+        // hold, and `folio` is the folio of its page, locked; there is room
+        // for it.
+        unsafe { self.take_locked_page(snap, folio, write, tag) }
+    }
+
+    /// [`BatchedRun::take_page`] once the folio is locked.
+    ///
+    /// # Safety
+    ///
+    /// The entry at `snap.addr` is the one `snap` read, unchanged, under
+    /// the lock we hold, `folio` is the folio of its page, and the batch
+    /// has room for one more page.
+    #[inline(always)]
+    unsafe fn take_locked_page(
+        &mut self,
+        snap: &PteSnapshot,
+        folio: CollectedFolio,
+        write: bool,
+        tag: usize,
+    ) -> Take {
+        let first = snap.pfn - folio.folio().pfn();
         let (vma, present) = (self.run.vma(), snap.raw.is_present());
         if present {
             // SAFETY: The page is mapped at `snap.addr` in the VMA.
@@ -642,9 +742,9 @@ impl BatchedRun<'_, '_> {
         // SAFETY: The folio is locked and `snap.page` is one of its pages.
         let exclusive =
             folio.folio().is_anon() && unsafe { bindings::PageAnonExclusive(snap.page) };
-        // SAFETY: `page_of()` found the entry unchanged under the lock we
-        // hold: the present or device-private entry `snap` read, which names
-        // page `snap.pfn` of the folio just locked, writable if `write`.
+        // SAFETY: The entry is the present or device-private one `snap`
+        // read, unchanged, by the caller's guarantee, which names page
+        // `snap.pfn` of the folio just locked, writable if `write`.
         let replaced = unsafe {
             self.run
                 .replace_by_migration_entry_of_page(snap.addr, snap.pfn, write, exclusive)
@@ -654,7 +754,7 @@ impl BatchedRun<'_, '_> {
         };
         let dirty = old.is_dirty();
         if let Err(old) = self.batch.taken.push(old) {
-            // Not reached: room was checked above.
+            // Not reached: the caller checked for room.
             if self.run.restore(old).is_err() {
                 kernel::warn_on!(true);
             }
@@ -698,12 +798,72 @@ impl BatchedRun<'_, '_> {
         if snap.raw.is_present() {
             return Take::Unchanged;
         }
-        match self.run.migrate_page(snap, fault, write) {
-            PteMigration::Installed { folio, .. } => Take::Collected(folio),
-            PteMigration::Pinned => Take::Pinned,
-            PteMigration::Contended => Take::Contended,
-            PteMigration::Unchanged => Take::Unchanged,
+        self.run.migrate_page(snap, fault, write).into()
+    }
+
+    /// Reads the entry at `addr` and, if it names a page of a small folio
+    /// other than `fault`'s, shows the page to `decide`; if that returns
+    /// `Some(write)`, takes the folio, writable if `write`: a present
+    /// entry as [`BatchedRun::take`] does (`tag` coming back if it turns
+    /// out pinned), a device-private one at once, as
+    /// [`BatchedRun::take_now`] does.
+    ///
+    /// This is most entries of a walk, read and looked up once here, where
+    /// `take` has to find again the page a snapshot named. Any other entry
+    /// is left as it was, for the caller to look at the general way.
+    #[inline(always)]
+    pub fn collect_small_page(
+        &mut self,
+        addr: usize,
+        fault: &FaultPage,
+        tag: usize,
+        decide: impl FnOnce(&SmallPage<'_>) -> Option<bool>,
+    ) -> SmallTake {
+        let Some((entry, Some((snap, page)))) = self.run.read_page(addr) else {
+            return SmallTake::Other;
+        };
+        let folio = page.folio();
+        if folio.is_large() || fault.is_in(folio) {
+            return SmallTake::Other;
         }
+        let present = snap.raw.is_present();
+        let write = match entry {
+            PteEntry::Present { bits, .. } => bits.write,
+            PteEntry::DevicePrivate { write, .. } => write,
+            // `read_page()` names a page only for these two.
+            _ => return SmallTake::Other,
+        };
+        let small = SmallPage {
+            page,
+            present,
+            write,
+        };
+        let Some(write) = decide(&small) else {
+            return SmallTake::Declined;
+        };
+        let pfn = snap.pfn;
+        if present && !self.batch.has_room_for_page() {
+            return SmallTake::Tried {
+                taken: Take::Unchanged,
+                pfn,
+            };
+        }
+        let Some(folio) = CollectedFolio::trylock(folio, fault) else {
+            return SmallTake::Tried {
+                taken: Take::Contended,
+                pfn,
+            };
+        };
+        let taken = if present {
+            // SAFETY: `snap` was read just now under the lock we hold,
+            // nothing changed the entry since, `folio` is the folio of its
+            // page, locked, and there is room for it, checked above.
+            unsafe { self.take_locked_page(&snap, folio, write, tag) }
+        } else {
+            // SAFETY: As above, for the device-private entry.
+            unsafe { self.run.migrate_locked_page(&snap, folio, write) }.into()
+        };
+        SmallTake::Tried { taken, pfn }
     }
 
     /// Puts back the last `n` entries taken.

@@ -16,7 +16,8 @@
 
 use super::counters::{Counter, Stats};
 use crate::collection::{
-    CollectedFolio, Finished, MappedPage, PteBatch, PteSnapshot, SplitRef, Take,
+    BatchedRun, CollectedFolio, Finished, MappedPage, PteBatch, PteSnapshot, SmallPage, SmallTake,
+    SplitRef, Take,
 };
 use crate::folio::{Folio, MemoryKind};
 use crate::migrate_core::collect::{
@@ -370,24 +371,11 @@ impl Collector<'_> {
             (PteEntry::None, _) => rules::PteEntry::None,
             (PteEntry::Zero, _) => rules::PteEntry::Zero,
             (PteEntry::Present { .. }, None) => rules::PteEntry::Special,
-            (PteEntry::Present { bits, .. }, Some(page)) => {
-                let folio = page.folio();
-                let kind = match folio.memory_kind() {
-                    MemoryKind::System => PageKind::System,
-                    MemoryKind::DeviceCoherent { owner } => PageKind::DeviceCoherent {
-                        owner_matches: owner == self.owner,
-                    },
-                    // Device-private memory is never mapped present.
-                    MemoryKind::DevicePrivate { .. } | MemoryKind::OtherZoneDevice => {
-                        PageKind::OtherZoneDevice
-                    }
-                };
-                rules::PteEntry::Present {
-                    page: info(&page),
-                    kind,
-                    write: write_all(bits.write),
-                }
-            }
+            (PteEntry::Present { bits, .. }, Some(page)) => rules::PteEntry::Present {
+                page: info(&page),
+                kind: self.present_kind(page.folio()),
+                write: write_all(bits.write),
+            },
             (PteEntry::DevicePrivate { write, .. }, Some(page)) => rules::PteEntry::DevicePrivate {
                 page: info(&page),
                 owner_matches: self.owner_matches(Some(page.folio())),
@@ -410,6 +398,111 @@ impl Collector<'_> {
             _ => rules::PteEntry::Swap,
         };
         (seen, false)
+    }
+
+    /// The kind of memory of `folio`, mapped by a present entry.
+    #[inline(always)]
+    fn present_kind(&self, folio: &Folio) -> PageKind {
+        match folio.memory_kind() {
+            MemoryKind::System => PageKind::System,
+            MemoryKind::DeviceCoherent { owner } => PageKind::DeviceCoherent {
+                owner_matches: owner == self.owner,
+            },
+            // Device-private memory is never mapped present.
+            MemoryKind::DevicePrivate { .. } | MemoryKind::OtherZoneDevice => {
+                PageKind::OtherZoneDevice
+            }
+        }
+    }
+
+    /// What the rules see of the page of a small folio, not the fault
+    /// folio, as [`BatchedRun::collect_small_page`] shows it: what
+    /// `classify()` finds for it, without looking up the folio's order and
+    /// the page's index, which a small folio has fixed.
+    #[inline(always)]
+    fn small_page_entry(&self, small: &SmallPage<'_>) -> rules::PteEntry {
+        let page = small.page();
+        let info = PageInfo {
+            order: 0,
+            index: 0,
+            fault_folio: false,
+            has_mapping: page.has_mapping(),
+            mapped_whole: false,
+        };
+        let write = small.is_writable();
+        if small.is_present() {
+            rules::PteEntry::Present {
+                page: info,
+                kind: self.present_kind(page.folio()),
+                write,
+            }
+        } else {
+            rules::PteEntry::DevicePrivate {
+                page: info,
+                owner_matches: self.owner_matches(Some(page.folio())),
+                write,
+            }
+        }
+    }
+
+    /// Collects the PTE at `addr`, up to `end`, if it names the page of a
+    /// small folio other than the fault folio, the common case, in one
+    /// pass: decided by the rules as any PTE, taken without a second
+    /// lookup. Returns `false`, with nothing done, for any other entry.
+    #[inline(always)]
+    fn collect_small_page(
+        &mut self,
+        taking: &mut BatchedRun<'_, '_>,
+        addr: usize,
+        end: usize,
+    ) -> bool {
+        let mut decision = Decision::Skip { slots: 1 };
+        let tag = self.npages;
+        let done = taking.collect_small_page(addr, &self.fault, tag, |small| {
+            let seen = self.small_page_entry(small);
+            // The walk stays inside the range and one PMD: an error is a bug.
+            decision = or_warn(
+                rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64),
+                Decision::Skip { slots: 1 },
+            );
+            match decision {
+                // A small folio is collected as one page, or skipped.
+                Decision::CollectSmall {
+                    source: Source::Page { write, .. },
+                    ..
+                } => Some(write),
+                _ => None,
+            }
+        });
+        match done {
+            SmallTake::Other => return false,
+            SmallTake::Declined => self.record_other(&decision),
+            SmallTake::Tried { taken, pfn } => self.record_taken(&decision, taken, pfn, 1),
+        }
+        true
+    }
+
+    /// Records the slots of `decision`, which took a page or folio of
+    /// `slots` pages at `pfn` with outcome `taken`.
+    #[inline(always)]
+    fn record_taken(&mut self, decision: &Decision, taken: Take, pfn: usize, slots: usize) {
+        match taken {
+            Take::Taken => self.record(decision, pfn),
+            Take::Collected(folio) => {
+                self.record(decision, pfn);
+                self.finished(Finished::Installed { folio, nr: 1 });
+            }
+            Take::Pinned => {
+                self.stats.inc(Counter::FailAnonShare);
+                self.record(&Decision::Skip { slots }, 0);
+            }
+            Take::Contended => {
+                self.stats.inc(Counter::FailTrylock);
+                let skip = decision.on_failure(Failure::Trylock);
+                self.record(&skip.unwrap_or(Decision::Skip { slots }), 0);
+            }
+            Take::Unchanged => self.record(&Decision::Skip { slots }, 0),
+        }
     }
 
     /// What the rules need to know of `page`.
@@ -448,6 +541,10 @@ impl Collector<'_> {
         let mut split = None;
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
+            if self.collect_small_page(&mut taking, addr, end) {
+                addr += PAGE_SIZE;
+                continue;
+            }
             let mut snap = None;
             let (seen, fault_entry) = self.classify(&taking, addr, &mut snap);
             // The walk stays inside the range and one PMD: an error is a bug.
@@ -484,23 +581,7 @@ impl Collector<'_> {
                         Some(snap) => taking.take(snap, &self.fault, whole, write, tag),
                     };
                     let pfn = snap.map_or(0, |snap| snap.pfn());
-                    match taken {
-                        Take::Taken => self.record(&decision, pfn),
-                        Take::Collected(folio) => {
-                            self.record(&decision, pfn);
-                            self.finished(Finished::Installed { folio, nr: 1 });
-                        }
-                        Take::Pinned => {
-                            self.stats.inc(Counter::FailAnonShare);
-                            self.record(&Decision::Skip { slots }, 0);
-                        }
-                        Take::Contended => {
-                            self.stats.inc(Counter::FailTrylock);
-                            let skip = decision.on_failure(Failure::Trylock);
-                            self.record(&skip.unwrap_or(Decision::Skip { slots }), 0);
-                        }
-                        Take::Unchanged => self.record(&Decision::Skip { slots }, 0),
-                    }
+                    self.record_taken(&decision, taken, pfn, slots);
                     addr += slots * PAGE_SIZE;
                     continue;
                 }
