@@ -561,8 +561,7 @@ impl<'p> SmallPage<'p> {
 
 /// What [`BatchedRun::collect_small_page`] did.
 pub enum SmallTake {
-    /// The entry names no page of a small folio other than the fault
-    /// folio's: nothing changed.
+    /// The entry names no page of a small folio: nothing changed.
     Other,
     /// The decision left the page where it is: nothing changed.
     Declined,
@@ -801,12 +800,12 @@ impl BatchedRun<'_, '_> {
         self.run.migrate_page(snap, fault, write).into()
     }
 
-    /// Reads the entry at `addr` and, if it names a page of a small folio
-    /// other than `fault`'s, shows the page to `decide`; if that returns
-    /// `Some(write)`, takes the folio, writable if `write`: a present
-    /// entry as [`BatchedRun::take`] does (`tag` coming back if it turns
-    /// out pinned), a device-private one at once, as
-    /// [`BatchedRun::take_now`] does.
+    /// Reads the entry at `addr` and, if it names a page of a small folio,
+    /// shows the page to `decide`; if that returns `Some(write)`, takes the
+    /// folio, writable if `write`: a present entry as [`BatchedRun::take`]
+    /// does (`tag` coming back if it turns out pinned), a device-private
+    /// one at once, as [`BatchedRun::take_now`] does. Either only
+    /// references `fault`'s folio, whose lock the fault path holds.
     ///
     /// This is most entries of a walk, read and looked up once here, where
     /// `take` has to find again the page a snapshot named. Any other entry
@@ -823,7 +822,7 @@ impl BatchedRun<'_, '_> {
             return SmallTake::Other;
         };
         let folio = page.folio();
-        if folio.is_large() || fault.is_in(folio) {
+        if folio.is_large() {
             return SmallTake::Other;
         }
         let present = snap.raw.is_present();

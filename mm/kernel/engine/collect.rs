@@ -415,17 +415,17 @@ impl Collector<'_> {
         }
     }
 
-    /// What the rules see of the page of a small folio, not the fault
-    /// folio, as [`BatchedRun::collect_small_page`] shows it: what
-    /// `classify()` finds for it, without looking up the folio's order and
-    /// the page's index, which a small folio has fixed.
+    /// What the rules see of the page of a small folio, as
+    /// [`BatchedRun::collect_small_page`] shows it: what `classify()` finds
+    /// for it, without looking up the folio's order and the page's index,
+    /// which a small folio has fixed.
     #[inline(always)]
     fn small_page_entry(&self, small: &SmallPage<'_>) -> rules::PteEntry {
         let page = small.page();
         let info = PageInfo {
             order: 0,
             index: 0,
-            fault_folio: false,
+            fault_folio: self.fault.is_in(page.folio()),
             has_mapping: page.has_mapping(),
             mapped_whole: false,
         };
@@ -446,9 +446,10 @@ impl Collector<'_> {
     }
 
     /// Collects the PTE at `addr`, up to `end`, if it names the page of a
-    /// small folio other than the fault folio, the common case, in one
-    /// pass: decided by the rules as any PTE, taken without a second
-    /// lookup. Returns `false`, with nothing done, for any other entry.
+    /// small folio, the common case (and a CPU fault's), in one pass:
+    /// decided by the rules as any PTE, taken without a second lookup.
+    /// Returns `false`, with nothing done, for any other entry; the fault
+    /// path's migration entry is one.
     #[inline(always)]
     fn collect_small_page(
         &mut self,
