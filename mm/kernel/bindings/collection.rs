@@ -20,6 +20,7 @@ use crate::page_table::{
     flush_tlb_range, MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, PteValue, TakenPte,
     PAGE_SIZE, PTRS_PER_PTE,
 };
+use core::mem::ManuallyDrop;
 use kernel::{
     alloc::{flags::GFP_KERNEL, KVVec},
     bindings,
@@ -320,10 +321,17 @@ const INLINE_PAGES: usize = 4;
 /// allocated has a vector to free: a fault's migration makes no allocator
 /// call at all. Both kinds are slots that hold a value or `None`, so that
 /// adding and taking out are plain stores, whichever kind is in use.
+///
+/// # Invariants
+///
+/// The slots from `len` on are `None`.
 struct Room<T> {
-    inline: [Option<T>; INLINE_PAGES],
-    /// Empty, or every slot of an allocated room, `None` when free.
-    heap: KVVec<Option<T>>,
+    /// Dropped by hand: only the slots below `len` can hold a value.
+    inline: ManuallyDrop<[Option<T>; INLINE_PAGES]>,
+    /// Every slot of an allocated room, `None` when free. An empty vector
+    /// would still call the allocator to be freed: a room that does not
+    /// allocate has none.
+    heap: Option<KVVec<Option<T>>>,
     len: usize,
 }
 
@@ -332,8 +340,8 @@ impl<T> Room<T> {
     #[inline(always)]
     fn new() -> Self {
         Self {
-            inline: [const { None }; INLINE_PAGES],
-            heap: KVVec::new(),
+            inline: ManuallyDrop::new([const { None }; INLINE_PAGES]),
+            heap: None,
             len: 0,
         }
     }
@@ -355,7 +363,7 @@ impl<T> Room<T> {
             // SAFETY: The `n` slots past the length, all of the capacity,
             // were just initialised.
             unsafe { heap.inc_len(n) };
-            self.heap = heap;
+            self.heap = Some(heap);
         }
         Ok(())
     }
@@ -363,21 +371,16 @@ impl<T> Room<T> {
     /// The slots in use: the allocated ones if there are any.
     #[inline(always)]
     fn slots(&mut self) -> &mut [Option<T>] {
-        if self.heap.is_empty() {
-            &mut self.inline
-        } else {
-            &mut self.heap
+        match &mut self.heap {
+            Some(heap) => heap,
+            None => &mut self.inline[..],
         }
     }
 
     /// How many more values fit.
     #[inline]
     fn room(&self) -> usize {
-        let cap = if self.heap.is_empty() {
-            INLINE_PAGES
-        } else {
-            self.heap.len()
-        };
+        let cap = self.heap.as_ref().map_or(INLINE_PAGES, |heap| heap.len());
         cap - self.len
     }
 
@@ -406,6 +409,19 @@ impl<T> Room<T> {
     fn drain(&mut self) -> RoomDrain<'_, T> {
         let n = core::mem::take(&mut self.len);
         RoomDrain(self.slots().iter_mut().take(n))
+    }
+}
+
+impl<T> Drop for Room<T> {
+    /// Drops the values still in the room; the inline slots from `len` on
+    /// are `None`, by the invariant, and own nothing, so a CPU fault's room
+    /// is dropped without a drop call per slot.
+    #[inline(always)]
+    fn drop(&mut self) {
+        let len = self.len;
+        for slot in self.slots().iter_mut().take(len) {
+            slot.take();
+        }
     }
 }
 
