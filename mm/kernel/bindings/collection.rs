@@ -70,7 +70,8 @@ impl<'a> MappedPage<'a> {
 ///
 /// `page` is the page that `raw`, the entry at `addr` in the page tables of
 /// `mm`, named when it was read under its PTE lock: the normal page of a
-/// present entry, or the page of a device-private one.
+/// present entry, or the page of a device-private one; `write` says
+/// whether that entry is writable.
 #[derive(Clone, Copy)]
 pub struct PteSnapshot {
     mm: *const bindings::mm_struct,
@@ -78,6 +79,7 @@ pub struct PteSnapshot {
     raw: PteValue,
     pfn: usize,
     page: *mut bindings::page,
+    write: bool,
 }
 
 impl PteSnapshot {
@@ -114,11 +116,13 @@ impl PteRun<'_> {
         addr: usize,
     ) -> Option<(PteEntry, Option<(PteSnapshot, MappedPage<'_>)>)> {
         let (raw, entry) = self.read(addr)?;
-        let (page, pfn) = match entry {
-            PteEntry::Present { pfn, .. } => (self.normal_page_of(addr, raw), pfn),
-            // SAFETY: A device-private entry names a page with a memmap
-            // entry.
-            PteEntry::DevicePrivate { pfn, .. } => (unsafe { bindings::pfn_to_page(pfn) }, pfn),
+        let (page, pfn, write) = match entry {
+            PteEntry::Present { pfn, bits } => (self.normal_page_of(addr, raw), pfn, bits.write),
+            PteEntry::DevicePrivate { pfn, write } => {
+                // SAFETY: A device-private entry names a page with a
+                // memmap entry.
+                (unsafe { bindings::pfn_to_page(pfn) }, pfn, write)
+            }
             _ => return Some((entry, None)),
         };
         if page.is_null() {
@@ -129,13 +133,14 @@ impl PteRun<'_> {
         let folio = unsafe { Folio::from_page(page) };
         // INVARIANT: `page` is what `raw`, just read at `addr`, names, and
         // `folio` its folio; the entry, stable under the lock we hold,
-        // references it.
+        // references it; `write` is the entry's write bit, just decoded.
         let snap = PteSnapshot {
             mm: self.vma().mm().as_raw(),
             addr,
             raw,
             pfn,
             page,
+            write,
         };
         let mapped = MappedPage { page, folio };
         Some((entry, Some((snap, mapped))))
@@ -164,7 +169,8 @@ impl PteRun<'_> {
 
     /// Trylocks and references the folio of the page `snap` names, unless
     /// it is `fault`'s (then only references it), and replaces its present
-    /// or device-private PTE by a migration entry, as
+    /// or device-private PTE by a migration entry, writable if the entry
+    /// was, as
     /// `migrate_vma_collect_pmd()` does: flushes the page's cache, shares
     /// an anon-exclusive page (clearing and flushing its PTE first), moves
     /// the dirty bit to the folio, installs the entry and drops the page's
@@ -175,12 +181,7 @@ impl PteRun<'_> {
     /// outcome says it was flushed. On any other outcome than
     /// [`PteMigration::Installed`] the PTE and the folio are as they were.
     #[inline(always)]
-    pub fn migrate_page(
-        &mut self,
-        snap: &PteSnapshot,
-        fault: &FaultPage,
-        write: bool,
-    ) -> PteMigration {
+    pub fn migrate_page(&mut self, snap: &PteSnapshot, fault: &FaultPage) -> PteMigration {
         let Some(mapped) = self.page_of(snap) else {
             return PteMigration::Unchanged;
         };
@@ -189,7 +190,7 @@ impl PteRun<'_> {
         };
         // SAFETY: `page_of()` found the entry unchanged under the lock we
         // hold, and `folio` is the folio of its page, locked.
-        unsafe { self.migrate_locked_page(snap, folio, write) }
+        unsafe { self.migrate_locked_page(snap, folio) }
     }
 
     /// [`PteRun::migrate_page`] once the folio is locked.
@@ -203,9 +204,8 @@ impl PteRun<'_> {
         &mut self,
         snap: &PteSnapshot,
         folio: CollectedFolio,
-        write: bool,
     ) -> PteMigration {
-        let pfn = snap.pfn;
+        let (pfn, write) = (snap.pfn, snap.write);
         let (vma, addr, page) = (self.vma(), snap.addr, snap.page);
         let raw = folio.folio().as_raw();
         let present = snap.raw.is_present();
@@ -623,22 +623,13 @@ impl BatchedRun<'_, '_> {
     /// and replaces its entries by migration entries (without a TLB
     /// flush, which `finish` does for the run): all of them when `whole`,
     /// for a large folio this run maps whole
-    /// ([`PteRun::maps_folio_whole`]), else the one `snap` read. `tag`
+    /// ([`PteRun::maps_folio_whole`]), else the one `snap` read. Each
+    /// migration entry is writable if the entry it replaces was. `tag`
     /// comes back if [`BatchedRun::finish`] finds the folio pinned.
-    ///
-    /// `write` says whether the entry `snap` read is writable, or for a
-    /// folio taken whole, whether all of its entries are.
     #[inline]
-    pub fn take(
-        &mut self,
-        snap: &PteSnapshot,
-        fault: &FaultPage,
-        whole: bool,
-        write: bool,
-        tag: usize,
-    ) -> Take {
+    pub fn take(&mut self, snap: &PteSnapshot, fault: &FaultPage, whole: bool, tag: usize) -> Take {
         if !whole {
-            return self.take_page(snap, fault, write, tag);
+            return self.take_page(snap, fault, tag);
         }
         if self.run.maps_folio_whole(snap).is_none() {
             return Take::Unchanged;
@@ -707,17 +698,10 @@ impl BatchedRun<'_, '_> {
         self.keep(folio, present)
     }
 
-    /// [`BatchedRun::take`] for the one page `snap` read, which is most of
-    /// them: the entry, found unchanged, is replaced without decoding it
-    /// again, `write` saying whether it is writable.
+    /// [`BatchedRun::take`] for the one page `snap` read: the entry, found
+    /// unchanged, is replaced without decoding it again.
     #[inline]
-    fn take_page(
-        &mut self,
-        snap: &PteSnapshot,
-        fault: &FaultPage,
-        write: bool,
-        tag: usize,
-    ) -> Take {
+    fn take_page(&mut self, snap: &PteSnapshot, fault: &FaultPage, tag: usize) -> Take {
         let Some(mapped) = self.run.page_of(snap) else {
             return Take::Unchanged;
         };
@@ -730,7 +714,7 @@ impl BatchedRun<'_, '_> {
         // SAFETY: `page_of()` found the entry unchanged under the lock we
         // hold, and `folio` is the folio of its page, locked; there is room
         // for it.
-        unsafe { self.take_locked_page(snap, folio, write, tag) }
+        unsafe { self.take_locked_page(snap, folio, tag) }
     }
 
     /// [`BatchedRun::take_page`] once the folio is locked.
@@ -745,7 +729,6 @@ impl BatchedRun<'_, '_> {
         &mut self,
         snap: &PteSnapshot,
         folio: CollectedFolio,
-        write: bool,
         tag: usize,
     ) -> Take {
         let first = snap.pfn - folio.folio().pfn();
@@ -759,10 +742,11 @@ impl BatchedRun<'_, '_> {
             folio.folio().is_anon() && unsafe { bindings::PageAnonExclusive(snap.page) };
         // SAFETY: The entry is the present or device-private one `snap`
         // read, unchanged, by the caller's guarantee, which names page
-        // `snap.pfn` of the folio just locked, writable if `write`.
+        // `snap.pfn` of the folio just locked, writable if `snap.write`, by
+        // the invariant of `PteSnapshot`.
         let replaced = unsafe {
             self.run
-                .replace_by_migration_entry_of_page(snap.addr, snap.pfn, write, exclusive)
+                .replace_by_migration_entry_of_page(snap.addr, snap.pfn, snap.write, exclusive)
         };
         let Ok(old) = replaced else {
             return Take::Unchanged;
@@ -805,23 +789,23 @@ impl BatchedRun<'_, '_> {
 
     /// Takes the folio of the page the device-private entry `snap` read
     /// names, and replaces the entry by its migration entry
-    /// ([`PteRun::migrate_page`], writable if `write`) at once: the entry
-    /// has no TLB entry, so sharing its page need not wait for the run's
-    /// flush. A present entry is left to [`BatchedRun::take`].
+    /// ([`PteRun::migrate_page`]) at once: the entry has no TLB entry, so
+    /// sharing its page need not wait for the run's flush. A present entry
+    /// is left to [`BatchedRun::take`].
     #[inline]
-    pub fn take_now(&mut self, snap: &PteSnapshot, fault: &FaultPage, write: bool) -> Take {
+    pub fn take_now(&mut self, snap: &PteSnapshot, fault: &FaultPage) -> Take {
         if snap.raw.is_present() {
             return Take::Unchanged;
         }
-        self.run.migrate_page(snap, fault, write).into()
+        self.run.migrate_page(snap, fault).into()
     }
 
     /// Reads the entry at `addr` and, if it names a page of a small folio,
-    /// shows the page to `decide`; if that returns `Some(write)`, takes the
-    /// folio, writable if `write`: a present entry as [`BatchedRun::take`]
-    /// does (`tag` coming back if it turns out pinned), a device-private
-    /// one at once, as [`BatchedRun::take_now`] does. Either only
-    /// references `fault`'s folio, whose lock the fault path holds.
+    /// shows the page to `decide`; if that returns `true`, takes the folio:
+    /// a present entry as [`BatchedRun::take`] does (`tag` coming back if
+    /// it turns out pinned), a device-private one at once, as
+    /// [`BatchedRun::take_now`] does. Either only references `fault`'s
+    /// folio, whose lock the fault path holds.
     ///
     /// This is most entries of a walk, read and looked up once here, where
     /// `take` has to find again the page a snapshot named. Any other entry
@@ -832,9 +816,9 @@ impl BatchedRun<'_, '_> {
         addr: usize,
         fault: &FaultPage,
         tag: usize,
-        decide: impl FnOnce(&SmallPage<'_>) -> Option<bool>,
+        decide: impl FnOnce(&SmallPage<'_>) -> bool,
     ) -> SmallTake {
-        let Some((entry, Some((snap, page)))) = self.run.read_page(addr) else {
+        let Some((_, Some((snap, page)))) = self.run.read_page(addr) else {
             return SmallTake::Other;
         };
         let folio = page.folio();
@@ -842,20 +826,14 @@ impl BatchedRun<'_, '_> {
             return SmallTake::Other;
         }
         let present = snap.raw.is_present();
-        let write = match entry {
-            PteEntry::Present { bits, .. } => bits.write,
-            PteEntry::DevicePrivate { write, .. } => write,
-            // `read_page()` names a page only for these two.
-            _ => return SmallTake::Other,
-        };
         let small = SmallPage {
             page,
             present,
-            write,
+            write: snap.write,
         };
-        let Some(write) = decide(&small) else {
+        if !decide(&small) {
             return SmallTake::Declined;
-        };
+        }
         let pfn = snap.pfn;
         if present && !self.batch.has_room_for_page() {
             return SmallTake::Tried {
@@ -873,10 +851,10 @@ impl BatchedRun<'_, '_> {
             // SAFETY: `snap` was read just now under the lock we hold,
             // nothing changed the entry since, `folio` is the folio of its
             // page, locked, and there is room for it, checked above.
-            unsafe { self.take_locked_page(&snap, folio, write, tag) }
+            unsafe { self.take_locked_page(&snap, folio, tag) }
         } else {
             // SAFETY: As above, for the device-private entry.
-            unsafe { self.run.migrate_locked_page(&snap, folio, write) }.into()
+            unsafe { self.run.migrate_locked_page(&snap, folio) }.into()
         };
         SmallTake::Tried { taken, pfn }
     }

@@ -466,14 +466,14 @@ impl Collector<'_> {
                 rules::migrate_vma_collect_pte(&self.rules, &seen, addr as u64, end as u64),
                 Decision::Skip { slots: 1 },
             );
-            match decision {
-                // A small folio is collected as one page, or skipped.
+            // A small folio is collected as one page, or skipped.
+            matches!(
+                decision,
                 Decision::CollectSmall {
-                    source: Source::Page { write, .. },
+                    source: Source::Page { .. },
                     ..
-                } => Some(write),
-                _ => None,
-            }
+                }
+            )
         });
         match done {
             SmallTake::Other => return false,
@@ -560,11 +560,11 @@ impl Collector<'_> {
                 } if fault_entry => self.adopt_fault_entry(&decision, 0),
                 Decision::CollectSmall {
                     slots,
-                    source: Source::Page { write, .. },
+                    source: Source::Page { .. },
                 }
                 | Decision::CollectWhole {
                     slots,
-                    source: Source::Page { write, .. },
+                    source: Source::Page { .. },
                     ..
                 } if !fault_entry => {
                     // A page, or a large folio this run maps whole: one
@@ -577,9 +577,9 @@ impl Collector<'_> {
                     let taken = match &snap {
                         None => Take::Unchanged,
                         Some(snap) if !whole && !snap.value().is_present() => {
-                            taking.take_now(snap, &self.fault, write)
+                            taking.take_now(snap, &self.fault)
                         }
-                        Some(snap) => taking.take(snap, &self.fault, whole, write, tag),
+                        Some(snap) => taking.take(snap, &self.fault, whole, tag),
                     };
                     let pfn = snap.map_or(0, |snap| snap.pfn());
                     self.record_taken(&decision, taken, pfn, slots);

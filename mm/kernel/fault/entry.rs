@@ -37,7 +37,7 @@ fn install_pte_entry<'a>(fault: &'a VmFault, stats: &mut Stats) -> Option<FaultF
     let addr = fault.address();
     let mut run = PteRun::lock(fault.vma(), addr, addr + PAGE_SIZE)?;
     let (entry, named) = run.read_page(addr)?;
-    let (PteEntry::DevicePrivate { write, .. }, Some((snap, page))) = (entry, named) else {
+    let (PteEntry::DevicePrivate { .. }, Some((snap, page))) = (entry, named) else {
         return None;
     };
     if !snap.value().same(&fault.orig_pte()) || page.folio().order() != 0 {
@@ -49,8 +49,7 @@ fn install_pte_entry<'a>(fault: &'a VmFault, stats: &mut Stats) -> Option<FaultF
         return None;
     }
     // The fault path's own lock and reference, not a migration's.
-    let PteMigration::Installed { folio, .. } = run.migrate_page(&snap, &FaultPage::NONE, write)
-    else {
+    let PteMigration::Installed { folio, .. } = run.migrate_page(&snap, &FaultPage::NONE) else {
         return None;
     };
     drop(run);
