@@ -522,7 +522,8 @@ pub enum Take {
     /// The folio is locked and its entries replaced, until
     /// [`BatchedRun::finish`] says what became of it.
     Taken,
-    /// Taken at once ([`BatchedRun::take_now`]): its migration entry is
+    /// Taken at once (a device-private page, by
+    /// [`BatchedRun::collect_small_page`]): its migration entry is
     /// installed, and `folio` holds the lock and reference for the slot.
     Collected(CollectedFolio),
     /// Taken at once, its anon-exclusive page turned out pinned: nothing
@@ -618,19 +619,16 @@ impl<'a> core::ops::Deref for BatchedRun<'_, 'a> {
 }
 
 impl BatchedRun<'_, '_> {
-    /// Takes the folio of the page `snap` names: trylocks and references it
+    /// Takes the large folio whose head `snap` names, which this run maps
+    /// whole ([`PteRun::maps_folio_whole`]): trylocks and references it
     /// (only references the fault folio, whose lock the fault path holds)
-    /// and replaces its entries by migration entries (without a TLB
-    /// flush, which `finish` does for the run): all of them when `whole`,
-    /// for a large folio this run maps whole
-    /// ([`PteRun::maps_folio_whole`]), else the one `snap` read. Each
-    /// migration entry is writable if the entry it replaces was. `tag`
-    /// comes back if [`BatchedRun::finish`] finds the folio pinned.
+    /// and replaces all its entries by migration entries (without a TLB
+    /// flush, which `finish` does for the run), each writable if the entry
+    /// it replaces was. `tag` comes back if [`BatchedRun::finish`] finds
+    /// the folio pinned. A small folio's page is taken by
+    /// [`BatchedRun::collect_small_page`].
     #[inline]
-    pub fn take(&mut self, snap: &PteSnapshot, fault: &FaultPage, whole: bool, tag: usize) -> Take {
-        if !whole {
-            return self.take_page(snap, fault, tag);
-        }
+    pub fn take(&mut self, snap: &PteSnapshot, fault: &FaultPage, tag: usize) -> Take {
         if self.run.maps_folio_whole(snap).is_none() {
             return Take::Unchanged;
         }
@@ -698,26 +696,9 @@ impl BatchedRun<'_, '_> {
         self.keep(folio, present)
     }
 
-    /// [`BatchedRun::take`] for the one page `snap` read: the entry, found
-    /// unchanged, is replaced without decoding it again.
-    #[inline]
-    fn take_page(&mut self, snap: &PteSnapshot, fault: &FaultPage, tag: usize) -> Take {
-        let Some(mapped) = self.run.page_of(snap) else {
-            return Take::Unchanged;
-        };
-        if !self.batch.has_room_for_page() {
-            return Take::Unchanged;
-        }
-        let Some(folio) = CollectedFolio::trylock(mapped.folio(), fault) else {
-            return Take::Contended;
-        };
-        // SAFETY: `page_of()` found the entry unchanged under the lock we
-        // hold, and `folio` is the folio of its page, locked; there is room
-        // for it.
-        unsafe { self.take_locked_page(snap, folio, tag) }
-    }
-
-    /// [`BatchedRun::take_page`] once the folio is locked.
+    /// Takes the folio of the one page `snap` read, as
+    /// [`BatchedRun::take`] does for a large one, once the folio is locked:
+    /// the entry, found unchanged, is replaced without decoding it again.
     ///
     /// # Safety
     ///
@@ -787,24 +768,12 @@ impl BatchedRun<'_, '_> {
         Take::Taken
     }
 
-    /// Takes the folio of the page the device-private entry `snap` read
-    /// names, and replaces the entry by its migration entry
-    /// ([`PteRun::migrate_page`]) at once: the entry has no TLB entry, so
-    /// sharing its page need not wait for the run's flush. A present entry
-    /// is left to [`BatchedRun::take`].
-    #[inline]
-    pub fn take_now(&mut self, snap: &PteSnapshot, fault: &FaultPage) -> Take {
-        if snap.raw.is_present() {
-            return Take::Unchanged;
-        }
-        self.run.migrate_page(snap, fault).into()
-    }
-
     /// Reads the entry at `addr` and, if it names a page of a small folio,
     /// shows the page to `decide`; if that returns `true`, takes the folio:
     /// a present entry as [`BatchedRun::take`] does (`tag` coming back if
-    /// it turns out pinned), a device-private one at once, as
-    /// [`BatchedRun::take_now`] does. Either only references `fault`'s
+    /// it turns out pinned), a device-private one at once
+    /// ([`PteRun::migrate_page`]): it has no TLB entry, so sharing its page
+    /// need not wait for the run's flush. Either only references `fault`'s
     /// folio, whose lock the fault path holds.
     ///
     /// This is most entries of a walk, read and looked up once here, where

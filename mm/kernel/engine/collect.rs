@@ -362,25 +362,19 @@ impl Collector<'_> {
             }
             _ => None,
         };
-        let info = |page: &MappedPage<'_>| PageInfo {
-            mapped_whole: whole.is_some(),
-            ..self.page_info(page)
+        let entry_of = |page: &MappedPage<'_>, present: bool, write: bool| {
+            let info = PageInfo {
+                mapped_whole: whole.is_some(),
+                ..self.page_info(page)
+            };
+            self.page_entry(page, info, present, write && whole.unwrap_or(true))
         };
-        let write_all = |write: bool| write && whole.unwrap_or(true);
         let seen = match (entry, page) {
             (PteEntry::None, _) => rules::PteEntry::None,
             (PteEntry::Zero, _) => rules::PteEntry::Zero,
             (PteEntry::Present { .. }, None) => rules::PteEntry::Special,
-            (PteEntry::Present { bits, .. }, Some(page)) => rules::PteEntry::Present {
-                page: info(&page),
-                kind: self.present_kind(page.folio()),
-                write: write_all(bits.write),
-            },
-            (PteEntry::DevicePrivate { write, .. }, Some(page)) => rules::PteEntry::DevicePrivate {
-                page: info(&page),
-                owner_matches: self.owner_matches(Some(page.folio())),
-                write: write_all(write),
-            },
+            (PteEntry::Present { bits, .. }, Some(page)) => entry_of(&page, true, bits.write),
+            (PteEntry::DevicePrivate { write, .. }, Some(page)) => entry_of(&page, false, write),
             (PteEntry::DevicePrivate { .. }, None) => rules::PteEntry::Swap,
             // Seen as the device-private entry it replaced.
             (PteEntry::Migration { pfn, write }, _) if self.is_fault_entry(pfn, false) => {
@@ -400,10 +394,25 @@ impl Collector<'_> {
         (seen, false)
     }
 
-    /// The kind of memory of `folio`, mapped by a present entry.
+    /// What the rules see of a present (else device-private) entry for
+    /// `page`, described by `info`, writable if `write`.
     #[inline(always)]
-    fn present_kind(&self, folio: &Folio) -> PageKind {
-        match folio.memory_kind() {
+    fn page_entry(
+        &self,
+        page: &MappedPage<'_>,
+        info: PageInfo,
+        present: bool,
+        write: bool,
+    ) -> rules::PteEntry {
+        let folio = page.folio();
+        if !present {
+            return rules::PteEntry::DevicePrivate {
+                page: info,
+                owner_matches: self.owner_matches(Some(folio)),
+                write,
+            };
+        }
+        let kind = match folio.memory_kind() {
             MemoryKind::System => PageKind::System,
             MemoryKind::DeviceCoherent { owner } => PageKind::DeviceCoherent {
                 owner_matches: owner == self.owner,
@@ -412,6 +421,11 @@ impl Collector<'_> {
             MemoryKind::DevicePrivate { .. } | MemoryKind::OtherZoneDevice => {
                 PageKind::OtherZoneDevice
             }
+        };
+        rules::PteEntry::Present {
+            page: info,
+            kind,
+            write,
         }
     }
 
@@ -429,20 +443,7 @@ impl Collector<'_> {
             has_mapping: page.has_mapping(),
             mapped_whole: false,
         };
-        let write = small.is_writable();
-        if small.is_present() {
-            rules::PteEntry::Present {
-                page: info,
-                kind: self.present_kind(page.folio()),
-                write,
-            }
-        } else {
-            rules::PteEntry::DevicePrivate {
-                page: info,
-                owner_matches: self.owner_matches(Some(page.folio())),
-                write,
-            }
-        }
+        self.page_entry(page, info, small.is_present(), small.is_writable())
     }
 
     /// Collects the PTE at `addr`, up to `end`, if it names the page of a
@@ -558,33 +559,32 @@ impl Collector<'_> {
                     source: Source::Page { .. },
                     ..
                 } if fault_entry => self.adopt_fault_entry(&decision, 0),
-                Decision::CollectSmall {
-                    slots,
-                    source: Source::Page { .. },
-                }
-                | Decision::CollectWhole {
+                Decision::CollectWhole {
                     slots,
                     source: Source::Page { .. },
                     ..
                 } if !fault_entry => {
-                    // A page, or a large folio this run maps whole: one
-                    // lock and one reference, its entries replaced now and
-                    // its pages shared when the run is done; a
-                    // device-private page, which has no TLB entry to
-                    // flush, at once.
-                    let whole = matches!(decision, Decision::CollectWhole { .. });
+                    // A large folio this run maps whole: one lock and one
+                    // reference, its entries replaced now and its pages
+                    // shared when the run is done.
                     let tag = self.npages;
                     let taken = match &snap {
                         None => Take::Unchanged,
-                        Some(snap) if !whole && !snap.value().is_present() => {
-                            taking.take_now(snap, &self.fault)
-                        }
-                        Some(snap) => taking.take(snap, &self.fault, whole, tag),
+                        Some(snap) => taking.take(snap, &self.fault, tag),
                     };
                     let pfn = snap.map_or(0, |snap| snap.pfn());
                     self.record_taken(&decision, taken, pfn, slots);
                     addr += slots * PAGE_SIZE;
                     continue;
+                }
+                Decision::CollectSmall {
+                    source: Source::Page { .. },
+                    ..
+                } => {
+                    // Only for a small folio's page, which
+                    // `collect_small_page()` took above.
+                    kernel::warn_on!(true);
+                    self.skip(addr, addr + PAGE_SIZE);
                 }
                 Decision::CollectWhole { .. } | Decision::SplitFirst { .. } => {
                     // A large folio mapped by PTEs: split it and look again.
