@@ -20,9 +20,9 @@ use crate::page_table::{
     flush_tlb_range, MigrationKind, PmdEntry, PmdGuard, PteEntry, PteRun, PteValue, TakenPte,
     PAGE_SIZE, PTRS_PER_PTE,
 };
-use core::mem::ManuallyDrop;
+use core::mem::MaybeUninit;
 use kernel::{
-    alloc::{flags::GFP_KERNEL, KVVec},
+    alloc::{flags::GFP_KERNEL, kvec::DrainAll, KVVec},
     bindings,
     error::{code::EINVAL, Error, Result},
     sync::aref::ARef,
@@ -317,21 +317,18 @@ impl<'a> PteRun<'a> {
 const INLINE_PAGES: usize = 4;
 
 /// Room for up to a fixed number of values: inline for the few of a CPU
-/// fault's migration, allocated once beyond that. Only a room that
-/// allocated has a vector to free: a fault's migration makes no allocator
-/// call at all. Both kinds are slots that hold a value or `None`, so that
-/// adding and taking out are plain stores, whichever kind is in use.
+/// fault's migration, allocated once beyond that. The inline slots are
+/// written only as values are added, so that making a room clears no
+/// memory, and only a room that allocated has a vector to free: a fault's
+/// migration makes no allocator call and no `memset()` call for it.
 ///
 /// # Invariants
 ///
-/// The slots from `len` on are `None`.
+/// Without `heap`, the first `len` inline slots hold values the room owns;
+/// with it, the values are in `heap` and `len` is 0.
 struct Room<T> {
-    /// Dropped by hand: only the slots below `len` can hold a value.
-    inline: ManuallyDrop<[Option<T>; INLINE_PAGES]>,
-    /// Every slot of an allocated room, `None` when free. An empty vector
-    /// would still call the allocator to be freed: a room that does not
-    /// allocate has none.
-    heap: Option<KVVec<Option<T>>>,
+    inline: [MaybeUninit<T>; INLINE_PAGES],
+    heap: Option<KVVec<T>>,
     len: usize,
 }
 
@@ -339,8 +336,9 @@ impl<T> Room<T> {
     /// Room for the values that fit inline.
     #[inline(always)]
     fn new() -> Self {
+        // INVARIANT: No value, and no vector.
         Self {
-            inline: ManuallyDrop::new([const { None }; INLINE_PAGES]),
+            inline: [const { MaybeUninit::uninit() }; INLINE_PAGES],
             heap: None,
             len: 0,
         }
@@ -350,48 +348,43 @@ impl<T> Room<T> {
     /// fit inline; only while the room is empty.
     #[inline]
     fn reserve(&mut self, cap: usize) -> Result {
-        if self.len != 0 {
+        if !self.is_empty() {
             return Err(EINVAL);
         }
         if cap > INLINE_PAGES {
-            let mut heap = KVVec::with_capacity(cap, GFP_KERNEL)?;
-            let free = heap.spare_capacity_mut();
-            let n = free.len();
-            for slot in free {
-                slot.write(None);
-            }
-            // SAFETY: The `n` slots past the length, all of the capacity,
-            // were just initialised.
-            unsafe { heap.inc_len(n) };
-            self.heap = Some(heap);
+            // INVARIANT: The room is empty, inline and in the vector.
+            self.heap = Some(KVVec::with_capacity(cap, GFP_KERNEL)?);
         }
         Ok(())
     }
 
-    /// The slots in use: the allocated ones if there are any.
+    /// Whether the room holds no value.
     #[inline(always)]
-    fn slots(&mut self) -> &mut [Option<T>] {
-        match &mut self.heap {
-            Some(heap) => heap,
-            None => &mut self.inline[..],
-        }
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.heap.as_ref().is_none_or(|heap| heap.is_empty())
     }
 
     /// How many more values fit.
     #[inline]
     fn room(&self) -> usize {
-        let cap = self.heap.as_ref().map_or(INLINE_PAGES, |heap| heap.len());
-        cap - self.len
+        match &self.heap {
+            Some(heap) => heap.capacity() - heap.len(),
+            None => INLINE_PAGES - self.len,
+        }
     }
 
     /// Adds `v`; gives it back when there is no room.
     #[inline(always)]
     fn push(&mut self, v: T) -> core::result::Result<(), T> {
-        let len = self.len;
-        match self.slots().get_mut(len) {
-            Some(slot) => *slot = Some(v),
-            None => return Err(v),
+        if let Some(heap) = &mut self.heap {
+            return heap.push_within_capacity(v).map_err(|e| e.0);
         }
+        let len = self.len;
+        let Some(slot) = self.inline.get_mut(len) else {
+            return Err(v);
+        };
+        slot.write(v);
+        // INVARIANT: The slot at `len` now holds a value.
         self.len = len + 1;
         Ok(())
     }
@@ -399,50 +392,74 @@ impl<T> Room<T> {
     /// Takes the last value added out.
     #[inline]
     fn pop(&mut self) -> Option<T> {
+        if let Some(heap) = &mut self.heap {
+            return heap.pop();
+        }
         let last = self.len.checked_sub(1)?;
+        // INVARIANT: The slot at `last` is no longer counted.
         self.len = last;
-        self.slots().get_mut(last).and_then(Option::take)
+        // SAFETY: The slot at `last` held a value (invariant), which the
+        // room no longer counts: it is read out once.
+        Some(unsafe { self.inline[last].assume_init_read() })
     }
 
     /// Takes every value out, in the order they were added.
     #[inline]
     fn drain(&mut self) -> RoomDrain<'_, T> {
+        if let Some(heap) = &mut self.heap {
+            return RoomDrain::Heap(heap.drain_all());
+        }
+        // INVARIANT: The values pass to the drain, which owns them.
         let n = core::mem::take(&mut self.len);
-        RoomDrain(self.slots().iter_mut().take(n))
+        RoomDrain::Inline(self.inline[..n].iter_mut())
     }
 }
 
 impl<T> Drop for Room<T> {
-    /// Drops the values still in the room; the inline slots from `len` on
-    /// are `None`, by the invariant, and own nothing, so a CPU fault's room
-    /// is dropped without a drop call per slot.
+    /// Drops the inline values still in the room (a vector drops its own).
     #[inline(always)]
     fn drop(&mut self) {
-        let len = self.len;
-        for slot in self.slots().iter_mut().take(len) {
-            slot.take();
+        for slot in &mut self.inline[..self.len] {
+            // SAFETY: The first `len` slots hold values the room owns
+            // (invariant), dropped once, as the room goes.
+            unsafe { slot.assume_init_drop() };
         }
     }
 }
 
 /// The values of a [`Room`], taken out in the order they were added; those
 /// not taken are dropped with it.
-struct RoomDrain<'r, T>(core::iter::Take<core::slice::IterMut<'r, Option<T>>>);
+///
+/// # Invariants
+///
+/// The inline slots left to iterate hold values the drain owns.
+enum RoomDrain<'r, T> {
+    Heap(DrainAll<'r, T>),
+    Inline(core::slice::IterMut<'r, MaybeUninit<T>>),
+}
 
 impl<T> Iterator for RoomDrain<'_, T> {
     type Item = T;
 
     #[inline(always)]
     fn next(&mut self) -> Option<T> {
-        self.0.next().and_then(Option::take)
+        match self {
+            RoomDrain::Heap(drain) => drain.next(),
+            // SAFETY: The slot holds a value the drain owns (invariant),
+            // read out once as the iterator passes it.
+            RoomDrain::Inline(slots) => slots.next().map(|slot| unsafe { slot.assume_init_read() }),
+        }
     }
 }
 
 impl<T> Drop for RoomDrain<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        for slot in self.0.by_ref() {
-            slot.take();
+        if let RoomDrain::Inline(slots) = self {
+            for slot in slots {
+                // SAFETY: As in `next()`: owned, and dropped once.
+                unsafe { slot.assume_init_drop() };
+            }
         }
     }
 }
@@ -491,8 +508,12 @@ impl PteBatch {
 
     /// Makes room for a run of up to `pages` entries, allocated now if they
     /// do not fit inline.
-    #[inline]
+    #[inline(always)]
     pub fn reserve(&mut self, pages: usize) -> Result {
+        // A CPU fault's pages fit inline in a new batch.
+        if pages <= INLINE_PAGES && self.taken.is_empty() && self.folios.is_empty() {
+            return Ok(());
+        }
         self.taken.reserve(pages)?;
         self.folios.reserve(pages)
     }
@@ -889,6 +910,10 @@ impl Drop for BatchedRun<'_, '_> {
     fn drop(&mut self) {
         let (run, batch) = (&mut *self.run, &mut *self.batch);
         batch.present = false;
+        // Mostly after `finish()`, which took every folio out.
+        if batch.taken.is_empty() && batch.folios.is_empty() {
+            return;
+        }
         let mut entries = batch.taken.drain();
         for BatchedFolio { folio, nr, .. } in batch.folios.drain() {
             restore_entries(run, entries.by_ref().take(nr));
