@@ -1218,6 +1218,10 @@ impl Drop for LruvecLock {
     }
 }
 
+/// At most this many references in a [`PutBatch`] are dropped one at a
+/// time: two is a CPU fault's source and destination.
+const FEW_PUTS: usize = 2;
+
 /// Folio references dropped a batch at a time (`folios_put()`): the
 /// folios whose last reference goes are freed together, one zone lock
 /// and one memcg uncharge per batch instead of per folio.
@@ -1274,17 +1278,26 @@ impl PutBatch {
         }
     }
 
-    /// Drops every reference the batch holds.
+    /// Drops every reference the batch holds: a few one at a time, as a
+    /// CPU fault's migration has, for which `folios_put_refs()` would
+    /// share nothing and cost its setup.
     #[inline]
     fn flush(&mut self) {
         let b = self.batch.as_mut_ptr();
         // SAFETY: The header is initialized and the batch owns one
-        // reference to each of its first `nr` folios (invariant);
-        // `folios_put_refs()` drops them and empties it.
+        // reference to each of its first `nr` folios (invariant); each is
+        // dropped once, by `folio_put()` or by `folios_put_refs()`, and
+        // the batch is emptied.
         unsafe {
-            if (*b).nr > 0 {
+            let nr = usize::from((*b).nr);
+            if nr > FEW_PUTS {
                 bindings::folios_put_refs(b, ptr::null_mut());
+                return;
             }
+            for k in 0..nr {
+                bindings::folio_put((*b).folios[k]);
+            }
+            (*b).nr = 0;
         }
     }
 }
