@@ -396,7 +396,8 @@ impl<'a> SourceSlots<'a, Collected> {
     /// (`folio_isolate_lru()`), replaces what mappings are left by
     /// migration entries (`try_to_migrate()`) and checks that nobody else
     /// holds a reference, one slot after the other. `report` hears of each
-    /// slot's outcome.
+    /// slot's outcome. The slots that cannot migrate are then restored:
+    /// returns the slots, unmapped, and how many were restored.
     ///
     /// Each lruvec lock is taken once for a run of folios of the same
     /// lruvec instead of once per folio, and dropped before anything that
@@ -405,16 +406,18 @@ impl<'a> SourceSlots<'a, Collected> {
     /// no LRU may sit in another CPU's LRU cache: those are drained then,
     /// once, as `migrate_device_unmap()` does. A folio that cannot migrate
     /// is put back on the LRU and its slot loses `MIGRATE_PFN_MIGRATE`, to
-    /// be restored by [`SourceSlots::restore_unmigrated`].
+    /// be restored once the pass is done; a pass in which every folio
+    /// unmapped has nothing to restore and does not look again.
     ///
     /// While the pass runs, the slots it went through are as [`Isolated`]
     /// says, and the others as [`Collected`] says.
     pub fn isolate_and_unmap(
         mut self,
         mut report: impl FnMut(UnmapOutcome),
-    ) -> SourceSlots<'a, Isolated> {
+    ) -> (SourceSlots<'a, Unmapped>, usize) {
         let mut lru = LruvecLock::new();
         let mut drained = false;
+        let mut failed = false;
         let mut i = 0;
         while i < self.slots.len() {
             if self.is_unused(i) {
@@ -422,6 +425,10 @@ impl<'a> SourceSlots<'a, Collected> {
                 continue;
             }
             let (outcome, nr) = self.isolate_and_unmap_folio(i, &mut lru, &mut drained);
+            failed |= matches!(
+                outcome,
+                UnmapOutcome::NotIsolated | UnmapOutcome::Pinned { .. }
+            );
             report(outcome);
             i += nr;
         }
@@ -429,11 +436,21 @@ impl<'a> SourceSlots<'a, Collected> {
         // INVARIANT: Every non-ZONE_DEVICE folio of a slot that kept the
         // flag was just isolated, its reference the slot's; the others
         // were not, or were put back.
-        SourceSlots {
+        let mut isolated = SourceSlots::<Isolated> {
             slots: self.slots,
             fault: self.fault,
             _phase: PhantomData,
-        }
+        };
+        let restored = if failed {
+            isolated.restore_unmigrated()
+        } else {
+            0
+        };
+        // SAFETY: A slot with a PFN that did not unmap had an outcome
+        // other than `Unmapped`, which set `failed`, and lost the flag:
+        // `restore_unmigrated()` released it. Every other slot with a PFN
+        // unmapped.
+        (unsafe { isolated.into_unmapped() }, restored)
     }
 
     /// [`SourceSlots::isolate_and_unmap`] for slot `i`, not empty; `lru`
@@ -538,7 +555,7 @@ impl<'a> SourceSlots<'a, Isolated> {
     /// Restores every slot that has a PFN but will not migrate: its
     /// migration entries become mappings of the folio again, and its lock
     /// and reference are dropped. Returns how many slots were restored.
-    pub fn restore_unmigrated(&mut self) -> usize {
+    fn restore_unmigrated(&mut self) -> usize {
         let mut restored = 0;
         let mut puts = PutBatch::new();
         for i in 0..self.slots.len() {
@@ -567,7 +584,7 @@ impl<'a> SourceSlots<'a, Isolated> {
     /// with the outcome [`UnmapOutcome::Unmapped`]: the others were
     /// restored.
     #[inline]
-    pub unsafe fn into_unmapped(self) -> SourceSlots<'a, Unmapped> {
+    unsafe fn into_unmapped(self) -> SourceSlots<'a, Unmapped> {
         // INVARIANT: The caller guarantees the `Unmapped` invariant.
         SourceSlots {
             slots: self.slots,

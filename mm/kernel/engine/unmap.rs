@@ -16,17 +16,12 @@ pub(crate) fn unmap<'a>(
 ) -> (SourceSlots<'a, Unmapped>, usize) {
     migration::lru_add_drain();
     let mut unmapped = 0;
-    let mut failed = false;
-    let mut src = src.isolate_and_unmap(|outcome| match outcome {
+    let (src, restored) = src.isolate_and_unmap(|outcome| match outcome {
         // A hole the driver may fill.
         UnmapOutcome::Empty { hole: true } => unmapped += 1,
         UnmapOutcome::Empty { hole: false } => {}
-        UnmapOutcome::NotIsolated => {
-            failed = true;
-            stats.inc(Counter::FailIsolate);
-        }
+        UnmapOutcome::NotIsolated => stats.inc(Counter::FailIsolate),
         UnmapOutcome::Pinned { rmap_walked } => {
-            failed = true;
             if rmap_walked {
                 stats.inc(Counter::RmapUnmaps);
             }
@@ -39,14 +34,8 @@ pub(crate) fn unmap<'a>(
             unmapped += 1;
         }
     });
-
-    if failed {
-        let restored = src.restore_unmigrated();
-        if restored > 0 {
-            stats.add(Counter::Restored, restored);
-        }
+    if restored > 0 {
+        stats.add(Counter::Restored, restored);
     }
-    // SAFETY: Every slot left with a PFN was unmapped by
-    // `isolate_and_unmap()`; the others were restored just above.
-    (unsafe { src.into_unmapped() }, unmapped)
+    (src, unmapped)
 }
