@@ -465,7 +465,7 @@ impl<T> Drop for RoomDrain<'_, T> {
 }
 
 /// Room for the entries and folios of one run, allocated before its lock is
-/// taken.
+/// taken, and only once a run needs more than fits inline.
 ///
 /// # Invariants
 ///
@@ -474,6 +474,9 @@ pub struct PteBatch {
     taken: Room<TakenPte>,
     folios: Room<BatchedFolio>,
     present: bool,
+    /// The pages a run may take, to allocate room for when one first
+    /// needs it; 0 once allocated, or once allocation failed.
+    wanted: usize,
 }
 
 /// A folio of a batch: locked and referenced for a slot, its `nr` pages
@@ -494,35 +497,41 @@ impl PteBatch {
         self.taken.room() != 0 && self.folios.room() != 0
     }
 
-    /// Room for a run of a few entries, inline: made where it is stored,
-    /// without an allocation or a copy of the inline room.
+    /// Room for a run of up to `pages` entries: inline for a few, made
+    /// where it is stored; more are allocated by
+    /// [`PteBatch::make_room`], when a run first needs them.
     #[inline(always)]
-    pub fn new() -> Self {
+    pub fn new(pages: usize) -> Self {
         // INVARIANT: Both start empty.
         Self {
             taken: Room::new(),
             folios: Room::new(),
             present: false,
+            wanted: if pages > INLINE_PAGES { pages } else { 0 },
         }
     }
 
-    /// Makes room for a run of up to `pages` entries, allocated now if they
-    /// do not fit inline.
+    /// Whether [`PteBatch::make_room`] has room to allocate.
     #[inline(always)]
-    pub fn reserve(&mut self, pages: usize) -> Result {
-        // A CPU fault's pages fit inline in a new batch.
-        if pages <= INLINE_PAGES && self.taken.is_empty() && self.folios.is_empty() {
-            return Ok(());
-        }
-        self.taken.reserve(pages)?;
-        self.folios.reserve(pages)
+    pub fn wants_room(&self) -> bool {
+        self.wanted != 0
     }
-}
 
-impl Default for PteBatch {
-    #[inline(always)]
-    fn default() -> Self {
-        Self::new()
+    /// Allocates the room [`PteBatch::new`] was asked for, if not done
+    /// yet; outside a run, as allocating may sleep. A range of PMD entries
+    /// only (THPs) never needs it. If the allocation fails the batch keeps
+    /// its inline room: a run then takes the folios that fit, and leaves
+    /// the others where they are for the driver to see as not collected.
+    #[inline]
+    pub fn make_room(&mut self) {
+        let pages = core::mem::take(&mut self.wanted);
+        if pages == 0 {
+            return;
+        }
+        // Both rooms are empty outside a run (invariant); one that could
+        // not allocate keeps its inline slots.
+        let _ = self.taken.reserve(pages);
+        let _ = self.folios.reserve(pages);
     }
 }
 

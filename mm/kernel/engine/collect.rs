@@ -134,6 +134,11 @@ impl Collector<'_> {
     fn collect_pmd(&mut self, start: usize, end: usize, batch: &mut PteBatch) {
         let mut addr = start;
         loop {
+            // A run's room is allocated before the first page table's lock
+            // is taken, and not for a range that has only PMD entries.
+            if batch.wants_room() && matches!(pmd_peek(self.vma, addr), Some(PmdEntry::Table)) {
+                batch.make_room();
+            }
             // Most PMDs point to a page table: lock it at once, and read
             // the PMD only when there is none.
             let run = match PteRun::lock(self.vma, addr, end) {
@@ -148,6 +153,8 @@ impl Collector<'_> {
                             PmdStep::WalkPtes => {}
                         },
                     }
+                    // Split, or about to be walked: a page table now.
+                    batch.make_room();
                     let Some(run) = PteRun::lock(self.vma, addr, end) else {
                         continue;
                     };

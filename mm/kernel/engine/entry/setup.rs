@@ -10,10 +10,7 @@ use crate::migration::{self, Collected, FaultPage, SourceSlots};
 use crate::page_table::{PAGE_SIZE, PTRS_PER_PTE};
 use kernel::{
     bindings,
-    error::{
-        code::{EINVAL, ENOMEM},
-        Result,
-    },
+    error::{code::EINVAL, Result},
     mm::virt::VmaRef,
 };
 
@@ -82,11 +79,9 @@ unsafe fn migrate_vma_setup(args: &mut bindings::migrate_vma, stats: &mut Stats)
     );
 
     let start = counters::now_ns();
-    // Room for the folios of one page table, taken before any lock.
-    let mut batch = PteBatch::new();
-    batch
-        .reserve(npages.min(PTRS_PER_PTE))
-        .map_err(|_| ENOMEM)?;
+    // Room for the folios of one page table, allocated when the walk first
+    // meets one.
+    let mut batch = PteBatch::new(npages.min(PTRS_PER_PTE));
     let mut range = crate::mmu_notifier::MmuNotifierRange::migrate(
         vma.mm(),
         args.start,
