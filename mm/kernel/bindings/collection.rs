@@ -464,8 +464,9 @@ impl<T> Drop for RoomDrain<'_, T> {
     }
 }
 
-/// Room for the entries and folios of one run, allocated before its lock is
-/// taken, and only once a run needs more than fits inline.
+/// Room for the entries and folios of one run: inline for a few, and for
+/// more allocated by [`PteBatch::make_room`] before a run's lock is taken,
+/// once the walk meets a page table.
 ///
 /// # Invariants
 ///
