@@ -265,12 +265,9 @@ impl Inner<'_> {
         self.args.npages
     }
 
+    /// Slot `i` of `src`, 0 past the end.
     fn src(&self, i: usize) -> usize {
-        if i >= self.npages() {
-            return 0;
-        }
-        // SAFETY: `i` is below `npages`, inside the array by the invariant.
-        unsafe { *self.args.src.add(i) }
+        self.src_slots().get(i).map_or(0, |&slot| slot as usize)
     }
 
     /// The `src` array: the engine filled it as a folio array.
@@ -306,12 +303,9 @@ impl Inner<'_> {
         }
     }
 
+    /// Slot `i` of `dst`, 0 past the end.
     fn dst(&self, i: usize) -> usize {
-        if i >= self.npages() {
-            return 0;
-        }
-        // SAFETY: As in `src()`.
-        unsafe { *self.args.dst.add(i) }
+        self.dst_slots().get(i).map_or(0, |&slot| slot as usize)
     }
 
     fn pages(&mut self) {
