@@ -10,10 +10,11 @@
 //! dependency, built here from the same files as the host-tested crate
 //! `mm/core` of the folio-migrate project. `folio`, `page_table` and
 //! `mmu_notifier` are the bindings the engine acts through; `migrate_vma`
-//! is the driver API, `pagemap` provides device-private memory to migrate
-//! to, `engine` implements `migrate_vma_*` and `migrate_device_*` behind
-//! the C entry points, and `fault` and `fault_entry` the device-private
-//! CPU fault paths.
+//! is the driver API, a typestate over the `migrate_vma_args` binding,
+//! `pagemap` provides device-private memory to migrate to, `engine`
+//! implements `migrate_vma_*` and `migrate_device_*` behind the C entry
+//! points, and `fault` and `fault_entry` the device-private CPU fault
+//! paths.
 //!
 //! Each patch of the series adds its modules here; a module whose source a
 //! patch has not added yet is left out of that patch's crate root.
@@ -35,6 +36,8 @@ pub mod migrate_core;
 pub mod collection;
 #[path = "bindings/folio.rs"]
 pub mod folio;
+#[path = "bindings/migrate_vma_args.rs"]
+pub mod migrate_vma_args;
 #[path = "bindings/migration.rs"]
 pub mod migration;
 #[path = "bindings/mmu_notifier.rs"]
@@ -50,7 +53,7 @@ pub mod populate;
 #[path = "bindings/fault.rs"]
 pub mod vm_fault;
 
-// The driver API.
+// The driver API: a typestate over `migrate_vma_args`.
 pub mod migrate_vma;
 
 // The VRAM driver of drivers-glue/, built into this object so that it can

@@ -14,7 +14,8 @@
 use crate::collection::CollectedFolio;
 use crate::folio::Folio;
 use crate::migrate_core::pfn::PMD_ORDER;
-use crate::migrate_vma::{Collected, MigrateVma, Select};
+use crate::migrate_vma::{Collected, Select};
+use crate::migrate_vma_args::MigrateVmaArgs;
 use crate::migration::FaultPage;
 use crate::page_table::{PmdGuard, PteEntry, PteValue};
 use crate::pagemap::PagemapFlags;
@@ -348,8 +349,9 @@ impl VmFault {
         // lock of a pagemap whose driver migrates under it (type
         // invariant); the fault path holds the faulting page locked.
         unsafe {
-            MigrateVma::setup_in(self.vma(), start, end, select, owner, src, dst, self.page())
+            MigrateVmaArgs::setup_in(self.vma(), start, end, select, owner, src, dst, self.page())
         }
+        .map(Collected::new)
     }
 
     /// The slots [`VmFault::migrate_vma_setup`] needs in `src` and `dst`:
