@@ -8,6 +8,7 @@ mod tests {
     use crate::kunit_user_mm::UserMapping;
     use crate::migrate_core::pfn::{MigratePfn, PMD_ORDER};
     use crate::migrate_vma::{MigrateVma, Select};
+    use crate::migrate_vma_args::MigrateVmaArgs;
     use crate::page_table::{PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_SIZE};
     use kernel::{bindings, mm::virt::VmaRef, prelude::*, sync::aref::ARef, uapi};
 
@@ -237,6 +238,57 @@ mod tests {
         assert!(MigrateVma::setup(&mmap, s, s, sys, null, &mut src, &mut dst).is_err());
         let big = s + (PAGES + 1) * PAGE_SIZE;
         assert!(MigrateVma::setup(&mmap, s, big, sys, null, &mut src, &mut dst).is_err());
+        drop(mmap);
+        check_data(&map)
+    }
+
+    /// The binding under the typestate keeps its own rules: no destination
+    /// once the pages have moved, and no source once finalized. (The Rust
+    /// engine also clears the slots in finalize; the C engine leaves them,
+    /// and then only the binding's check keeps `source()` from naming a
+    /// folio the migration let go.)
+    #[test]
+    fn binding_refuses_late_use() -> Result {
+        let map = small_region()?;
+        let (mut src, mut dst) = ([0usize; PAGES], [0usize; PAGES]);
+        let mmap = map.mm().mmap_read_lock();
+        let vma = mmap.vma_lookup(map.start()).ok_or(EINVAL)?;
+        let before = pfns(vma, map.start())?;
+        let end = map.start() + PAGES * PAGE_SIZE;
+        let null = core::ptr::null_mut();
+        let mut args = MigrateVmaArgs::setup(
+            &mmap,
+            map.start(),
+            end,
+            Select::SYSTEM,
+            null,
+            &mut src,
+            &mut dst,
+        )?;
+        assert_eq!(args.cpages(), PAGES);
+        let from = args.source(0).ok_or(EINVAL)?;
+        let to = Folio::alloc_movable(0)?;
+        // SAFETY: Both folios are ours for the copy: the source is locked
+        // and unmapped by the migration, the destination new.
+        unsafe { bindings::folio_copy(to.as_raw(), from.as_raw()) };
+        args.set_destination(0, to)?;
+        args.pages();
+        // Too late for slot 1: it stays where it was.
+        assert_eq!(
+            args.set_destination(1, Folio::alloc_movable(0)?),
+            Err(EINVAL)
+        );
+        assert!(args.source(0).is_some());
+        args.finalize();
+        assert!(args.source(0).is_none());
+        assert!(args.source(1).is_none());
+        // A second finalize (as on drop) does nothing.
+        args.finalize();
+        drop(args);
+
+        let after = pfns(vma, map.start())?;
+        assert!(after[0] != 0 && after[0] != before[0]);
+        assert_eq!(after[1..], before[1..]);
         drop(mmap);
         check_data(&map)
     }

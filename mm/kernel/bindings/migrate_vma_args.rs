@@ -254,11 +254,16 @@ impl<'a> MigrateVmaArgs<'a> {
         unsafe { slots(self.args.dst, self.npages()) }
     }
 
-    /// The folio collected at slot `i`, if it may be migrated.
+    /// The folio collected at slot `i`, if it may be migrated and the
+    /// migration is not finalized.
     ///
     /// It is locked and referenced by the migration until finalize, which
     /// cannot run while `self` is borrowed.
     pub fn source(&self, i: usize) -> Option<&Folio> {
+        // Finalize released the folios; the C engine leaves their slots.
+        if self.done {
+            return None;
+        }
         let e = slot(*self.src_slots().get(i)? as usize);
         if !e.is_migrate() {
             return None;
@@ -271,11 +276,14 @@ impl<'a> MigrateVmaArgs<'a> {
     }
 
     /// Gives `folio` as the destination of slot `i`, a collected folio of
-    /// the same order with no destination yet.
+    /// the same order with no destination yet, before the pages move.
     ///
     /// The folio is locked here, and the lock and the reference pass to
     /// the migration, which releases them in finalize.
     pub fn set_destination(&mut self, i: usize, folio: ARef<Folio>) -> Result {
+        if self.moved {
+            return Err(EINVAL);
+        }
         let src = self.source(i).ok_or(EINVAL)?;
         if src.order() != folio.order() || self.dst_slots()[i] != 0 {
             return Err(EINVAL);
