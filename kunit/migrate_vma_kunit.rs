@@ -242,11 +242,13 @@ mod tests {
         check_data(&map)
     }
 
-    /// The binding under the typestate keeps its own rules: no destination
-    /// once the pages have moved, and no source once finalized. (The Rust
-    /// engine also clears the slots in finalize; the C engine leaves them,
-    /// and then only the binding's check keeps `source()` from naming a
-    /// folio the migration let go.)
+    /// Used directly, without the typestate, the binding refuses a
+    /// destination once the pages have moved, names no source once
+    /// finalized, and finalizes once; the page given a destination moves,
+    /// the others stay, and the data is intact. (The slots alone already
+    /// say as much under the Rust engine, which clears them in finalize:
+    /// the binding's own checks matter under the C engine, which this
+    /// suite does not select.)
     #[test]
     fn binding_refuses_late_use() -> Result {
         let map = small_region()?;

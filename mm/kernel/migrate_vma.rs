@@ -110,18 +110,6 @@ impl MigrateVma {
     }
 }
 
-/// `slots` as a folio array whose slot 0 is page `base`; the engine and
-/// `set_destination()` write only well-formed ones.
-fn folio_array(slots: &[u64], base: u64) -> Option<FolioArray<'_>> {
-    match FolioArray::with_base(slots, base) {
-        Ok(array) => Some(array),
-        Err(_) => {
-            kernel::warn_on!(true);
-            None
-        }
-    }
-}
-
 /// A collected migration: sources locked and unmapped, destinations being
 /// filled in.
 pub struct Collected<'a> {
@@ -133,6 +121,18 @@ impl<'a> Collected<'a> {
     #[inline]
     pub(crate) fn new(args: MigrateVmaArgs<'a>) -> Self {
         Collected { args }
+    }
+
+    /// `slots`, the `src` or `dst` array, as a folio array; the engine and
+    /// `set_destination()` write only well-formed ones.
+    fn folio_array<'s>(&self, slots: &'s [u64]) -> Option<FolioArray<'s>> {
+        match FolioArray::with_base(slots, self.args.base()) {
+            Ok(array) => Some(array),
+            Err(_) => {
+                kernel::warn_on!(true);
+                None
+            }
+        }
     }
 
     /// The number of slots (pages) of the range.
@@ -151,14 +151,14 @@ impl<'a> Collected<'a> {
     /// The raw source entry of slot `i` (0 outside the range).
     #[inline]
     pub fn src_entry(&self, i: usize) -> usize {
-        self.args.src_slots().get(i).map_or(0, |&raw| raw as usize)
+        self.args.src_raw(i) as usize
     }
 
     /// The raw destination entry of slot `i` (0 outside the range or
     /// before [`Collected::set_destination`]).
     #[inline]
     pub fn dst_entry(&self, i: usize) -> usize {
-        self.args.dst_slots().get(i).map_or(0, |&raw| raw as usize)
+        self.args.dst_raw(i) as usize
     }
 
     /// The folio collected at slot `i`, if it may be migrated.
@@ -172,7 +172,7 @@ impl<'a> Collected<'a> {
     /// The collected folios as `(slot, folio)`, stepping over the tail
     /// slots of each large folio.
     pub fn sources(&self) -> impl Iterator<Item = (usize, &Folio)> + '_ {
-        folio_array(self.args.src_slots(), self.args.base())
+        self.folio_array(self.args.src_slots())
             .into_iter()
             .flat_map(|array| array.iter())
             .filter_map(move |(i, _)| Some((i, self.source(i)?)))
@@ -182,7 +182,7 @@ impl<'a> Collected<'a> {
     /// other in the range and in physical memory, for a driver that copies
     /// one extent at a time.
     pub fn source_extents(&self) -> impl Iterator<Item = Extent> + '_ {
-        folio_array(self.args.src_slots(), self.args.base())
+        self.folio_array(self.args.src_slots())
             .into_iter()
             .flat_map(|array| array.extents_with(MIGRATE_PFN_MIGRATE))
     }
@@ -193,7 +193,7 @@ impl<'a> Collected<'a> {
     /// they come from, gets one extent and copies it in one go, gathering
     /// the sources.
     pub fn destination_extents(&self) -> impl Iterator<Item = Extent> + '_ {
-        folio_array(self.args.dst_slots(), self.args.base())
+        self.folio_array(self.args.dst_slots())
             .into_iter()
             .flat_map(|array| array.extents())
     }
@@ -202,8 +202,8 @@ impl<'a> Collected<'a> {
     /// are contiguous in the range, in the sources and in the destinations,
     /// one device copy each.
     pub fn copy_runs(&self) -> impl Iterator<Item = CopyRun> + '_ {
-        let src = folio_array(self.args.src_slots(), self.args.base());
-        let dst = folio_array(self.args.dst_slots(), self.args.base());
+        let src = self.folio_array(self.args.src_slots());
+        let dst = self.folio_array(self.args.dst_slots());
         src.zip(dst)
             .and_then(|(src, dst)| CopyRuns::new(src, dst).ok())
             .into_iter()
@@ -258,8 +258,7 @@ impl Migrated<'_> {
     /// Whether slot `i` was migrated.
     #[inline]
     pub fn is_migrated(&self, i: usize) -> bool {
-        let raw = |slots: &[u64]| slots.get(i).map_or(0, |&raw| raw as usize);
-        slot(raw(self.args.src_slots())).is_migrate() && slot(raw(self.args.dst_slots())).is_valid()
+        slot(self.args.src_raw(i)).is_migrate() && slot(self.args.dst_raw(i)).is_valid()
     }
 
     /// Removes the migration entries, unlocks and releases every folio

@@ -43,8 +43,8 @@ const _: () = {
 /// Decodes a slot of the `src` or `dst` array; one that does not decode
 /// reads as empty.
 #[inline]
-pub fn slot(raw: usize) -> MigratePfn {
-    MigratePfn::from_raw_or_empty(raw as u64)
+pub fn slot(raw: u64) -> MigratePfn {
+    MigratePfn::from_raw_or_empty(raw)
 }
 
 /// Which pages `migrate_vma_setup()` collects (`enum migrate_vma_direction`).
@@ -143,16 +143,8 @@ impl<'a> MigrateVmaArgs<'a> {
         dst: &'a mut [usize],
         fault_page: *mut bindings::page,
     ) -> Result<Self> {
-        let npages = (end - start) / PAGE_SIZE;
-        if npages == 0 || src.len() < npages || dst.len() < npages {
-            return Err(EINVAL);
-        }
-        dst[..npages].fill(0);
-        // SAFETY: `migrate_vma` is plain data; all-zero is its empty value.
-        let mut args: bindings::migrate_vma = unsafe { core::mem::zeroed() };
+        let mut args = Self::prepare((end - start) / PAGE_SIZE, src, dst)?;
         args.vma = vma.as_ptr();
-        args.src = src.as_mut_ptr();
-        args.dst = dst.as_mut_ptr();
         args.start = start;
         args.end = end;
         args.pgmap_owner = owner;
@@ -162,15 +154,8 @@ impl<'a> MigrateVmaArgs<'a> {
         // migration; the caller holds the mmap lock for as long and
         // vouches for `fault_page`.
         to_result(unsafe { bindings::migrate_vma_setup(&mut args) })?;
-        // INVARIANT: Setup succeeded and set `npages`; `dst` is empty.
-        Ok(Self {
-            args,
-            device: false,
-            base: (start / PAGE_SIZE) as u64,
-            moved: false,
-            done: false,
-            _arrays: PhantomData,
-        })
+        // INVARIANT: Setup succeeded and set `npages`.
+        Ok(Self::collected(args, false, (start / PAGE_SIZE) as u64))
     }
 
     /// Collects the device pages `start_pfn..start_pfn + npages` for
@@ -187,6 +172,30 @@ impl<'a> MigrateVmaArgs<'a> {
         src: &'a mut [usize],
         dst: &'a mut [usize],
     ) -> Result<Self> {
+        let mut args = Self::prepare(npages, src, dst)?;
+        args.npages = npages;
+        // SAFETY: The arrays hold `npages` slots and outlive the returned
+        // migration; the caller guarantees the PFNs are device pages.
+        to_result(unsafe { bindings::migrate_device_range(args.src, start_pfn, npages) })?;
+        // INVARIANT: The collected folios are locked until finalize.
+        let mut this = Self::collected(args, true, start_pfn as u64);
+        // Count entries, as `migrate_vma_setup()` does: a large folio,
+        // collected in its head slot, counts once.
+        this.args.cpages = this
+            .src_slots()
+            .iter()
+            .filter(|&&raw| slot(raw).is_migrate())
+            .count();
+        Ok(this)
+    }
+
+    /// The arguments of a migration of `npages` slots, all zero but the
+    /// arrays, `dst` emptied; both arrays must hold `npages` slots.
+    fn prepare(
+        npages: usize,
+        src: &'a mut [usize],
+        dst: &'a mut [usize],
+    ) -> Result<bindings::migrate_vma> {
         if npages == 0 || src.len() < npages || dst.len() < npages {
             return Err(EINVAL);
         }
@@ -195,28 +204,20 @@ impl<'a> MigrateVmaArgs<'a> {
         let mut args: bindings::migrate_vma = unsafe { core::mem::zeroed() };
         args.src = src.as_mut_ptr();
         args.dst = dst.as_mut_ptr();
-        args.npages = npages;
-        // SAFETY: The arrays hold `npages` slots and outlive the returned
-        // migration; the caller guarantees the PFNs are device pages.
-        to_result(unsafe { bindings::migrate_device_range(args.src, start_pfn, npages) })?;
-        // INVARIANT: The collected folios are locked until finalize; `dst`
-        // is empty.
-        let mut this = Self {
+        Ok(args)
+    }
+
+    /// A migration just collected through `args`, which hold `npages`
+    /// slots with `dst` empty; slot 0 stands for page `base`.
+    fn collected(args: bindings::migrate_vma, device: bool, base: u64) -> Self {
+        Self {
             args,
-            device: true,
-            base: start_pfn as u64,
+            device,
+            base,
             moved: false,
             done: false,
             _arrays: PhantomData,
-        };
-        // Count entries, as `migrate_vma_setup()` does: a large folio,
-        // collected in its head slot, counts once.
-        this.args.cpages = this
-            .src_slots()
-            .iter()
-            .filter(|&&raw| slot(raw as usize).is_migrate())
-            .count();
-        Ok(this)
+        }
     }
 
     /// The number of slots (pages) of the range.
@@ -254,6 +255,18 @@ impl<'a> MigrateVmaArgs<'a> {
         unsafe { slots(self.args.dst, self.npages()) }
     }
 
+    /// Slot `i` of `src`, 0 past the end.
+    #[inline]
+    pub fn src_raw(&self, i: usize) -> u64 {
+        self.src_slots().get(i).copied().unwrap_or(0)
+    }
+
+    /// Slot `i` of `dst`, 0 past the end.
+    #[inline]
+    pub fn dst_raw(&self, i: usize) -> u64 {
+        self.dst_slots().get(i).copied().unwrap_or(0)
+    }
+
     /// The folio collected at slot `i`, if it may be migrated and the
     /// migration is not finalized.
     ///
@@ -264,7 +277,7 @@ impl<'a> MigrateVmaArgs<'a> {
         if self.done {
             return None;
         }
-        let e = slot(*self.src_slots().get(i)? as usize);
+        let e = slot(self.src_raw(i));
         if !e.is_migrate() {
             return None;
         }
@@ -285,7 +298,7 @@ impl<'a> MigrateVmaArgs<'a> {
             return Err(EINVAL);
         }
         let src = self.source(i).ok_or(EINVAL)?;
-        if src.order() != folio.order() || self.dst_slots()[i] != 0 {
+        if src.order() != folio.order() || self.dst_raw(i) != 0 {
             return Err(EINVAL);
         }
         let locked = folio.trylock().ok_or(EBUSY)?;
@@ -324,7 +337,7 @@ impl<'a> MigrateVmaArgs<'a> {
     /// restores every source where it was.
     fn release_destinations(&mut self) {
         for i in 0..self.npages() {
-            let Some(pfn) = slot(self.dst_slots()[i] as usize).pfn() else {
+            let Some(pfn) = slot(self.dst_raw(i)).pfn() else {
                 continue;
             };
             // SAFETY: By the type invariant the slot holds this folio's
