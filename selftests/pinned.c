@@ -21,6 +21,11 @@
  *   the first half back by walking the page table and only the shared
  *   half through the rmap, so it must count exactly one rmap walk per
  *   shared page; C walks the rmap for every page.
+ * - A PMD-mapped 2 MiB THP that a forked child still maps: it moves
+ *   whole, and its PMD migration entries, the parent's and the child's,
+ *   go back through one rmap walk under every engine (the Rust engine's
+ *   finalize puts back by page-table walk only an exclusive PMD entry);
+ *   both read their data.
  *
  * The migration reports the page left behind (the driver cannot read it
  * back: ENOENT). Data is checked everywhere, under every engine; under
@@ -158,22 +163,35 @@ static const char *pinned_page(int mthp, unsigned int seed, char *det, size_t le
 	return why;
 }
 
+/* What a forked child shares with the parent in shared_with_child(). */
+enum shared {
+	SHARED_MTHP,
+	SHARED_SMALL,
+	SHARED_THP,
+};
+
 /*
  * Folios a forked child still maps when the parent migrates them: 64 KiB
- * mTHPs (@small 0), or 4 KiB pages whose first half the parent wrote
+ * mTHPs (SHARED_MTHP); 4 KiB pages whose first half the parent wrote
  * again after the fork, so that only the second half stays shared
- * (@small 1). Every page must move and both must read their data; for
- * the 4 KiB pages finalize must walk the rmap for the shared pages only
- * (Rust) or for every page (C).
+ * (SHARED_SMALL); or one PMD-mapped 2 MiB THP (SHARED_THP), whose PMD
+ * migration entry is then read-only and not exclusive. Every page must
+ * move and both must read their data. For the 4 KiB pages finalize must
+ * walk the rmap for the shared pages only (Rust) or for every page (C);
+ * for the THP, once under every engine: the child's entry is found only
+ * through the rmap. *@skip when the kernel gave no THP.
  */
-static const char *shared_with_child(int small, unsigned int seed, char *det, size_t len)
+static const char *shared_with_child(enum shared kind, unsigned int seed, char *det,
+				     size_t len, int *skip)
 {
+	int small = kind == SHARED_SMALL, huge = kind == SHARED_THP;
 	char *p = map_aligned(PMD_BYTES, PMD_BYTES, 0);
 	int go[2], status, ret, n, before, pinned_back;
-	unsigned long walks, want = rust ? NPAGES / 2 : NPAGES;
+	unsigned long walks, splits, pmds, want = huge ? 1 : rust ? NPAGES / 2 : NPAGES;
 	const char *file = rust ? COUNTERS : COUNTERS_C;
 	const char *why;
 	char wants[32];
+	uint64_t kf;
 	pid_t pid;
 	char c = 0;
 
@@ -181,6 +199,13 @@ static const char *shared_with_child(int small, unsigned int seed, char *det, si
 		return "cannot map a 2 MiB area or make a pipe";
 	madvise(p, PMD_BYTES, small ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 	fill(p, seed);
+	if (huge && !(page_flags(pagemap_fd, kpageflags_fd, p, &kf) && (kf >> KPF_THP & 1))) {
+		*skip = 1;
+		munmap(p, PMD_BYTES);
+		close(go[0]);
+		close(go[1]);
+		return "no THP for the region";
+	}
 	pid = fork();
 	if (pid == 0) {
 		/* Wait for the parent's migration, then read the data. */
@@ -196,23 +221,29 @@ static const char *shared_with_child(int small, unsigned int seed, char *det, si
 	for (size_t i = 0; small && i < PMD_BYTES / 2; i += PAGE_BYTES)
 		*(volatile char *)(p + i) = *(volatile char *)(p + i);
 	walks = counter_in(file, "rmap_restores");
+	splits = counter_in(file, "splits");
+	pmds = counter_in(file, "pmd_migration_entries");
 	ret = to_dev(p);
 	walks = counter_in(file, "rmap_restores") - walks;
+	splits = counter_in(file, "splits") - splits;
+	pmds = counter_in(file, "pmd_migration_entries") - pmds;
 	n = present(p, 0, &before, &pinned_back);
 	if (write(go[1], &c, 1) != 1)
 		kill(pid, SIGKILL);
 	close(go[1]);
 	waitpid(pid, &status, 0);
-	snprintf(wants, sizeof(wants), small ? "want %lu" : "not checked", want);
-	snprintf(det, len, "migration: %s; %d pages left in system memory; rmap walks in finalize %lu (%s); child %s",
-		 ret ? strerror(ret) : "no error", n, walks, wants,
+	snprintf(wants, sizeof(wants), small || huge ? "want %lu" : "not checked", want);
+	snprintf(det, len, "migration: %s; %d pages left in system memory; rmap walks in finalize %lu (%s); %lu PMD migration entries, %lu splits; child %s",
+		 ret ? strerror(ret) : "no error", n, walks, wants, pmds, splits,
 		 WIFEXITED(status) && !WEXITSTATUS(status) ? "read its data" : "failed");
 	why = check(p, seed);
 	if (!why && ret)
 		why = "the migration failed";
 	if (!why && n)
 		why = "pages of shared folios stayed";
-	if (!why && small && walks != want)
+	if (!why && huge && (splits || !pmds))
+		why = "the THP did not move whole";
+	if (!why && (small || huge) && walks != want)
 		why = "finalize walked the rmap for other folios than the shared ones";
 	if (!why && (!WIFEXITED(status) || WEXITSTATUS(status)))
 		why = "the child read other data";
@@ -228,6 +259,7 @@ int main(void)
 		"pinned page in a 64 KiB mTHP",
 		"64 KiB mTHPs shared with a forked child",
 		"4 KiB pages, half shared with a forked child",
+		"a 2 MiB THP shared with a forked child",
 	};
 	int e, k;
 	char det[300];
@@ -241,24 +273,35 @@ int main(void)
 		thp_size_only(&thp, 0, NULL);
 		ksft_exit_skip("no %d kB mTHP size\n", MTHP_KB);
 	}
-	ksft_set_plan(3 * 4);
+	ksft_set_plan(3 * 5);
 	for (e = 0; e < 3; e++) {
 		if (write_file(ENGINE, engines[e])) {
 			thp_size_only(&thp, 0, NULL);
 			ksft_exit_fail_msg("cannot select engine %s\n", engines[e]);
 		}
 		rust = strcmp(engines[e], "c") != 0;
-		for (k = 0; k < 4; k++) {
+		for (k = 0; k < 5; k++) {
 			unsigned int seed = 0x2545f491u * (ksft_test_num() + 1);
 			const char *why;
+			int skip = 0;
 
 			det[0] = 0;
-			if (k >= 2)
-				why = shared_with_child(k == 3, seed, det, sizeof(det));
-			else
+			if (k == 4) {
+				/* Only the PMD size: the region is one THP. */
+				thp_size_only(&thp, PMD_BYTES >> 10, "always");
+				why = shared_with_child(SHARED_THP, seed, det, sizeof(det), &skip);
+				thp_size_only(&thp, MTHP_KB, "always");
+			} else if (k >= 2) {
+				why = shared_with_child(k == 3 ? SHARED_SMALL : SHARED_MTHP, seed, det,
+							sizeof(det), &skip);
+			} else {
 				why = pinned_page(k, seed, det, sizeof(det));
-			ksft_test_result(!why, "%s: %s: %s%s%s\n", engines[e], names[k], why ?: "",
-					 why ? "; " : "", det);
+			}
+			if (skip)
+				ksft_test_result_skip("%s: %s: %s\n", engines[e], names[k], why);
+			else
+				ksft_test_result(!why, "%s: %s: %s%s%s\n", engines[e], names[k],
+						 why ?: "", why ? "; " : "", det);
 		}
 	}
 	thp_size_only(&thp, 0, NULL);

@@ -310,7 +310,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("fault-livelock", 9),
     ("thp-fault", 6),
     ("mthp", 294),
-    ("pinned", 12),
+    ("pinned", 15),
     ("vram", 54),
     ("bad-input", 21),
     ("upstream-fixes", 24),

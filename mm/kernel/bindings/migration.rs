@@ -23,7 +23,9 @@
 
 use crate::folio::Folio;
 use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
-use crate::page_table::{pmd_peek, PmdEntry, PteEntry, PteRun, PAGE_SIZE, PMD_SIZE};
+use crate::page_table::{
+    pmd_peek, PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_ORDER, PMD_SIZE,
+};
 use core::{marker::PhantomData, mem::MaybeUninit, ptr};
 use kernel::{
     bindings,
@@ -1001,9 +1003,9 @@ impl<'a> SourceSlots<'a, Unmapped> {
     /// slots' PFNs cleared.
     ///
     /// With `at`, the migration's own entries are put back by walking the
-    /// page table, one PTE lock per PMD, where they are the folio's only
-    /// mappings; the others, and every slot without `at`, go through an
-    /// rmap walk (`remove_migration_ptes()`).
+    /// page table, one PTE or PMD lock per PMD, where they are the folio's
+    /// only mappings; the others, and every slot without `at`, go through
+    /// an rmap walk (`remove_migration_ptes()`).
     pub fn finalize(mut self, mut dst: DestSlots<'_>, at: Option<SlotsMappedAt<'_>>) -> Finalized {
         let n = self.slots.len().min(dst.len());
         let mut done = Finalized::default();
@@ -1019,7 +1021,8 @@ impl<'a> SourceSlots<'a, Unmapped> {
 
     /// Finalizes the slots of `window`, which share one PMD when `at` is
     /// given and are at most `PMD_NR`: a first pass, under the window's PTE
-    /// lock when `at` is given, looks each slot's folios up, puts on the LRU
+    /// lock (its PMD lock for a PMD-order folio) when `at` is given, looks
+    /// each slot's folios up, puts on the LRU
     /// the folio that stays mapped and restores its entries where the walk
     /// may; a second, with the lock dropped, restores the others through
     /// the rmap and releases every slot.
@@ -1063,6 +1066,13 @@ impl<'a> SourceSlots<'a, Unmapped> {
             let Some(at) = at else {
                 continue;
             };
+            if src.order() == PMD_ORDER {
+                // Its slots fill the window: no PTE lock is held.
+                if !tried && restore_pmd_by_walk(at, i, src, new, window.end) {
+                    walked[i % PMD_NR / 64] |= 1 << (i % 64);
+                }
+                continue;
+            }
             if !tried {
                 tried = true;
                 // None without a PTE table: a PMD entry, or the table went
@@ -1159,6 +1169,36 @@ fn restore_by_walk(
             )
         };
     }
+    true
+}
+
+/// Puts back the PMD migration entry of `src`, a PMD-order folio that
+/// source slot `i` names at the start of the window ending at `end`, as a
+/// mapping of `new`, when it is the folio's only mapping (an exclusive
+/// entry, [`PmdGuard::holds_exclusive_migration_entry`]). Returns whether
+/// it was put back.
+fn restore_pmd_by_walk(
+    at: SlotsMappedAt<'_>,
+    i: usize,
+    src: &Folio,
+    new: &Folio,
+    end: usize,
+) -> bool {
+    let addr = at.addr(i);
+    if !src.is_anon() || new.order() != PMD_ORDER || addr % PMD_SIZE != 0 || i + PMD_NR != end {
+        return false;
+    }
+    let Some(mut pmd) = PmdGuard::lock(at.vma, addr) else {
+        return false;
+    };
+    if !pmd.holds_exclusive_migration_entry(src.pfn()) {
+        return false;
+    }
+    // SAFETY: A migration entry for `src` is this migration's own: it holds
+    // the folio's lock from before it installed the entry until finalize
+    // removes it. `new` is `src` or its destination, locked and PMD-order,
+    // its mapping moved by the pages phase.
+    unsafe { pmd.remove_migration_entry(new) };
     true
 }
 

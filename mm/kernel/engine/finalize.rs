@@ -6,11 +6,11 @@
 //! released.
 //!
 //! A `migrate_vma` migration knows where its slots are mapped: the entries
-//! it installed there are put back by walking the page table, one PTE
-//! lock per PMD, instead of one rmap walk per folio. A folio whose entries
-//! may not be its only mappings (shared with a forked child, or a PMD
-//! entry), and every folio of a `migrate_device_*` migration, still goes
-//! through the rmap.
+//! it installed there are put back by walking the page table, one PTE or
+//! PMD lock per PMD, instead of one rmap walk per folio. A folio whose
+//! entries may not be its only mappings (shared with a forked child), and
+//! every folio of a `migrate_device_*` migration, still goes through the
+//! rmap.
 
 use super::counters::{Counter, Stats};
 use crate::migration::{DestSlots, SlotsMappedAt, SourceSlots, Unmapped};

@@ -234,6 +234,44 @@ impl PmdGuard<'_> {
         Ok(())
     }
 
+    /// Whether the PMD holds a migration entry for the folio whose head
+    /// page is `pfn` that no other page table can share: one made from a
+    /// writable or an anon-exclusive mapping. A readable entry may have
+    /// siblings in other page tables (a forked child's).
+    pub fn holds_exclusive_migration_entry(&self, pfn: usize) -> bool {
+        // SAFETY: `pmd` is valid and stable under the lock we hold; the
+        // predicates only look at the value.
+        unsafe {
+            let leaf = bindings::softleaf_from_pmd(bindings::pmdp_get(self.pmd));
+            bindings::softleaf_is_migration(leaf)
+                && !bindings::softleaf_is_migration_read(leaf)
+                && bindings::softleaf_to_pfn(leaf) == pfn
+        }
+    }
+
+    /// Replaces the PMD migration entry by a mapping of `new`, with the
+    /// entry's permissions and bits, and adds it to the rmap
+    /// (`remove_migration_pmd()`), as an rmap walk of
+    /// `remove_migration_ptes()` would for this PMD.
+    ///
+    /// # Safety
+    ///
+    /// The PMD holds a migration entry that a migration of a PMD-order
+    /// folio installed, and `new` is that folio or its destination: locked,
+    /// PMD-order, and ready to be mapped (its mapping and flags moved).
+    pub unsafe fn remove_migration_entry(&mut self, new: &Folio) {
+        // SAFETY: We hold the PMD lock; the caller guarantees the entry
+        // and the folio.
+        unsafe {
+            bindings::folio_migrate_remove_migration_pmd(
+                new.as_raw(),
+                self.vma.as_ptr(),
+                self.addr,
+                self.pmd,
+            )
+        };
+    }
+
     /// Stores a device-private PMD entry for `folio`, a PMD-order
     /// device-private folio, as `migrate_vma_pages()` does for a 2 MiB
     /// device destination; returns the entry taken out.
