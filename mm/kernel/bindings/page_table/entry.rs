@@ -77,6 +77,27 @@ pub(super) fn device_private_leaf(pfn: usize, write: bool) -> bindings::softleaf
     }
 }
 
+/// A migration entry of either level: the page it stands for, and whether
+/// that page may be mapped by other page tables too (a forked child's).
+pub(super) struct MigrationLeaf {
+    pub(super) pfn: usize,
+    /// Made from a mapping that was neither writable nor anon-exclusive
+    /// (`softleaf_is_migration_read()`).
+    pub(super) shared: bool,
+}
+
+/// Decodes `leaf` if it is a migration entry.
+#[inline]
+pub(super) fn migration_leaf(leaf: bindings::softleaf_t) -> Option<MigrationLeaf> {
+    // SAFETY: The predicates only look at the value.
+    unsafe {
+        bindings::softleaf_is_migration(leaf).then(|| MigrationLeaf {
+            pfn: bindings::softleaf_to_pfn(leaf),
+            shared: bindings::softleaf_is_migration_read(leaf),
+        })
+    }
+}
+
 /// A non-present entry of either level, decoded.
 enum Leaf {
     Migration { pfn: usize, write: bool },
@@ -119,11 +140,12 @@ impl PteValue {
     /// the page may be mapped elsewhere too.
     #[inline]
     pub fn is_shared_migration_entry(&self) -> bool {
-        // SAFETY: These only look at the value.
-        unsafe {
-            let leaf = bindings::softleaf_from_pte(self.0);
-            bindings::softleaf_is_migration(leaf) && bindings::softleaf_is_migration_read(leaf)
-        }
+        // SAFETY: This only converts the value.
+        let leaf = unsafe { bindings::softleaf_from_pte(self.0) };
+        matches!(
+            migration_leaf(leaf),
+            Some(MigrationLeaf { shared: true, .. })
+        )
     }
 
     /// Wraps a PTE value read elsewhere.

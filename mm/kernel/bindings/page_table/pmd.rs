@@ -2,7 +2,10 @@
 
 //! A PMD under its page-table lock.
 
-use super::entry::{decode_pmd, device_private_leaf, MigrationKind, PmdEntry, TakenPmd};
+use super::entry::{
+    decode_pmd, device_private_leaf, migration_leaf, MigrationKind, MigrationLeaf, PmdEntry,
+    TakenPmd,
+};
 use super::{PMD_ORDER, PMD_SIZE};
 use crate::folio::{Folio, LockedFolio};
 use kernel::{
@@ -239,14 +242,9 @@ impl PmdGuard<'_> {
     /// writable or an anon-exclusive mapping. A readable entry may have
     /// siblings in other page tables (a forked child's).
     pub fn holds_exclusive_migration_entry(&self, pfn: usize) -> bool {
-        // SAFETY: `pmd` is valid and stable under the lock we hold; the
-        // predicates only look at the value.
-        unsafe {
-            let leaf = bindings::softleaf_from_pmd(bindings::pmdp_get(self.pmd));
-            bindings::softleaf_is_migration(leaf)
-                && !bindings::softleaf_is_migration_read(leaf)
-                && bindings::softleaf_to_pfn(leaf) == pfn
-        }
+        // SAFETY: `pmd` is valid and stable under the lock we hold.
+        let leaf = unsafe { bindings::softleaf_from_pmd(bindings::pmdp_get(self.pmd)) };
+        matches!(migration_leaf(leaf), Some(MigrationLeaf { pfn: p, shared: false }) if p == pfn)
     }
 
     /// Replaces the PMD migration entry by a mapping of `new`, with the
