@@ -2,6 +2,7 @@
 /*
  * differential: run the same sequences of migrations, CPU faults, partial
  * munmap, mremap, fork (also of 4 KiB pages half shared with a child),
+ * a long-term pinned page among 4 KiB pages,
  * mprotect, MADV_FREE and driver eviction under
  * debugfs migrate_device/engine "c", "rust" and "rust-entry", and check in
  * KTAP that each Rust engine gives the same data and the same page-table
@@ -113,6 +114,27 @@ static void migrate(struct record *r, unsigned long req, char *p, size_t size)
 		     "migrate to system failed", errno);
 	else
 		note_long(r, cmd.cpages);
+	free(mirror);
+}
+
+/*
+ * Like migrate(), for a migration that may leave pages behind: records
+ * the ioctl's errno (test_hmm reports a page it could not move as
+ * ENOENT) instead of failing on it.
+ */
+static void migrate_some(struct record *r, unsigned long req, char *p, size_t size)
+{
+	void *mirror = malloc(size);
+	struct hmm_dmirror_cmd cmd = {
+		.addr = (uintptr_t)p,
+		.ptr = (uintptr_t)mirror,
+		.npages = size / PAGE_BYTES,
+	};
+
+	if (!mirror)
+		fail(r, "out of memory", 0);
+	else
+		note(r, ioctl(dev_fd, req, &cmd) ? errno : 0);
 	free(mirror);
 }
 
@@ -311,6 +333,42 @@ static void seq_half_shared(struct record *r)
 	munmap(p, PMD_BYTES);
 }
 
+/*
+ * 4 KiB pages with one page in the middle pinned for the long term
+ * (CONFIG_GUP_TEST): to the device, where the pinned page must stay, then
+ * unpinned and back. The Rust engines clear the run's entries before they
+ * share the pages, so they find the pin later than C and must put its
+ * entry back.
+ */
+static void seq_pinned(struct record *r)
+{
+	char *p = region(PMD_BYTES, 0);
+	struct pin_longterm_test pin = {
+		.addr = (uintptr_t)(p + (PMD_PAGES / 2 + 3) * PAGE_BYTES),
+		.size = PAGE_BYTES,
+		.flags = PIN_LONGTERM_TEST_FLAG_USE_WRITE,
+	};
+	int gup_fd = open(GUP_TEST, O_RDWR);
+
+	fill(p, PMD_BYTES, 16);
+	if (gup_fd < 0 || ioctl(gup_fd, PIN_LONGTERM_TEST_START, &pin)) {
+		fail(r, "cannot pin a page through " GUP_TEST, errno);
+	} else {
+		migrate_some(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+		shape(r, p, PMD_BYTES);
+		check(r, p, PMD_BYTES, 16);
+		ioctl(gup_fd, PIN_LONGTERM_TEST_STOP);
+		migrate(r, HMM_DMIRROR_MIGRATE_TO_DEV, p, PMD_BYTES);
+		shape(r, p, PMD_BYTES);
+		migrate(r, HMM_DMIRROR_MIGRATE_TO_SYS, p, PMD_BYTES);
+		shape(r, p, PMD_BYTES);
+		check(r, p, PMD_BYTES, 16);
+	}
+	if (gup_fd >= 0)
+		close(gup_fd);
+	munmap(p, PMD_BYTES);
+}
+
 /* A device-private THP made read-only, read, made writable, written. */
 static void seq_mprotect(struct record *r)
 {
@@ -410,6 +468,7 @@ static const struct {
 	{ "device THP, mremap", seq_mremap },
 	{ "device THP, fork", seq_fork },
 	{ "4k pages half shared with a child, there and back", seq_half_shared },
+	{ "4k pages, one pinned in the middle", seq_pinned },
 	{ "device THP, mprotect", seq_mprotect },
 	{ "THP and 4k pages, there and back", seq_mixed },
 	{ "device THP, MADV_FREE", seq_madv_free },

@@ -54,18 +54,6 @@
 #define NPAGES (PMD_BYTES / PAGE_BYTES)
 #define MTHP_KB 64
 #define PINNED (NPAGES / 2 + 3)
-#define GUP_TEST "/sys/kernel/debug/gup_test"
-
-/* The ABI of mm/gup_test.h. */
-struct pin_longterm_test {
-	uint64_t addr;
-	uint64_t size;
-	uint32_t flags;
-};
-
-#define PIN_LONGTERM_TEST_START _IOW('g', 7, struct pin_longterm_test)
-#define PIN_LONGTERM_TEST_STOP _IO('g', 8)
-#define PIN_LONGTERM_TEST_FLAG_USE_WRITE 1
 
 static int dev_fd, pagemap_fd, kpageflags_fd, gup_fd;
 /* The engine is a Rust one, whose counters say where the pin was seen. */

@@ -34,6 +34,18 @@
 #define KPF_COMPOUND_HEAD 15
 #define KPF_COMPOUND_TAIL 16
 #define KPF_THP 22
+#define GUP_TEST "/sys/kernel/debug/gup_test"
+
+/* The ABI of mm/gup_test.h: pin_user_pages() for the long term. */
+struct pin_longterm_test {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t flags;
+};
+
+#define PIN_LONGTERM_TEST_START _IOW('g', 7, struct pin_longterm_test)
+#define PIN_LONGTERM_TEST_STOP _IO('g', 8)
+#define PIN_LONGTERM_TEST_FLAG_USE_WRITE 1
 
 /*
  * Starts the KTAP output of a test that switches engines: opens test_hmm's

@@ -306,7 +306,7 @@ pub const MIN_CASES: &[(&str, usize)] = &[
     ("engine-counters:rust-entry", 7),
     ("counted-work", 8),
     ("numa-moves", 18),
-    ("differential", 24),
+    ("differential", 26),
     ("fault-livelock", 9),
     ("thp-fault", 6),
     ("mthp", 294),
