@@ -258,7 +258,7 @@ out:
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: migrate_throughput [--quick] [--rounds N] [--size BYTES]... [--engines c|rust|c,rust] [--driver test_hmm|vram]\n");
+		"usage: migrate_throughput [--quick] [--rounds N] [--size BYTES]... [--kind 4k|thp|NNk] [--engines c|rust|c,rust] [--driver test_hmm|vram]\n");
 	exit(2);
 }
 
@@ -328,6 +328,8 @@ int main(int argc, char **argv)
 	size_t sizes[MAX_SIZES];
 	long page = sysconf(_SC_PAGESIZE);
 	int nsizes = 0, rounds = 5, fd, i, k, e, c, o, ic, ir;
+	/* Only this page kind (4k, thp or an mTHP size as "64k"), or all. */
+	const char *only_kind = NULL;
 	struct engines eng = { .n = 0 };
 	size_t vram_bytes = SIZE_MAX;
 
@@ -362,6 +364,8 @@ int main(int argc, char **argv)
 
 			if (ret)
 				return ret;
+		} else if (!strcmp(argv[i], "--kind") && i + 1 < argc) {
+			only_kind = argv[++i];
 		} else if (!strcmp(argv[i], "--engines") && i + 1 < argc) {
 			engines_parse(&eng, argv[++i]);
 		} else {
@@ -416,6 +420,8 @@ int main(int argc, char **argv)
 			printf(" %6s", counter_short[c]);
 	printf("\n");
 	for (k = 0; k < nkinds; k++) {
+		if (only_kind && strcmp(only_kind, kinds[k].name))
+			continue;
 		if (kinds[k].mthp_kb && thp_size_only(&thp, kinds[k].mthp_kb, "madvise")) {
 			fprintf(stderr, "cannot enable the %d KiB mTHP size alone\n",
 				kinds[k].mthp_kb);
