@@ -13,6 +13,7 @@ mod export;
 mod initramfs;
 mod module_index;
 mod plot;
+mod profile;
 mod results;
 mod series;
 mod series_build;
@@ -39,7 +40,11 @@ commands:
   test [--host-only] [--vm-only] [--kasan] [--add PATH]...
                           host tests, then KUnit and userspace suites in the VM
   vm --run CMD [--add PATH]... [--bench|--kasan] [--timeout SECS] [--icount]
-                          boot the test kernel and run CMD in it
+     [--profile FUNCTION [--until FUNCTION]... [--per N]]
+                          boot the test kernel and run CMD in it; with
+                          --profile count the guest instructions per kernel
+                          function from each entry into FUNCTION until the
+                          next entry into an --until one (per N units)
   bench [--quick] [--icount]
                           run the benchmarks in the bench kernel; with
                           --icount the guest clock counts instructions
@@ -190,9 +195,27 @@ fn run(cmd: &str, mut args: Args) -> Result<bool> {
                 None => 1200,
             };
             let clock = clock_flag(&mut args);
+            let (from, until) = (args.value("--profile")?, args.values("--until")?);
+            let per = args
+                .value("--per")?
+                .map(|n| {
+                    n.parse::<u64>()
+                        .map_err(|_| util::Error(format!("--per `{n}` is not a number")))
+                })
+                .transpose()?;
+            if from.is_none() && (!until.is_empty() || per.is_some()) {
+                bail!("--until and --per need --profile\n\n{USAGE}");
+            }
+            let window = from.map(|from| profile::Window { from, until });
             args.done()?;
             setup()?;
-            return vm_run(&command, &add, flavour, timeout, clock);
+            let run = VmRun {
+                flavour,
+                timeout,
+                clock,
+                profile: window.map(|w| (w, per.unwrap_or(1))),
+            };
+            return vm_run(&command, &add, run);
         }
         "bench" => {
             let quick = args.flag("--quick");
@@ -240,14 +263,23 @@ fn clock_flag(args: &mut Args) -> vm::Clock {
     }
 }
 
-/// Boots the kernel and runs one command, printing its output and status.
-fn vm_run(
-    command: &str,
-    add: &[PathBuf],
+/// How `vm` boots: the kernel flavour, the command's timeout in seconds,
+/// the guest clock, and what to profile, per how many units.
+struct VmRun {
     flavour: build::Flavour,
     timeout: u64,
     clock: vm::Clock,
-) -> Result<bool> {
+    profile: Option<(profile::Window, u64)>,
+}
+
+/// Boots the kernel and runs one command, printing its output and status.
+fn vm_run(command: &str, add: &[PathBuf], run: VmRun) -> Result<bool> {
+    let VmRun {
+        flavour,
+        timeout,
+        clock,
+        profile,
+    } = run;
     let repo = util::repo_root();
     let t = stage("kernel tree", || tree::worktree("work"))?;
     stage("apply series", || apply::reapply(&t, &repo))?;
@@ -264,14 +296,25 @@ fn vm_run(
     std::fs::create_dir_all(&dir)?;
     let initrd = stage("initramfs", || initramfs::build(&dir, &steps, &payload))?;
     let log = dir.join("console.log");
+    let vmlinux = out.join("vmlinux");
+    let (dump, table) = profile::files(&dir);
+    let plugin = match &profile {
+        Some((window, _)) => {
+            // A dump from an earlier run must not pass for this one's.
+            let _ = std::fs::remove_file(&dump);
+            Some(profile::plugin_arg(&dir, &vmlinux, window, &dump)?)
+        }
+        None => None,
+    };
     let boot = stage("boot VM", || {
-        vm::boot_with_clock(
+        vm::boot_with_plugin(
             &kernel,
             &initrd,
             Duration::from_secs(timeout + 600),
             false,
             &log,
             clock,
+            plugin.as_deref(),
         )
     })?;
     let reports = results::kernel_reports(
@@ -294,6 +337,9 @@ fn vm_run(
     }
     for r in &reports {
         println!("kernel: {r}");
+    }
+    if let Some((_, per)) = profile {
+        profile::report(&vmlinux, &dump, per, 40, &table)?;
     }
     Ok(boot.steps.first().and_then(|s| s.status) == Some(0) && reports.is_empty())
 }

@@ -79,7 +79,25 @@ pub fn boot_with_clock(
     log: &Path,
     clock: Clock,
 ) -> Result<Boot> {
+    boot_with_plugin(kernel, initrd, limit, echo, log, clock, None)
+}
+
+/// [`boot_with_clock`], with the TCG plugin `plugin` (QEMU's `-plugin`
+/// argument) loaded.
+pub fn boot_with_plugin(
+    kernel: &Path,
+    initrd: &Path,
+    limit: Duration,
+    echo: bool,
+    log: &Path,
+    clock: Clock,
+    plugin: Option<&str>,
+) -> Result<Boot> {
     let cfg = X86_64;
+    let plugin: &[&str] = match plugin {
+        Some(p) => &["-plugin", p],
+        None => &[],
+    };
     let icount: &[&str] = match clock {
         Clock::Real => &[],
         Clock::Instructions => &["-icount", "shift=0"],
@@ -87,6 +105,7 @@ pub fn boot_with_clock(
     let mut child = Command::new(cfg.binary)
         .args(["-m", cfg.memory, "-smp", &cfg.smp.to_string()])
         .args(icount)
+        .args(plugin)
         .args([
             "-display",
             "none",
