@@ -217,6 +217,41 @@ pub trait Slots {
     fn is_unused(&self, i: usize) -> bool {
         self.raw()[i] == 0
     }
+
+    /// The first slot from `from` on, before `end`, that is not 0, else
+    /// `end`: a large folio's tail slots are skipped in one scan.
+    #[inline]
+    fn next_used(&self, from: usize, end: usize) -> usize {
+        let slots = self.raw().get(from..end).unwrap_or(&[]);
+        from + first_used(slots.len(), |k| slots[k])
+    }
+}
+
+/// The first slot from `from` on, before `end`, that is not 0 in `src` or
+/// in `dst`, else `end`.
+#[inline]
+fn next_used_in_either(src: &[u64], dst: &[u64], from: usize, end: usize) -> usize {
+    let (Some(src), Some(dst)) = (src.get(from..end), dst.get(from..end)) else {
+        return end;
+    };
+    let n = src.len().min(dst.len());
+    from + first_used(n, |k| src[k] | dst[k])
+}
+
+/// The first `k < n` for which `slot(k)` is not 0, else `n`. Past an
+/// empty slot, as a large folio's tail slots come, eight are tested at a
+/// time; a used slot costs one test.
+#[inline(always)]
+fn first_used(n: usize, slot: impl Fn(usize) -> u64) -> usize {
+    const STRIDE: usize = 8;
+    let mut k = 0;
+    while k < n && slot(k) == 0 {
+        k += 1;
+        while k + STRIDE <= n && (k..k + STRIDE).fold(0, |acc, j| acc | slot(j)) == 0 {
+            k += STRIDE;
+        }
+    }
+    k
 }
 
 impl<P> Slots for SourceSlots<'_, P> {
@@ -1039,11 +1074,14 @@ impl<'a> SourceSlots<'a, Unmapped> {
         let mut walked = [0u64; PMD_NR / 64];
         // The window's PTE lock, taken at its first folio.
         let (mut run, mut tried) = (None, false);
-        for i in window.clone() {
-            // Mostly a large folio's tail slots: nothing to do.
-            if self.is_unused(i) {
-                continue;
+        let mut next = window.start;
+        loop {
+            // A large folio's tail slots are 0: nothing to do for them.
+            let i = self.next_used(next, window.end);
+            if i == window.end {
+                break;
             }
+            next = i + 1;
             let Some(src) = self.folio(i) else {
                 continue;
             };
@@ -1086,10 +1124,13 @@ impl<'a> SourceSlots<'a, Unmapped> {
             }
         }
         drop(run);
-        for i in window {
-            if self.is_unused(i) && dst.is_unused(i) {
-                continue;
+        let mut next = window.start;
+        loop {
+            let i = next_used_in_either(self.raw(), dst.raw(), next, window.end);
+            if i == window.end {
+                break;
             }
+            next = i + 1;
             let Some(src) = self.folio(i) else {
                 dst.release(i, &fault, puts);
                 continue;
