@@ -222,7 +222,9 @@ pub trait Slots {
     /// `end`: a large folio's tail slots are skipped in one scan.
     #[inline]
     fn next_used(&self, from: usize, end: usize) -> usize {
-        let slots = self.raw().get(from..end).unwrap_or(&[]);
+        let Some(slots) = self.raw().get(from..end) else {
+            return end;
+        };
         from + first_used(slots.len(), |k| slots[k])
     }
 }
