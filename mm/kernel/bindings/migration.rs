@@ -23,9 +23,7 @@
 
 use crate::folio::Folio;
 use crate::migrate_core::pfn::{MigratePfn, PMD_NR};
-use crate::page_table::{
-    pmd_peek, PmdEntry, PmdGuard, PteEntry, PteRun, PAGE_SIZE, PMD_ORDER, PMD_SIZE,
-};
+use crate::page_table::{pmd_peek, PmdEntry, PmdGuard, PteRun, PAGE_SIZE, PMD_ORDER, PMD_SIZE};
 use core::{marker::PhantomData, mem::MaybeUninit, ptr};
 use kernel::{
     bindings,
@@ -1057,12 +1055,16 @@ impl<'a> SourceSlots<'a, Unmapped> {
     }
 
     /// Finalizes the slots of `window`, which share one PMD when `at` is
-    /// given and are at most `PMD_NR`: a first pass, under the window's PTE
-    /// lock (its PMD lock for a PMD-order folio) when `at` is given, looks
-    /// each slot's folios up, puts on the LRU
-    /// the folio that stays mapped and restores its entries where the walk
-    /// may; a second, with the lock dropped, restores the others through
-    /// the rmap and releases every slot.
+    /// given and are at most `PMD_NR`, in two passes.
+    ///
+    /// The first, under the window's PTE lock (its PMD lock for a
+    /// PMD-order folio) when `at` is given, looks each slot's folios up,
+    /// puts on the LRU the folio that stays mapped, and where the walk may
+    /// restore its entries, finishes the slot: unlocks its folios and
+    /// queues their references. References are only dropped with the lock
+    /// released, since the last one of a device folio calls its driver.
+    /// The second, with the lock dropped, restores the slots left through
+    /// the rmap and releases them.
     fn finalize_window(
         &mut self,
         dst: &mut DestSlots<'_>,
@@ -1072,8 +1074,6 @@ impl<'a> SourceSlots<'a, Unmapped> {
         puts: &mut PutBatch,
     ) {
         let fault = self.fault;
-        // Which slots the page-table walk restored.
-        let mut walked = [0u64; PMD_NR / 64];
         // The window's PTE lock, taken at its first folio.
         let (mut run, mut tried) = (None, false);
         let mut next = window.start;
@@ -1087,6 +1087,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
             let Some(src) = self.folio(i) else {
                 continue;
             };
+            let (src_raw, src_fault) = (src.as_raw(), self.is_fault_folio(src));
             // The folio the entries will map: the destination if the slot
             // migrates to one, else the source. A destination that did not
             // decode left its source unmigrated in the pages phase.
@@ -1097,35 +1098,57 @@ impl<'a> SourceSlots<'a, Unmapped> {
                     src
                 }
             };
+            let new_raw = new.as_raw();
             if !new.is_zone_device() {
                 // SAFETY: `folio_add_lru()` takes its own reference; a
                 // source that stays was isolated (type invariant), and the
                 // release below drops the isolation's.
-                unsafe { bindings::folio_add_lru(new.as_raw()) };
+                unsafe { bindings::folio_add_lru(new_raw) };
             }
             let Some(at) = at else {
                 continue;
             };
-            if src.order() == PMD_ORDER {
+            let walked = if src.order() == PMD_ORDER {
                 // Its slots fill the window: no PTE lock is held.
-                if !tried && restore_pmd_by_walk(at, i, src, new, window.end) {
-                    walked[i % PMD_NR / 64] |= 1 << (i % 64);
+                !tried && restore_pmd_by_walk(at, i, src, new, window.end)
+            } else {
+                if !tried {
+                    tried = true;
+                    // None without a PTE table: a PMD entry, or the table
+                    // went away.
+                    run = PteRun::lock(at.vma, at.addr(window.start), at.addr(window.end));
                 }
+                run.as_mut()
+                    .is_some_and(|run| restore_by_walk(run, at, i, src, new, window.end))
+            };
+            if !walked {
                 continue;
             }
-            if !tried {
-                tried = true;
-                // None without a PTE table: a PMD entry, or the table went
-                // away.
-                run = PteRun::lock(at.vma, at.addr(window.start), at.addr(window.end));
-            }
-            if let Some(run) = &run {
-                if restore_by_walk(run, at, i, src, new, window.end) {
-                    walked[i % PMD_NR / 64] |= 1 << (i % 64);
+            if !puts.fits(2) {
+                // Drop the references queued with the lock released, and
+                // take it again: if the table went away meanwhile, the
+                // rest of the window goes through the rmap.
+                if run.take().is_some() {
+                    puts.flush();
+                    run = PteRun::lock(at.vma, at.addr(window.start), at.addr(window.end));
+                } else {
+                    puts.flush();
                 }
             }
+            if new_raw != src_raw {
+                // SAFETY: Slot `i` of `dst` names `new_raw`, a destination,
+                // which is never the fault folio.
+                unsafe { dst.release_folio(i, new_raw, puts) };
+            } else {
+                dst.release(i, &fault, puts);
+            }
+            // SAFETY: The entries are restored and the folio that maps
+            // them is on the LRU: the slot's reference is the isolation's.
+            // Slot `i` names `src_raw`, the fault folio if `src_fault`.
+            unsafe { self.release_folio(i, src_raw, src_fault, puts) };
         }
         drop(run);
+        // The slots the walk finished are cleared on both sides.
         let mut next = window.start;
         loop {
             let i = next_used_in_either(self.raw(), dst.raw(), next, window.end);
@@ -1145,13 +1168,11 @@ impl<'a> SourceSlots<'a, Unmapped> {
                     src_raw
                 }
             };
-            if walked[i % PMD_NR / 64] & (1 << (i % 64)) == 0 {
-                // SAFETY: The source and the destination, if any, are
-                // locked, and the source's migration entries are the
-                // migration's own (invariants).
-                unsafe { bindings::remove_migration_ptes(src_raw, new_raw, 0) };
-                done.rmap_walks += 1;
-            }
+            // SAFETY: The source and the destination, if any, are locked,
+            // and the source's migration entries are the migration's own
+            // (invariants).
+            unsafe { bindings::remove_migration_ptes(src_raw, new_raw, 0) };
+            done.rmap_walks += 1;
             // SAFETY: The entries are removed and the folio is back on the
             // LRU: the slot's reference is the isolation's. Slot `i` names
             // `src_raw`, the fault folio if `src_fault`.
@@ -1173,7 +1194,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
 /// `end`, the end of the window `run` covers, is looked at. Returns whether
 /// the entries were put back.
 fn restore_by_walk(
-    run: &PteRun<'_>,
+    run: &mut PteRun<'_>,
     at: SlotsMappedAt<'_>,
     i: usize,
     src: &Folio,
@@ -1185,33 +1206,14 @@ fn restore_by_walk(
         return false;
     }
     let addr = at.addr(i);
-    let exclusive = (0..nr).all(|k| match run.read(addr + k * PAGE_SIZE) {
-        Some((raw, PteEntry::Migration { pfn, .. })) => {
-            pfn == src.pfn() + k && !raw.is_shared_migration_entry()
-        }
-        _ => false,
-    });
-    if !exclusive {
+    if !run.holds_exclusive_migration_entries(addr, src.pfn(), nr) {
         return false;
     }
-    for k in 0..nr {
-        let Ok(ptep) = run.slot(addr + k * PAGE_SIZE) else {
-            continue;
-        };
-        // SAFETY: `ptep` holds the migration entry of page `k` of the
-        // source, made by this migration, under the PTE lock we hold; the
-        // destination (or the source, if it stays) is locked and has page
-        // `k`.
-        unsafe {
-            bindings::remove_migration_pte_locked(
-                new.as_raw(),
-                at.vma.as_ptr(),
-                addr + k * PAGE_SIZE,
-                ptep,
-                k,
-            )
-        };
-    }
+    // SAFETY: The entries are the migration entries of `src`, made by this
+    // migration, which holds its lock from before it installed them until
+    // finalize removes them; `new` is `src` or its destination, locked,
+    // with as many pages, its mapping moved by the pages phase.
+    unsafe { run.remove_migration_entries(addr, new, nr) };
     true
 }
 
@@ -1376,6 +1378,15 @@ impl PutBatch {
         if full {
             self.flush();
         }
+    }
+
+    /// Whether `n` more references go into the batch without flushing
+    /// it.
+    #[inline]
+    fn fits(&self, n: usize) -> bool {
+        // SAFETY: The header is initialized (invariant).
+        let nr = usize::from(unsafe { (*self.batch.as_ptr()).nr });
+        nr + n < bindings::FOLIO_BATCH_SIZE as usize
     }
 
     /// Drops every reference the batch holds: a few one at a time, as a

@@ -135,19 +135,6 @@ fn decode_leaf(leaf: bindings::softleaf_t) -> Leaf {
 pub struct PteValue(pub(super) bindings::pte_t);
 
 impl PteValue {
-    /// Whether this is a migration entry made from a mapping that was
-    /// neither writable nor anon-exclusive (`softleaf_is_migration_read()`):
-    /// the page may be mapped elsewhere too.
-    #[inline]
-    pub fn is_shared_migration_entry(&self) -> bool {
-        // SAFETY: This only converts the value.
-        let leaf = unsafe { bindings::softleaf_from_pte(self.0) };
-        matches!(
-            migration_leaf(leaf),
-            Some(MigrationLeaf { shared: true, .. })
-        )
-    }
-
     /// Wraps a PTE value read elsewhere.
     #[inline]
     pub fn from_raw(pte: bindings::pte_t) -> Self {

@@ -3,8 +3,8 @@
 //! A run of PTEs under the PTE-table lock.
 
 use super::entry::{
-    device_private_leaf, encode_migration_pte, migration_pte, MigrationKind, PteEntry, PteValue,
-    TakenPte,
+    device_private_leaf, encode_migration_pte, migration_leaf, migration_pte, MigrationKind,
+    MigrationLeaf, PteEntry, PteValue, TakenPte,
 };
 use super::{PAGE_SIZE, PMD_SIZE};
 use crate::folio::{Folio, LockedFolio};
@@ -177,6 +177,73 @@ impl<'a> PteRun<'a> {
 }
 
 impl<'a> PteRun<'a> {
+    /// The index in the run of the `nr` entries from `addr`, if they are
+    /// all in it.
+    #[inline]
+    fn index_of(&self, addr: usize, nr: usize) -> Option<usize> {
+        if addr < self.start || addr % PAGE_SIZE != 0 || nr > (self.end - addr) / PAGE_SIZE {
+            return None;
+        }
+        Some((addr - self.start) / PAGE_SIZE)
+    }
+
+    /// Whether the `nr` entries from `addr` are migration entries for the
+    /// pages from `pfn` on, each made from an exclusive mapping (writable
+    /// or anon-exclusive), so that no other page table maps those pages;
+    /// false unless all are in the run.
+    #[inline]
+    pub fn holds_exclusive_migration_entries(&self, addr: usize, pfn: usize, nr: usize) -> bool {
+        let Some(first) = self.index_of(addr, nr) else {
+            return false;
+        };
+        (0..nr).all(|k| {
+            // SAFETY: The `nr` slots from `first` are in the mapped table,
+            // and stable under the lock we hold; the conversion only looks
+            // at the value.
+            let leaf = unsafe {
+                let pte = bindings::ptep_get(self.ptep.add(first + k));
+                bindings::softleaf_from_pte(pte)
+            };
+            match migration_leaf(leaf) {
+                Some(MigrationLeaf { pfn: p, shared }) => p == pfn + k && !shared,
+                None => false,
+            }
+        })
+    }
+
+    /// Replaces the `nr` migration entries from `addr` by mappings of the
+    /// pages of `new`, with each entry's permissions and bits, and adds
+    /// them to the rmap (`remove_migration_pte_locked()`), as an rmap walk
+    /// of `remove_migration_ptes()` would for these entries. Does nothing
+    /// unless all are in the run.
+    ///
+    /// # Safety
+    ///
+    /// Entry `k` is the migration entry that a migration of a folio
+    /// installed for its page `k`, and `new` is that folio or its
+    /// destination: locked, of at least `nr` pages, and ready to be mapped
+    /// (its mapping and flags moved).
+    #[inline]
+    pub unsafe fn remove_migration_entries(&mut self, addr: usize, new: &Folio, nr: usize) {
+        let Some(first) = self.index_of(addr, nr) else {
+            return;
+        };
+        for k in 0..nr {
+            // SAFETY: We hold the PTE lock, slot `first + k` is in the
+            // mapped table and maps `addr + k * PAGE_SIZE`; the caller
+            // guarantees the entry and the folio.
+            unsafe {
+                bindings::remove_migration_pte_locked(
+                    new.as_raw(),
+                    self.vma.as_ptr(),
+                    addr + k * PAGE_SIZE,
+                    self.ptep.add(first + k),
+                    k,
+                )
+            };
+        }
+    }
+
     /// The slot that maps `addr`; it stays valid while the lock is held.
     pub(crate) fn slot(&self, addr: usize) -> Result<*mut bindings::pte_t> {
         if addr < self.start || addr >= self.end || addr % PAGE_SIZE != 0 {
