@@ -170,12 +170,11 @@ impl PteRun<'_> {
     /// Trylocks and references the folio of the page `snap` names, unless
     /// it is `fault`'s (then only references it), and replaces its present
     /// or device-private PTE by a migration entry, writable if the entry
-    /// was, as
-    /// `migrate_vma_collect_pmd()` does: flushes the page's cache, shares
-    /// an anon-exclusive page (clearing and flushing its PTE first), moves
-    /// the dirty bit to the folio, installs the entry and drops the page's
-    /// rmap and the mapping's reference: the returned folio's own reference
-    /// keeps it for the migration, as for a PMD.
+    /// was, as `migrate_vma_collect_pmd()` does: flushes the page's cache,
+    /// shares an anon-exclusive page (clearing its PTE first, and flushing
+    /// it if present), moves the dirty bit to the folio, installs the entry
+    /// and drops the page's rmap and the mapping's reference: the returned
+    /// folio's own reference keeps it for the migration, as for a PMD.
     ///
     /// A present PTE's TLB entry is left to the caller to flush, unless the
     /// outcome says it was flushed. On any other outcome than
@@ -217,11 +216,19 @@ impl PteRun<'_> {
         let anon_exclusive =
             folio.folio().is_anon() && unsafe { bindings::PageAnonExclusive(page) };
         let old = if anon_exclusive {
-            let Ok(old) = self.clear_flush(addr) else {
+            // A device-private entry was never in a TLB: clearing it is
+            // enough to keep GUP-fast off the page.
+            let cleared = if present {
+                self.clear_flush(addr)
+            } else {
+                self.get_and_clear(addr)
+            };
+            let Ok(old) = cleared else {
                 return PteMigration::Unchanged;
             };
-            // SAFETY: The folio is locked and its PTE is cleared and
-            // flushed, as sharing an anon-exclusive page requires.
+            // SAFETY: The folio is locked and its PTE is cleared and, if it
+            // was present, flushed, as sharing an anon-exclusive page
+            // requires.
             if unsafe { bindings::folio_try_share_anon_rmap_pte(raw, page) } != 0 {
                 // Pinned: put the entry back and leave the page alone.
                 if self.restore(old).is_err() {
@@ -258,7 +265,7 @@ impl PteRun<'_> {
         PteMigration::Installed {
             folio,
             present,
-            flushed: anon_exclusive,
+            flushed: anon_exclusive && present,
         }
     }
 }

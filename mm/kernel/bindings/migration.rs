@@ -425,6 +425,28 @@ impl<'a, P> SourceSlots<'a, P> {
             puts.put(folio);
         }
     }
+
+    /// [`SourceSlots::release_folio`] for a folio that the caller just
+    /// mapped: its reference is dropped at once.
+    ///
+    /// # Safety
+    ///
+    /// As for [`SourceSlots::release_folio`]; moreover, the caller holds no
+    /// spinlock but, if any, the lock of an entry that maps `folio` and
+    /// keeps a reference of its own: the folio is never freed, nor its
+    /// driver called, under a spinlock.
+    #[inline]
+    unsafe fn release_mapped_folio(&mut self, i: usize, folio: *mut bindings::folio, fault: bool) {
+        self.slots[i] = 0;
+        // SAFETY: As for `release_folio()`; under a spinlock, the
+        // mapping's reference stays, so this put frees nothing there.
+        unsafe {
+            if !fault {
+                bindings::folio_unlock(folio);
+            }
+            bindings::folio_put(folio);
+        }
+    }
 }
 
 impl<'a> SourceSlots<'a, Collected> {
@@ -574,6 +596,7 @@ impl<'a> SourceSlots<'a, Collected> {
 
     /// Whether `folio`, a slot's, has no reference but its mappings', the
     /// page cache's and the migration's (`migrate_vma_check_page()`).
+    #[inline]
     fn has_only_expected_refs(&self, folio: &Folio) -> bool {
         // The migration's reference (isolation's or the slot's), and the
         // fault path's for the fault folio.
@@ -872,6 +895,25 @@ impl<'a> DestSlots<'a> {
             puts.put(folio);
         }
     }
+
+    /// [`DestSlots::release_folio`] for a folio that the caller just
+    /// mapped: its reference is dropped at once.
+    ///
+    /// # Safety
+    ///
+    /// As for [`DestSlots::release_folio`]; moreover, the caller holds no
+    /// spinlock but, if any, the lock of an entry that maps `folio` and
+    /// keeps a reference of its own.
+    #[inline]
+    unsafe fn release_mapped_folio(&mut self, i: usize, folio: *mut bindings::folio) {
+        self.slots[i] = 0;
+        // SAFETY: As for `release_folio()`; under a spinlock, the
+        // mapping's reference stays, so this put frees nothing there.
+        unsafe {
+            bindings::folio_unlock(folio);
+            bindings::folio_put(folio);
+        }
+    }
 }
 
 /// A destination folio the driver locked and gave to the migration.
@@ -1124,6 +1166,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
             if !walked {
                 continue;
             }
+            // Room for the references queued below: at most two.
             if !puts.fits(2) {
                 // Drop the references queued with the lock released, and
                 // take it again: if the table went away meanwhile, the
@@ -1135,17 +1178,26 @@ impl<'a> SourceSlots<'a, Unmapped> {
                     puts.flush();
                 }
             }
+            // The folio that now maps the entries keeps a reference for
+            // each while their lock is held (a PMD's was dropped, and no
+            // spinlock is held): its slot's is dropped at once.
             if new_raw != src_raw {
                 // SAFETY: Slot `i` of `dst` names `new_raw`, a destination,
-                // which is never the fault folio.
-                unsafe { dst.release_folio(i, new_raw, puts) };
+                // never the fault folio, mapped by the restored entries.
+                unsafe { dst.release_mapped_folio(i, new_raw) };
+                // SAFETY: The source's entries are gone and its mapping
+                // moved: the slot's reference is the isolation's, or the
+                // collection's for device memory. Slot `i` names
+                // `src_raw`, the fault folio if `src_fault`.
+                unsafe { self.release_folio(i, src_raw, src_fault, puts) };
             } else {
                 dst.release(i, &fault, puts);
+                // SAFETY: The source stays, mapped by the restored entries;
+                // the slot's reference is the isolation's (the LRU took its
+                // own). Slot `i` names `src_raw`, the fault folio if
+                // `src_fault`.
+                unsafe { self.release_mapped_folio(i, src_raw, src_fault) };
             }
-            // SAFETY: The entries are restored and the folio that maps
-            // them is on the LRU: the slot's reference is the isolation's.
-            // Slot `i` names `src_raw`, the fault folio if `src_fault`.
-            unsafe { self.release_folio(i, src_raw, src_fault, puts) };
         }
         drop(run);
         // The slots the walk finished are cleared on both sides.
