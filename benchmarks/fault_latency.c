@@ -9,10 +9,12 @@
  * livelocks.
  *
  * For 4 KiB pages every page is one fault; for 64 KiB mTHPs (that size
- * enabled alone) and 2 MiB THPs the first byte of each folio is. p50, p99 and max of the read latency are printed, in
- * microseconds, with one "@json" line per figure, under each engine (by
- * default c, rust and rust-entry, whose fault path installs the migration
- * entry itself), with the ratio of each to the first.
+ * enabled alone) and 2 MiB THPs the first byte of each folio is (--kind
+ * runs one of 4k, 64k and thp alone). p50, p99 and max of the read
+ * latency are printed, in microseconds, with one "@json" line per
+ * figure, under each engine (by default c, rust and rust-entry, whose
+ * fault path installs the migration entry itself), with the ratio of each
+ * to the first.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -189,6 +191,8 @@ int main(int argc, char **argv)
 	int nfaults = 512, mthp_faults = 64, thp_faults = 16, fd, k, i, c, e, r, q;
 	static struct thp_sizes thp;
 	struct engines eng = { .n = 0 };
+	/* Only this page kind (4k, 64k or thp), or all. */
+	const char *only_kind = NULL;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
@@ -212,6 +216,15 @@ int main(int argc, char **argv)
 
 			if (ret)
 				return ret;
+		} else if (!strcmp(argv[i], "--kind") && i + 1 < argc) {
+			only_kind = argv[++i];
+			for (k = 0; k < nkinds; k++)
+				if (!strcmp(only_kind, kinds[k].name))
+					break;
+			if (k == nkinds) {
+				fprintf(stderr, "no page kind %s\n", only_kind);
+				return 2;
+			}
 		} else if (!strcmp(argv[i], "--quick")) {
 			nfaults = 64;
 			mthp_faults = 16;
@@ -219,7 +232,7 @@ int main(int argc, char **argv)
 			rounds = 2;
 		} else {
 			fprintf(stderr,
-				"usage: fault_latency [--threads N] [--rounds N] [--engines c|rust|rust-entry|LIST] [--driver test_hmm|vram] [--quick]\n");
+				"usage: fault_latency [--threads N] [--rounds N] [--kind 4k|64k|thp] [--engines c|rust|rust-entry|LIST] [--driver test_hmm|vram] [--quick]\n");
 			return 2;
 		}
 	}
@@ -252,6 +265,10 @@ int main(int argc, char **argv)
 
 			if (!lat)
 				return 1;
+			if (only_kind && strcmp(only_kind, kinds[k].name)) {
+				free(lat);
+				continue;
+			}
 			if (kinds[k].mthp_kb &&
 			    thp_size_only(&thp, kinds[k].mthp_kb, "madvise")) {
 				fprintf(stderr, "no %d KiB mTHP size to enable; skipped\n",
