@@ -461,9 +461,13 @@ impl<'a> SourceSlots<'a, Collected> {
     /// Each lruvec lock is taken once for a run of folios of the same
     /// lruvec instead of once per folio, and dropped before anything that
     /// sleeps or takes it again. The isolation takes over the slot's
-    /// reference; ZONE_DEVICE memory is on no LRU. The first folio found on
-    /// no LRU may sit in another CPU's LRU cache: those are drained then,
-    /// once, as `migrate_device_unmap()` does. A folio that cannot migrate
+    /// reference; ZONE_DEVICE memory is on no LRU. This CPU's LRU cache is
+    /// drained before the first folio to isolate, not at the start as
+    /// `migrate_device_unmap()` does: a migration of device memory only,
+    /// such as every CPU fault's, then leaves the folios that earlier
+    /// migrations put back to go to the LRU a batch at a time. The first
+    /// folio found on no LRU may sit in another CPU's LRU cache: those are
+    /// drained then, once, as `migrate_device_unmap()` does. A folio that cannot migrate
     /// is put back on the LRU and its slot loses `MIGRATE_PFN_MIGRATE`, to
     /// be restored once the pass is done; a pass in which every folio
     /// unmapped has nothing to restore and does not look again.
@@ -475,7 +479,7 @@ impl<'a> SourceSlots<'a, Collected> {
         mut report: impl FnMut(UnmapOutcome),
     ) -> (SourceSlots<'a, Unmapped>, usize) {
         let mut lru = LruvecLock::new();
-        let mut drained = false;
+        let mut drained = Drained::None;
         let mut failed = false;
         let mut i = 0;
         while i < self.slots.len() {
@@ -513,8 +517,8 @@ impl<'a> SourceSlots<'a, Collected> {
     }
 
     /// [`SourceSlots::isolate_and_unmap`] for slot `i`, not empty; `lru`
-    /// is the lruvec lock held from the slots before, `drained` whether the
-    /// LRU caches were drained. A large folio's head slot is given its
+    /// is the lruvec lock held from the slots before, `drained` which LRU
+    /// caches were drained. A large folio's head slot is given its
     /// folio's order first: from here on it carries it. Returns the
     /// outcome and the number of slots the slot covers.
     #[inline(always)]
@@ -522,7 +526,7 @@ impl<'a> SourceSlots<'a, Collected> {
         &mut self,
         i: usize,
         lru: &mut LruvecLock,
-        drained: &mut bool,
+        drained: &mut Drained,
     ) -> (UnmapOutcome, usize) {
         let Some(order) = self.folio(i).map(Folio::order) else {
             let slot = self.get(i);
@@ -546,7 +550,7 @@ impl<'a> SourceSlots<'a, Collected> {
         &mut self,
         i: usize,
         lru: &mut LruvecLock,
-        drained: &mut bool,
+        drained: &mut Drained,
     ) -> UnmapOutcome {
         let migrate = self.migrates(i);
         let Some(folio) = self.folio(i) else {
@@ -554,11 +558,17 @@ impl<'a> SourceSlots<'a, Collected> {
         };
         let (raw, zone_device) = (folio.as_raw(), folio.is_zone_device());
         if migrate && !zone_device {
-            if !*drained && !folio.is_on_lru() {
+            if *drained == Drained::None {
+                // Draining takes the lruvec lock: not under it.
+                lru.unlock();
+                lru_add_drain();
+                *drained = Drained::Local;
+            }
+            if *drained == Drained::Local && !folio.is_on_lru() {
                 // Draining sleeps: not under the lruvec lock.
                 lru.unlock();
                 lru_add_drain_all();
-                *drained = true;
+                *drained = Drained::All;
             }
             if !lru.isolate(folio) {
                 // INVARIANT: The folio was not isolated.
@@ -794,16 +804,27 @@ pub enum MigrateToError {
     Refused,
 }
 
+/// Which LRU caches a pass of [`SourceSlots::isolate_and_unmap`] drained.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Drained {
+    /// None yet: no folio to isolate was met.
+    None,
+    /// This CPU's (`lru_add_drain()`).
+    Local,
+    /// Every CPU's (`lru_add_drain_all()`).
+    All,
+}
+
 /// Drains this CPU's LRU caches (`lru_add_drain()`).
 #[inline]
-pub fn lru_add_drain() {
+fn lru_add_drain() {
     // SAFETY: Always allowed in process context.
     unsafe { bindings::lru_add_drain() };
 }
 
 /// Drains every CPU's LRU caches (`lru_add_drain_all()`); sleeps.
 #[inline]
-pub fn lru_add_drain_all() {
+fn lru_add_drain_all() {
     // SAFETY: Process context; a caller holding folio locks is allowed.
     unsafe { bindings::lru_add_drain_all() };
 }

@@ -3,10 +3,11 @@
 //! Unmap: `migrate_device_unmap()`. Collected folios are isolated from the
 //! LRU, unmapped through the rmap where collection could not, and checked
 //! for pins, in one pass that takes each lruvec lock once for a run of
-//! folios; what cannot migrate is restored and dropped from the arrays.
+//! folios and drains the LRU caches only once it meets a folio to isolate;
+//! what cannot migrate is restored and dropped from the arrays.
 
 use super::counters::{Counter, Stats};
-use crate::migration::{self, Collected, SourceSlots, UnmapOutcome, Unmapped};
+use crate::migration::{Collected, SourceSlots, UnmapOutcome, Unmapped};
 
 /// Unmaps the folios collected in `src`; returns the slots, now unmapped,
 /// and how many of them will migrate.
@@ -14,7 +15,6 @@ pub(crate) fn unmap<'a>(
     src: SourceSlots<'a, Collected>,
     stats: &mut Stats,
 ) -> (SourceSlots<'a, Unmapped>, usize) {
-    migration::lru_add_drain();
     let mut unmapped = 0;
     let (src, restored) = src.isolate_and_unmap(|outcome| match outcome {
         // A hole the driver may fill.
