@@ -467,10 +467,11 @@ impl<'a> SourceSlots<'a, Collected> {
     /// such as every CPU fault's, then leaves the folios that earlier
     /// migrations put back to go to the LRU a batch at a time. The first
     /// folio found on no LRU may sit in another CPU's LRU cache: those are
-    /// drained then, once, as `migrate_device_unmap()` does. A folio that cannot migrate
-    /// is put back on the LRU and its slot loses `MIGRATE_PFN_MIGRATE`, to
-    /// be restored once the pass is done; a pass in which every folio
-    /// unmapped has nothing to restore and does not look again.
+    /// drained then, once, as `migrate_device_unmap()` does. A folio that
+    /// cannot migrate is put back on the LRU and its slot loses
+    /// `MIGRATE_PFN_MIGRATE`, to be restored once the pass is done; a pass
+    /// in which every folio unmapped has nothing to restore and does not
+    /// look again.
     ///
     /// While the pass runs, the slots it went through are as [`Isolated`]
     /// says, and the others as [`Collected`] says.
@@ -1286,8 +1287,7 @@ fn restore_by_walk(
     // migration, which holds its lock from before it installed them until
     // finalize removes them; `new` is `src` or its destination, locked,
     // with as many pages, its mapping moved by the pages phase.
-    unsafe { run.remove_migration_entries(addr, new, nr) };
-    true
+    unsafe { run.remove_migration_entries(addr, new, nr) }.is_ok()
 }
 
 /// Puts back the PMD migration entry of `src`, a PMD-order folio that

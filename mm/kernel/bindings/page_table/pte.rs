@@ -214,8 +214,8 @@ impl<'a> PteRun<'a> {
     /// Replaces the `nr` migration entries from `addr` by mappings of the
     /// pages of `new`, with each entry's permissions and bits, and adds
     /// them to the rmap (`remove_migration_pte_locked()`), as an rmap walk
-    /// of `remove_migration_ptes()` would for these entries. Does nothing
-    /// unless all are in the run.
+    /// of `remove_migration_ptes()` would for these entries. Fails with
+    /// `EINVAL`, changing nothing, unless all are in the run.
     ///
     /// # Safety
     ///
@@ -224,10 +224,13 @@ impl<'a> PteRun<'a> {
     /// destination: locked, of at least `nr` pages, and ready to be mapped
     /// (its mapping and flags moved).
     #[inline]
-    pub unsafe fn remove_migration_entries(&mut self, addr: usize, new: &Folio, nr: usize) {
-        let Some(first) = self.index_of(addr, nr) else {
-            return;
-        };
+    pub unsafe fn remove_migration_entries(
+        &mut self,
+        addr: usize,
+        new: &Folio,
+        nr: usize,
+    ) -> Result {
+        let first = self.index_of(addr, nr).ok_or(EINVAL)?;
         for k in 0..nr {
             // SAFETY: We hold the PTE lock, slot `first + k` is in the
             // mapped table and maps `addr + k * PAGE_SIZE`; the caller
@@ -242,6 +245,7 @@ impl<'a> PteRun<'a> {
                 )
             };
         }
+        Ok(())
     }
 
     /// The slot that maps `addr`; it stays valid while the lock is held.
