@@ -181,7 +181,11 @@ impl<'a> PteRun<'a> {
     /// all in it.
     #[inline]
     fn index_of(&self, addr: usize, nr: usize) -> Option<usize> {
-        if addr < self.start || addr % PAGE_SIZE != 0 || nr > (self.end - addr) / PAGE_SIZE {
+        if addr < self.start
+            || addr > self.end
+            || addr % PAGE_SIZE != 0
+            || nr > (self.end - addr) / PAGE_SIZE
+        {
             return None;
         }
         Some((addr - self.start) / PAGE_SIZE)
@@ -250,11 +254,9 @@ impl<'a> PteRun<'a> {
 
     /// The slot that maps `addr`; it stays valid while the lock is held.
     pub(crate) fn slot(&self, addr: usize) -> Result<*mut bindings::pte_t> {
-        if addr < self.start || addr >= self.end || addr % PAGE_SIZE != 0 {
-            return Err(EINVAL);
-        }
+        let k = self.index_of(addr, 1).ok_or(EINVAL)?;
         // SAFETY: `addr` is in the run, so the slot is in the mapped table.
-        Ok(unsafe { self.ptep.add((addr - self.start) / PAGE_SIZE) })
+        Ok(unsafe { self.ptep.add(k) })
     }
 
     /// The entry just cleared at `addr`.
