@@ -258,17 +258,16 @@ int main(int argc, char **argv)
 			int n = kinds[k].mthp_kb ? mthp_faults :
 				kinds[k].unit ? thp_faults : nfaults;
 			int reads = n * threads;
-			double *lat = calloc(reads, sizeof(*lat));
+			double *lat;
 			/* [engine][p50, p99, max][round] */
 			static double pct[MAX_ENGINES][3][MAX_ROUNDS];
 			double med[MAX_ENGINES][2];
 
+			if (only_kind && strcmp(only_kind, kinds[k].name))
+				continue;
+			lat = calloc(reads, sizeof(*lat));
 			if (!lat)
 				return 1;
-			if (only_kind && strcmp(only_kind, kinds[k].name)) {
-				free(lat);
-				continue;
-			}
 			if (kinds[k].mthp_kb &&
 			    thp_size_only(&thp, kinds[k].mthp_kb, "madvise")) {
 				fprintf(stderr, "no %d KiB mTHP size to enable; skipped\n",
