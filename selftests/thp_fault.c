@@ -35,8 +35,11 @@
 #define PMD_PAGES (PMD_BYTES / PAGE_BYTES)
 
 static int dev_fd, pagemap_fd, kpageflags_fd;
-/* THPs khugepaged made (thp_collapse_alloc) during the last one_fault(). */
-static unsigned long collapses;
+/*
+ * THPs khugepaged made (thp_collapse_alloc) and THPs split (thp_split_page)
+ * while the last one_fault() faulted and counted.
+ */
+static unsigned long collapses, splits;
 
 /* Pages of @p..@p+2 MiB present in system memory, and of those in a THP. */
 static int count_back(char *p, int *thp)
@@ -60,11 +63,12 @@ static int one_fault(int no_thp, int *present, int *thp, const char **why)
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	void *mirror = malloc(PMD_BYTES);
 	struct hmm_dmirror_cmd cmd;
-	unsigned long before;
+	unsigned long before, split_before;
 	char *p;
 	int ret = -1;
 
 	collapses = 0;
+	splits = 0;
 	*why = "cannot map buffers";
 	if (map == MAP_FAILED || !mirror)
 		goto out;
@@ -92,11 +96,13 @@ static int one_fault(int no_thp, int *present, int *thp, const char **why)
 			goto out;
 	}
 	before = counter_in("/proc/vmstat", "thp_collapse_alloc");
+	split_before = counter_in("/proc/vmstat", "thp_split_page");
 	*why = "the faulting read returned other data";
 	if (*(volatile int *)(p + PMD_BYTES / 2) != (int)(PMD_BYTES / 2))
 		goto out;
 	*present = count_back(p, thp);
 	collapses = counter_in("/proc/vmstat", "thp_collapse_alloc") - before;
+	splits = counter_in("/proc/vmstat", "thp_split_page") - split_before;
 	*why = "data lost";
 	for (unsigned long i = 0; i < PMD_BYTES; i += sizeof(int))
 		if (*(int *)(p + i) != (int)i)
@@ -138,9 +144,9 @@ int main(void)
 		if (ok && rust && (present != PMD_PAGES || thp))
 			ok = 0, why = "not all pages came back as 4 KiB pages";
 		ksft_test_result(ok,
-				 "%s: THP fault with no 2 MiB page: %s%s%d pages back after the fault, %d in a THP, %lu THPs collapsed meanwhile%s\n",
+				 "%s: THP fault with no 2 MiB page: %s%s%d pages back after the fault, %d in a THP, %lu THPs collapsed and %lu split meanwhile%s\n",
 				 engines[e], ok ? "" : why, ok ? "" : "; ", present, thp,
-				 collapses,
+				 collapses, splits,
 				 rust ? "" : " (7.3 cannot split the fault folio; not checked)");
 	}
 	write_file(ENGINE, "rust");
