@@ -1279,15 +1279,11 @@ fn restore_by_walk(
     if !src.is_anon() || nr >= PMD_NR || i + nr > end {
         return false;
     }
-    let addr = at.addr(i);
-    if !run.holds_exclusive_migration_entries(addr, src.pfn(), nr) {
-        return false;
-    }
-    // SAFETY: The entries are the migration entries of `src`, made by this
-    // migration, which holds its lock from before it installed them until
-    // finalize removes them; `new` is `src` or its destination, locked,
-    // with as many pages, its mapping moved by the pages phase.
-    unsafe { run.remove_migration_entries(addr, new, nr) }.is_ok()
+    // SAFETY: A migration entry for a page of `src` is this migration's
+    // own, which holds the folio's lock from before it installed them
+    // until finalize removes them; `new` is `src` or its destination,
+    // locked, with as many pages, its mapping moved by the pages phase.
+    unsafe { run.restore_exclusive_migration_entries(at.addr(i), src.pfn(), new, nr) }
 }
 
 /// Puts back the PMD migration entry of `src`, a PMD-order folio that

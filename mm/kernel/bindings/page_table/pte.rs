@@ -191,65 +191,70 @@ impl<'a> PteRun<'a> {
         Some((addr - self.start) / PAGE_SIZE)
     }
 
-    /// Whether the `nr` entries from `addr` are migration entries for the
-    /// pages from `pfn` on, each made from an exclusive mapping (writable
-    /// or anon-exclusive), so that no other page table maps those pages;
-    /// false unless all are in the run.
-    #[inline]
-    pub fn holds_exclusive_migration_entries(&self, addr: usize, pfn: usize, nr: usize) -> bool {
-        let Some(first) = self.index_of(addr, nr) else {
-            return false;
-        };
-        (0..nr).all(|k| {
-            // SAFETY: The `nr` slots from `first` are in the mapped table,
-            // and stable under the lock we hold; the conversion only looks
-            // at the value.
-            let leaf = unsafe {
-                let pte = bindings::ptep_get(self.ptep.add(first + k));
-                bindings::softleaf_from_pte(pte)
-            };
-            match migration_leaf(leaf) {
-                Some(MigrationLeaf { pfn: p, shared }) => p == pfn + k && !shared,
-                None => false,
-            }
-        })
-    }
-
-    /// Replaces the `nr` migration entries from `addr` by mappings of the
-    /// pages of `new`, with each entry's permissions and bits, and adds
-    /// them to the rmap (`remove_migration_pte_locked()`), as an rmap walk
-    /// of `remove_migration_ptes()` would for these entries. Fails with
-    /// `EINVAL`, changing nothing, unless all are in the run.
+    /// Puts back the `nr` entries from `addr` as mappings of the pages of
+    /// `new`, with each entry's permissions and bits, and adds them to the
+    /// rmap (`remove_migration_pte_locked()`), as an rmap walk of
+    /// `remove_migration_ptes()` would for these entries, if they are
+    /// migration entries for the pages from `pfn` on, each made from an
+    /// exclusive mapping (writable or anon-exclusive), so that no other
+    /// page table maps those pages. Returns whether they were put back;
+    /// nothing changes otherwise, nor unless all are in the run.
+    ///
+    /// Checked and put back under one range check: a 4 KiB folio's slot
+    /// is read once for the check, then by the C helper.
     ///
     /// # Safety
     ///
-    /// Entry `k` is the migration entry that a migration of a folio
-    /// installed for its page `k`, and `new` is that folio or its
-    /// destination: locked, of at least `nr` pages, and ready to be mapped
-    /// (its mapping and flags moved).
+    /// A migration entry for page `pfn + k` in these slots was installed
+    /// by a migration of the folio of that page for its page `k`, and `new`
+    /// is that folio or its destination: locked, of at least `nr` pages,
+    /// and ready to be mapped (its mapping and flags moved).
     #[inline]
-    pub unsafe fn remove_migration_entries(
+    pub unsafe fn restore_exclusive_migration_entries(
         &mut self,
         addr: usize,
+        pfn: usize,
         new: &Folio,
         nr: usize,
-    ) -> Result {
-        let first = self.index_of(addr, nr).ok_or(EINVAL)?;
+    ) -> bool {
+        let Some(first) = self.index_of(addr, nr) else {
+            return false;
+        };
+        // SAFETY: The `nr` slots from `first` are in the mapped table.
+        let ptep = unsafe { self.ptep.add(first) };
+        let exclusive = (0..nr).all(|k| {
+            // SAFETY: Slot `k` from `ptep` is in the mapped table, and
+            // stable under the lock we hold; the conversion only looks at
+            // the value.
+            let leaf = unsafe { bindings::softleaf_from_pte(bindings::ptep_get(ptep.add(k))) };
+            // A shared entry is ruled out before its PFN is compared.
+            match migration_leaf(leaf) {
+                Some(MigrationLeaf {
+                    pfn: p,
+                    shared: false,
+                }) => p == pfn + k,
+                _ => false,
+            }
+        });
+        if !exclusive {
+            return false;
+        }
         for k in 0..nr {
-            // SAFETY: We hold the PTE lock, slot `first + k` is in the
-            // mapped table and maps `addr + k * PAGE_SIZE`; the caller
-            // guarantees the entry and the folio.
+            // SAFETY: We hold the PTE lock, slot `k` from `ptep` is in the
+            // mapped table and maps `addr + k * PAGE_SIZE`; it holds the
+            // migration entry for page `k` of the folio just checked, and
+            // the caller guarantees it and `new`.
             unsafe {
                 bindings::remove_migration_pte_locked(
                     new.as_raw(),
                     self.vma.as_ptr(),
                     addr + k * PAGE_SIZE,
-                    self.ptep.add(first + k),
+                    ptep.add(k),
                     k,
                 )
             };
         }
-        Ok(())
+        true
     }
 
     /// The slot that maps `addr`; it stays valid while the lock is held.
