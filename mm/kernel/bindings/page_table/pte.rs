@@ -198,17 +198,14 @@ impl<'a> PteRun<'a> {
     /// migration entries for the pages from `pfn` on, each made from an
     /// exclusive mapping (writable or anon-exclusive), so that no other
     /// page table maps those pages. Returns whether they were put back;
-    /// nothing changes otherwise, nor unless all are in the run.
-    ///
-    /// Checked and put back under one range check: a 4 KiB folio's slot
-    /// is read once for the check, then by the C helper.
+    /// when one is not such an entry, or not in the run, nothing changes.
     ///
     /// # Safety
     ///
-    /// A migration entry for page `pfn + k` in these slots was installed
-    /// by a migration of the folio of that page for its page `k`, and `new`
-    /// is that folio or its destination: locked, of at least `nr` pages,
-    /// and ready to be mapped (its mapping and flags moved).
+    /// A migration entry for page `pfn + k` in slot `k` was installed by a
+    /// migration of that page's folio, and `new` is that folio or its
+    /// destination: locked, of at least `nr` pages, and ready to be mapped
+    /// (its mapping and flags moved).
     #[inline]
     pub unsafe fn restore_exclusive_migration_entries(
         &mut self,
