@@ -529,34 +529,53 @@ impl<'a> SourceSlots<'a, Collected> {
         lru: &mut LruvecLock,
         drained: &mut Drained,
     ) -> (UnmapOutcome, usize) {
-        let Some(order) = self.folio(i).map(Folio::order) else {
-            let slot = self.get(i);
-            let hole = slot.is_migrate();
-            return (UnmapOutcome::Empty { hole }, slot.nr_pages());
+        let (outcome, nr) = match self.folio(i) {
+            None => {
+                let slot = self.get(i);
+                let hole = slot.is_migrate();
+                return (UnmapOutcome::Empty { hole }, slot.nr_pages());
+            }
+            // Most slots hold a small folio: looked up once.
+            Some(folio) if !folio.is_large() => {
+                (self.isolate_and_unmap_slot(i, folio, lru, drained), 1)
+            }
+            Some(folio) => {
+                let order = folio.order();
+                let nr = if self.set_order(i, order).is_ok() {
+                    1 << order
+                } else {
+                    kernel::warn_on!(true);
+                    1
+                };
+                let outcome = match self.folio(i) {
+                    Some(folio) => self.isolate_and_unmap_slot(i, folio, lru, drained),
+                    None => UnmapOutcome::Empty { hole: false },
+                };
+                (outcome, nr)
+            }
         };
-        let nr = if order == 0 {
-            1
-        } else if self.set_order(i, order).is_ok() {
-            1 << order
-        } else {
-            kernel::warn_on!(true);
-            1
-        };
-        (self.isolate_and_unmap_slot(i, lru, drained), nr)
+        if matches!(
+            outcome,
+            UnmapOutcome::NotIsolated | UnmapOutcome::Pinned { .. }
+        ) {
+            // INVARIANT: The folio was not isolated, or was put back.
+            self.clear_migrate(i);
+        }
+        (outcome, nr)
     }
 
-    /// [`SourceSlots::isolate_and_unmap_folio`] past the slot's order.
+    /// [`SourceSlots::isolate_and_unmap_folio`] for `folio`, slot `i`'s,
+    /// past the slot's order. The caller clears `MIGRATE_PFN_MIGRATE` of a
+    /// slot whose folio cannot migrate.
     #[inline]
     fn isolate_and_unmap_slot(
-        &mut self,
+        &self,
         i: usize,
+        folio: &Folio,
         lru: &mut LruvecLock,
         drained: &mut Drained,
     ) -> UnmapOutcome {
         let migrate = self.migrates(i);
-        let Some(folio) = self.folio(i) else {
-            return UnmapOutcome::Empty { hole: false };
-        };
         let (raw, zone_device) = (folio.as_raw(), folio.is_zone_device());
         if migrate && !zone_device {
             if *drained == Drained::None {
@@ -572,8 +591,6 @@ impl<'a> SourceSlots<'a, Collected> {
                 *drained = Drained::All;
             }
             if !lru.isolate(folio) {
-                // INVARIANT: The folio was not isolated.
-                self.clear_migrate(i);
                 return UnmapOutcome::NotIsolated;
             }
         }
@@ -581,13 +598,17 @@ impl<'a> SourceSlots<'a, Collected> {
             return UnmapOutcome::NotIsolated;
         }
         let rmap_walked = folio.is_mapped();
-        if rmap_walked {
+        // A locked folio that nothing maps is not mapped again until it is
+        // unlocked: only an rmap walk that may have left a mapping makes it
+        // worth looking again.
+        let still_mapped = rmap_walked && {
             // The rmap walk sleeps.
             lru.unlock();
             // SAFETY: The folio is locked and referenced (type invariant).
             unsafe { bindings::try_to_migrate(raw, 0) };
-        }
-        if folio.is_mapped() || !self.has_only_expected_refs(folio) {
+            folio.is_mapped()
+        };
+        if still_mapped || !self.has_only_expected_refs(folio, zone_device) {
             if !zone_device {
                 // The putback takes the lruvec lock.
                 lru.unlock();
@@ -598,27 +619,25 @@ impl<'a> SourceSlots<'a, Collected> {
                     bindings::folio_putback_lru(raw);
                 }
             }
-            // INVARIANT: The folio was put back.
-            self.clear_migrate(i);
             return UnmapOutcome::Pinned { rmap_walked };
         }
         UnmapOutcome::Unmapped { rmap_walked }
     }
 
     /// Whether `folio`, a slot's, has no reference but its mappings', the
-    /// page cache's and the migration's (`migrate_vma_check_page()`).
+    /// page cache's and the migration's (`migrate_vma_check_page()`); only
+    /// asked once it is known not to be mapped, so that its mappings have
+    /// none; `zone_device` says whether it is ZONE_DEVICE memory.
     #[inline]
-    fn has_only_expected_refs(&self, folio: &Folio) -> bool {
+    fn has_only_expected_refs(&self, folio: &Folio, zone_device: bool) -> bool {
         // The migration's reference (isolation's or the slot's), and the
-        // fault path's for the fault folio.
-        let mut extra = 1 + i32::from(self.is_fault_folio(folio));
-        if folio.is_zone_device() {
-            extra += 1;
-        }
+        // fault path's for the fault folio, and one more for ZONE_DEVICE
+        // memory, as `migrate_vma_check_page()` counts.
+        let mut extra = 1 + i32::from(self.is_fault_folio(folio)) + i32::from(zone_device);
         if folio.has_mapping() {
             extra += 1 + i32::from(folio.has_private());
         }
-        folio.ref_count() - extra <= folio.mapcount()
+        folio.ref_count() <= extra
     }
 }
 
