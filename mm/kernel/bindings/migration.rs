@@ -1307,8 +1307,8 @@ fn restore_by_walk(
 
 /// Puts back the PMD migration entry of `src`, a PMD-order folio that
 /// source slot `i` names at the start of the window ending at `end`, as a
-/// mapping of `new`, when it is the folio's only mapping (an exclusive
-/// entry, [`PmdGuard::holds_exclusive_migration_entry`]). Returns whether
+/// mapping of `new`, when it is the folio's only mapping: the entry is
+/// exclusive (writable or anon-exclusive when it was made). Returns whether
 /// it was put back.
 fn restore_pmd_by_walk(
     at: SlotsMappedAt<'_>,
@@ -1324,15 +1324,11 @@ fn restore_pmd_by_walk(
     let Some(mut pmd) = PmdGuard::lock(at.vma, addr) else {
         return false;
     };
-    if !pmd.holds_exclusive_migration_entry(src.pfn()) {
-        return false;
-    }
     // SAFETY: A migration entry for `src` is this migration's own: it holds
     // the folio's lock from before it installed the entry until finalize
     // removes it. `new` is `src` or its destination, locked and PMD-order,
     // its mapping moved by the pages phase.
-    unsafe { pmd.remove_migration_entry(new) };
-    true
+    unsafe { pmd.restore_exclusive_migration_entry(src.pfn(), new) }
 }
 
 /// Folios isolate at most this many under one hold of their lruvec lock,

@@ -237,29 +237,34 @@ impl PmdGuard<'_> {
         Ok(())
     }
 
-    /// Whether the PMD holds a migration entry for the folio whose head
-    /// page is `pfn` that no other page table can share: one made from a
-    /// writable or an anon-exclusive mapping. A readable entry may have
-    /// siblings in other page tables (a forked child's).
-    pub fn holds_exclusive_migration_entry(&self, pfn: usize) -> bool {
-        // SAFETY: `pmd` is valid and stable under the lock we hold.
-        let leaf = unsafe { bindings::softleaf_from_pmd(bindings::pmdp_get(self.pmd)) };
-        matches!(migration_leaf(leaf), Some(MigrationLeaf { pfn: p, shared: false }) if p == pfn)
-    }
-
     /// Replaces the PMD migration entry by a mapping of `new`, with the
     /// entry's permissions and bits, and adds it to the rmap
     /// (`remove_migration_pmd()`), as an rmap walk of
-    /// `remove_migration_ptes()` would for this PMD.
+    /// `remove_migration_ptes()` would for this PMD, if it is a migration
+    /// entry for the folio whose head page is `pfn`, made from an exclusive
+    /// mapping (writable or anon-exclusive), so that no other page table
+    /// maps that folio. A readable entry may have siblings in other page
+    /// tables (a forked child's). Returns whether it was put back; when the
+    /// PMD holds anything else, nothing changes.
     ///
     /// # Safety
     ///
-    /// The PMD holds a migration entry that a migration of a PMD-order
-    /// folio installed, and `new` is that folio or its destination: locked,
-    /// PMD-order, and ready to be mapped (its mapping and flags moved).
-    pub unsafe fn remove_migration_entry(&mut self, new: &Folio) {
-        // SAFETY: We hold the PMD lock; the caller guarantees the entry
-        // and the folio.
+    /// A migration entry for `pfn` in this PMD was installed by a migration
+    /// of that PMD-order folio, and `new` is that folio or its destination:
+    /// locked, PMD-order, and ready to be mapped (its mapping and flags
+    /// moved).
+    pub unsafe fn restore_exclusive_migration_entry(&mut self, pfn: usize, new: &Folio) -> bool {
+        // SAFETY: `pmd` is valid and stable under the lock we hold.
+        let leaf = unsafe { bindings::softleaf_from_pmd(bindings::pmdp_get(self.pmd)) };
+        let exclusive = matches!(
+            migration_leaf(leaf),
+            Some(MigrationLeaf { pfn: p, shared: false }) if p == pfn
+        );
+        if !exclusive {
+            return false;
+        }
+        // SAFETY: We hold the PMD lock; it holds the migration entry for the
+        // folio just checked, and the caller guarantees it and `new`.
         unsafe {
             bindings::folio_migrate_remove_migration_pmd(
                 new.as_raw(),
@@ -268,6 +273,7 @@ impl PmdGuard<'_> {
                 self.pmd,
             )
         };
+        true
     }
 
     /// Stores a device-private PMD entry for `folio`, a PMD-order
