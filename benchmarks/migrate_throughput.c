@@ -17,7 +17,8 @@
  * 2 MiB migrated (there and back), when the kernel counts its work, and
  * under each engine's row where its time went: the engine's phases (its
  * ns_* counters), test_hmm's allocations and copies (debugfs
- * test_hmm/stats) and the engine's share of the whole migration.
+ * test_hmm/stats) and the engine's share of the whole migration, then
+ * the phases of each way beside that way's time.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -57,6 +58,8 @@ struct figure {
 	double copy[MAX_ROUNDS];
 	/* Each engine's counters summed over the rounds. */
 	double counters[MAX_ENGINES][NR_SUMS];
+	/* The same, read once the buffer is on the device. */
+	double to_dev[MAX_ENGINES][NR_SUMS];
 	/* Whether the kernel counts that engine's work. */
 	int counted[MAX_ENGINES];
 	/* test_hmm's statistics under each engine, summed over the rounds. */
@@ -137,13 +140,15 @@ static int migrate(int fd, unsigned long request, void *buf, void *mirror,
 }
 
 /*
- * One round of one engine: maps a fresh buffer, so that a THP buffer is a
- * THP again (a round trip may leave it in 4 KiB pages), fills it, moves it
- * to the device and back, and checks it. On success *@map_out keeps the
- * mapping for the caller's memcpy, else it is unmapped.
+ * One round of engine @name: maps a fresh buffer, so that a THP buffer is
+ * a THP again (a round trip may leave it in 4 KiB pages), fills it, moves
+ * it to the device and back, and checks it. The engine's counters are
+ * added to @to_dev_sums between the two ways, untimed. On success *@map_out
+ * keeps the mapping for the caller's memcpy, else it is unmapped.
  */
-static int round_trip(int fd, const struct kind *kind, size_t size,
-		      int r, char *mirror, double *s2d, double *d2s,
+static int round_trip(int fd, const char *name, const struct kind *kind,
+		      size_t size, int r, char *mirror, double *s2d,
+		      double *d2s, double *to_dev_sums,
 		      unsigned long long *entries, char **map_out)
 {
 	unsigned long mthp0 = kind->mthp_kb ? thp_fault_allocs(kind->mthp_kb) : 0;
@@ -176,9 +181,11 @@ static int round_trip(int fd, const struct kind *kind, size_t size,
 		 * THP moved whole counts once.
 		 */
 		ok = !migrate(fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, mirror, size,
-			      s2d, &to_dev) &&
-		     !migrate(fd, HMM_DMIRROR_MIGRATE_TO_SYS, buf, mirror, size,
-			      d2s, entries);
+			      s2d, &to_dev);
+		if (ok)
+			counters_add(name, to_dev_sums);
+		ok = ok && !migrate(fd, HMM_DMIRROR_MIGRATE_TO_SYS, buf, mirror,
+				    size, d2s, entries);
 	}
 	if (ok && (buf[0] != 'a' + r % 26 || buf[size - 1] != 'a' + r % 26)) {
 		fprintf(stderr, "%s %zu: data lost in round %d\n", kind->name, size, r);
@@ -225,9 +232,9 @@ static int run(int fd, const struct engines *eng, const struct kind *kind,
 				goto out;
 			counters_reset(name);
 			driver_stats_reset();
-			if (round_trip(fd, kind, size, r, mirror,
+			if (round_trip(fd, name, kind, size, r, mirror,
 				       &f->s2d[e][r], &f->d2s[e][r],
-				       &f->entries[e], &map)) {
+				       f->to_dev[e], &f->entries[e], &map)) {
 				fprintf(stderr, "%s %zu: round %d under %s failed; its counters:\n",
 					kind->name, size, r, name);
 				counters_dump(name);
@@ -268,11 +275,41 @@ static double ratio(double rust, double c)
 }
 
 /*
+ * Engine @e's phases one way, in us per 2 MiB moved that way (means over
+ * the rounds), beside that way's time: @to_dev for the way to the device,
+ * else the way back. Part of a table line, or with @json one field of the
+ * engine's @json line.
+ */
+static void print_way(const struct figure *f, int e, int to_dev, double per2m,
+		      int rounds, int json)
+{
+	double us, engine = 0, total = 0;
+	int p, r;
+
+	for (r = 0; r < rounds; r++)
+		total += (to_dev ? f->s2d[e][r] : f->d2s[e][r]) * 1e3;
+	total /= per2m;
+	if (json)
+		printf(",\"phase_us_per_2m_%s\":{", to_dev ? "to_device" : "back");
+	else
+		printf("%s:", to_dev ? "to device" : "back");
+	for (p = 0; p < NR_PHASES; p++) {
+		us = f->to_dev[e][PHASE0 + p];
+		if (!to_dev)
+			us = f->counters[e][PHASE0 + p] - us;
+		us /= 1e3 * per2m;
+		engine += us;
+		printf(json ? "\"%s\":%.2f," : " %s %.1f", phase_short[p], us);
+	}
+	printf(json ? "\"engine\":%.2f,\"total\":%.2f}" : ", engine %.1f of %.1f", engine, total);
+}
+
+/*
  * Where engine @e's time went, in us per 2 MiB migrated there and back
  * (means over the rounds): each phase of the engine, the driver's
  * allocations and copies, and the engine's share of the whole migration
- * as the benchmark timed it. A table line, or with @json the fields of
- * the engine's @json line.
+ * as the benchmark timed it; then the phases of each way. Table lines, or
+ * with @json the fields of the engine's @json line.
  */
 static void print_phases(const struct figure *f, int e, const char *kind,
 			 size_t size, int rounds, int json)
@@ -301,6 +338,8 @@ static void print_phases(const struct figure *f, int e, const char *kind,
 		       "\"engine_share\":%.4f",
 		       engine, copy, total, bench_vram_fd >= 0 ? "vram" : "test_hmm", copies, extents,
 		       total > 0 ? engine / total : 0);
+		print_way(f, e, 1, per2m, rounds, 1);
+		print_way(f, e, 0, per2m, rounds, 1);
 		return;
 	}
 	printf("%-4s %10zu %7s |   us/2MiB:", kind, size, "");
@@ -311,6 +350,11 @@ static void print_phases(const struct figure *f, int e, const char *kind,
 		printf("; vram driver %.1f copies in\n", copies);
 	else
 		printf("; driver copy %.1f in %.1f copies, %.1f extents\n", copy, copies, extents);
+	printf("%-4s %10zu %7s |   us/2MiB ", kind, size, "");
+	print_way(f, e, 1, per2m, rounds, 0);
+	printf("; ");
+	print_way(f, e, 0, per2m, rounds, 0);
+	printf("\n");
 }
 
 int main(int argc, char **argv)
