@@ -215,46 +215,31 @@ impl PteRun<'_> {
         // SAFETY: The folio is locked and `page` is one of its pages.
         let anon_exclusive =
             folio.folio().is_anon() && unsafe { bindings::PageAnonExclusive(page) };
-        let old = if anon_exclusive {
-            // A device-private entry was never in a TLB: clearing it is
-            // enough to keep GUP-fast off the page.
-            let cleared = if present {
-                self.clear_flush(addr)
-            } else {
-                self.get_and_clear(addr)
-            };
-            let Ok(old) = cleared else {
-                return PteMigration::Unchanged;
-            };
-            // SAFETY: The folio is locked and its PTE is cleared and, if it
-            // was present, flushed, as sharing an anon-exclusive page
-            // requires.
-            if unsafe { bindings::folio_try_share_anon_rmap_pte(raw, page) } != 0 {
-                // Pinned: put the entry back and leave the page alone.
-                if self.restore(old).is_err() {
-                    // The entry came from this run: not reached.
-                    kernel::warn_on!(true);
-                }
-                return PteMigration::Pinned;
-            }
-            old
-        } else {
-            match self.get_and_clear(addr) {
-                Ok(old) => old,
-                Err(_) => return PteMigration::Unchanged,
-            }
-        };
-        if old.is_dirty() {
-            // SAFETY: The folio is locked and referenced.
-            unsafe { bindings::folio_mark_dirty(raw) };
-        }
         let kind = MigrationKind::of(write, anon_exclusive);
-        // SAFETY: The entry taken out is the present or device-private one
-        // `snap` read (`page_of()` found it unchanged under the lock we
-        // hold), which names page `pfn`: no need to decode it again.
-        let entry = unsafe { old.into_migration_entry_of_page(kind, pfn) };
-        if self.restore(entry).is_err() {
-            kernel::warn_on!(true);
+        // A device-private entry was never in a TLB: clearing it is enough
+        // to keep GUP-fast off the page before it is shared.
+        let installed = self.take_and_replace(addr, anon_exclusive && present, |old| {
+            // SAFETY: The folio is locked, and its PTE is cleared and, if it
+            // was present, flushed (asked for when `anon_exclusive`), as
+            // sharing an anon-exclusive page requires.
+            if anon_exclusive && unsafe { bindings::folio_try_share_anon_rmap_pte(raw, page) } != 0
+            {
+                // Pinned: the entry goes back and the page stays.
+                return (old, false);
+            }
+            if present && old.is_dirty() {
+                // SAFETY: The folio is locked and referenced.
+                unsafe { bindings::folio_mark_dirty(raw) };
+            }
+            // SAFETY: The entry taken out is the present or device-private
+            // one `snap` read (the caller found it unchanged under the lock
+            // we hold), which names page `pfn`: no need to decode it again.
+            (unsafe { old.into_migration_entry_of_page(kind, pfn) }, true)
+        });
+        match installed {
+            Ok(true) => {}
+            Ok(false) => return PteMigration::Pinned,
+            Err(_) => return PteMigration::Unchanged,
         }
         // SAFETY: The PTE no longer maps the page: drop its rmap and the
         // mapping's reference, which `folio`'s own reference replaces.

@@ -290,6 +290,43 @@ impl<'a> PteRun<'a> {
         Ok(self.taken(addr, pte))
     }
 
+    /// Takes the PTE at `addr` out, flushing its TLB entry if `flush`
+    /// (`ptep_clear_flush()`, else `ptep_get_and_clear()`), and stores in
+    /// its place the entry `replace` gives back: the one taken out, or one
+    /// made from it for the same slot. The slot is found once for both.
+    /// Fails with `EINVAL`, with nothing changed, when `addr` is not in the
+    /// run; returns what `replace` says besides.
+    #[inline(always)]
+    pub fn take_and_replace<R>(
+        &mut self,
+        addr: usize,
+        flush: bool,
+        replace: impl FnOnce(TakenPte) -> (TakenPte, R),
+    ) -> Result<R> {
+        let ptep = self.slot(addr)?;
+        let mm = self.vma.mm().as_raw();
+        // SAFETY: The slot is in the table whose lock we hold.
+        let pte = unsafe {
+            if flush {
+                bindings::ptep_clear_flush(self.vma.as_ptr(), addr, ptep)
+            } else {
+                bindings::ptep_get_and_clear(mm, addr, ptep)
+            }
+        };
+        let (back, ret) = replace(self.taken(addr, pte));
+        if core::ptr::eq(back.mm, mm) && back.addr == addr {
+            // SAFETY: By the invariant of `TakenPte`, the value may be
+            // stored in the slot of `addr` in this mm, which is `ptep`; the
+            // slot was cleared above.
+            unsafe { bindings::set_pte_at(mm, addr, ptep, back.pte) };
+        } else if self.restore(back).is_err() {
+            // Another slot's entry: never given by a caller that builds on
+            // the entry it was handed. The slot of `addr` stays empty.
+            kernel::warn_on!(true);
+        }
+        Ok(ret)
+    }
+
     /// Puts `pte` back where it was taken from (`set_pte_at()`). Fails
     /// with `EINVAL`, dropping it, if that slot is not in this run of the
     /// same mm.
