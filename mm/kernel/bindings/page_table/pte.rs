@@ -319,10 +319,12 @@ impl<'a> PteRun<'a> {
             // stored in the slot of `addr` in this mm, which is `ptep`; the
             // slot was cleared above.
             unsafe { bindings::set_pte_at(mm, addr, ptep, back.pte) };
-        } else if self.restore(back).is_err() {
+        } else {
             // Another slot's entry: never given by a caller that builds on
-            // the entry it was handed. The slot of `addr` stays empty.
+            // the entry it was handed. It goes back to its own slot if it
+            // can; the slot of `addr` stays empty.
             kernel::warn_on!(true);
+            let _ = self.restore(back);
         }
         Ok(ret)
     }
