@@ -275,9 +275,8 @@ impl<'a> PteRun<'a> {
     /// (`ptep_clear_flush()`); returns the entry taken out.
     pub fn clear_flush(&mut self, addr: usize) -> Result<TakenPte> {
         let ptep = self.slot(addr)?;
-        // SAFETY: The slot is in the table whose lock we hold.
-        let pte = unsafe { bindings::ptep_clear_flush(self.vma.as_ptr(), addr, ptep) };
-        Ok(self.taken(addr, pte))
+        // SAFETY: `ptep` is the slot of `addr`, just found.
+        Ok(unsafe { self.take_at(ptep, addr, true) })
     }
 
     /// Clears the PTE at `addr` without flushing the TLB
@@ -285,9 +284,29 @@ impl<'a> PteRun<'a> {
     /// the range before dropping the lock.
     pub fn get_and_clear(&mut self, addr: usize) -> Result<TakenPte> {
         let ptep = self.slot(addr)?;
-        // SAFETY: The slot is in the table whose lock we hold.
-        let pte = unsafe { bindings::ptep_get_and_clear(self.vma.mm().as_raw(), addr, ptep) };
-        Ok(self.taken(addr, pte))
+        // SAFETY: `ptep` is the slot of `addr`, just found.
+        Ok(unsafe { self.take_at(ptep, addr, false) })
+    }
+
+    /// Clears the PTE in `ptep`, flushing its TLB entry if `flush`
+    /// (`ptep_clear_flush()`, else `ptep_get_and_clear()`); returns the
+    /// entry taken out.
+    ///
+    /// # Safety
+    ///
+    /// `ptep` is the slot of `addr` in this run ([`PteRun::slot`]).
+    #[inline(always)]
+    unsafe fn take_at(&mut self, ptep: *mut bindings::pte_t, addr: usize, flush: bool) -> TakenPte {
+        // SAFETY: The slot is in the table whose lock we hold, by the
+        // caller's guarantee.
+        let pte = unsafe {
+            if flush {
+                bindings::ptep_clear_flush(self.vma.as_ptr(), addr, ptep)
+            } else {
+                bindings::ptep_get_and_clear(self.vma.mm().as_raw(), addr, ptep)
+            }
+        };
+        self.taken(addr, pte)
     }
 
     /// Takes the PTE at `addr` out, flushing its TLB entry if `flush`
@@ -305,15 +324,8 @@ impl<'a> PteRun<'a> {
     ) -> Result<R> {
         let ptep = self.slot(addr)?;
         let mm = self.vma.mm().as_raw();
-        // SAFETY: The slot is in the table whose lock we hold.
-        let pte = unsafe {
-            if flush {
-                bindings::ptep_clear_flush(self.vma.as_ptr(), addr, ptep)
-            } else {
-                bindings::ptep_get_and_clear(mm, addr, ptep)
-            }
-        };
-        let (back, ret) = replace(self.taken(addr, pte));
+        // SAFETY: `ptep` is the slot of `addr`, just found.
+        let (back, ret) = replace(unsafe { self.take_at(ptep, addr, flush) });
         if core::ptr::eq(back.mm, mm) && back.addr == addr {
             // SAFETY: By the invariant of `TakenPte`, the value may be
             // stored in the slot of `addr` in this mm, which is `ptep`; the
