@@ -1298,11 +1298,18 @@ fn restore_by_walk(
     if !src.is_anon() || nr >= PMD_NR || i + nr > end {
         return false;
     }
+    let (addr, pfn) = (at.addr(i), src.pfn());
     // SAFETY: A migration entry for a page of `src` is this migration's
     // own, which holds the folio's lock from before it installed them
     // until finalize removes them; `new` is `src` or its destination,
     // locked, with as many pages, its mapping moved by the pages phase.
-    unsafe { run.restore_exclusive_migration_entries(at.addr(i), src.pfn(), new, nr) }
+    unsafe {
+        if nr == 1 {
+            run.restore_exclusive_migration_entry(addr, pfn, new)
+        } else {
+            run.restore_exclusive_migration_entries(addr, pfn, new, nr)
+        }
+    }
 }
 
 /// Puts back the PMD migration entry of `src`, a PMD-order folio that

@@ -176,6 +176,24 @@ impl<'a> PteRun<'a> {
     }
 }
 
+/// Whether the PTE in `ptep` is a migration entry for page `pfn` made from
+/// an exclusive mapping (writable or anon-exclusive).
+///
+/// # Safety
+///
+/// `ptep` is a slot of a mapped page table whose lock the caller holds.
+#[inline(always)]
+unsafe fn holds_exclusive_migration_entry(ptep: *mut bindings::pte_t, pfn: usize) -> bool {
+    // SAFETY: The slot is mapped and stable under the lock the caller
+    // holds; the conversion only looks at the value.
+    let leaf = unsafe { bindings::softleaf_from_pte(bindings::ptep_get(ptep)) };
+    // A shared entry is ruled out before its PFN is compared.
+    matches!(
+        migration_leaf(leaf),
+        Some(MigrationLeaf { pfn: p, shared: false }) if p == pfn
+    )
+}
+
 impl<'a> PteRun<'a> {
     /// The index in the run of the `nr` entries from `addr`, if they are
     /// all in it.
@@ -206,7 +224,7 @@ impl<'a> PteRun<'a> {
     /// migration of that page's folio, and `new` is that folio or its
     /// destination: locked, of at least `nr` pages, and ready to be mapped
     /// (its mapping and flags moved).
-    #[inline]
+    #[inline(always)]
     pub unsafe fn restore_exclusive_migration_entries(
         &mut self,
         addr: usize,
@@ -219,21 +237,8 @@ impl<'a> PteRun<'a> {
         };
         // SAFETY: The `nr` slots from `first` are in the mapped table.
         let ptep = unsafe { self.ptep.add(first) };
-        let exclusive = (0..nr).all(|k| {
-            // SAFETY: Slot `k` from `ptep` is in the mapped table, and
-            // stable under the lock we hold; the conversion only looks at
-            // the value.
-            let leaf = unsafe { bindings::softleaf_from_pte(bindings::ptep_get(ptep.add(k))) };
-            // A shared entry is ruled out before its PFN is compared.
-            match migration_leaf(leaf) {
-                Some(MigrationLeaf {
-                    pfn: p,
-                    shared: false,
-                }) => p == pfn + k,
-                _ => false,
-            }
-        });
-        if !exclusive {
+        // SAFETY: Slot `k` from `ptep` is in the mapped table.
+        if !(0..nr).all(|k| unsafe { holds_exclusive_migration_entry(ptep.add(k), pfn + k) }) {
             return false;
         }
         for k in 0..nr {
@@ -251,6 +256,36 @@ impl<'a> PteRun<'a> {
                 )
             };
         }
+        true
+    }
+
+    /// [`PteRun::restore_exclusive_migration_entries`] for the one entry of
+    /// a small folio, the common case, without the loops.
+    ///
+    /// # Safety
+    ///
+    /// As for [`PteRun::restore_exclusive_migration_entries`], with `nr`
+    /// 1.
+    #[inline(always)]
+    pub unsafe fn restore_exclusive_migration_entry(
+        &mut self,
+        addr: usize,
+        pfn: usize,
+        new: &Folio,
+    ) -> bool {
+        let Ok(ptep) = self.slot(addr) else {
+            return false;
+        };
+        // SAFETY: `ptep` is the slot of `addr` in the mapped table.
+        if !unsafe { holds_exclusive_migration_entry(ptep, pfn) } {
+            return false;
+        }
+        // SAFETY: We hold the PTE lock, and `ptep` maps `addr`; it holds
+        // the migration entry for the folio's page just checked, and the
+        // caller guarantees it and `new`.
+        unsafe {
+            bindings::remove_migration_pte_locked(new.as_raw(), self.vma.as_ptr(), addr, ptep, 0)
+        };
         true
     }
 
