@@ -21,6 +21,7 @@ use crate::page_table::{
     PAGE_SIZE, PTRS_PER_PTE,
 };
 use core::mem::MaybeUninit;
+use core::ptr;
 use kernel::{
     alloc::{flags::GFP_KERNEL, kvec::DrainAll, KVVec},
     bindings,
@@ -61,6 +62,30 @@ impl<'a> MappedPage<'a> {
         // SAFETY: The page is valid by the type invariant.
         unsafe { bindings::page_has_mapping(self.page) }
     }
+}
+
+/// Whether `page` of the anonymous `folio` is anon-exclusive
+/// (`folio_test_anon() && PageAnonExclusive()`). A small folio's page
+/// carries the flag itself and is never hugetlb, the one kind that keeps it
+/// on the head: its flag is read without `PageAnonExclusive()`'s hugetlb
+/// test, which most collected pages would pay for.
+///
+/// # Safety
+///
+/// `page` is a page of `folio`, which the caller holds locked.
+#[inline(always)]
+unsafe fn page_anon_exclusive(folio: &Folio, page: *mut bindings::page) -> bool {
+    if !folio.is_anon() {
+        return false;
+    }
+    if folio.is_large() {
+        // SAFETY: `page` is a valid page of the anonymous `folio`.
+        return unsafe { bindings::PageAnonExclusive(page) };
+    }
+    // SAFETY: `page` is valid; its flags word is read once, as
+    // `test_bit()` does, while other bits of it may change.
+    let flags = unsafe { ptr::read_volatile(ptr::addr_of!((*page).flags.f)) };
+    flags & (1 << bindings::pageflags_PG_anon_exclusive) != 0
 }
 
 /// The page an entry of a [`PteRun`] named when it was read, to find it
@@ -213,8 +238,7 @@ impl PteRun<'_> {
             unsafe { bindings::flush_cache_page(vma.as_ptr(), addr, pfn) };
         }
         // SAFETY: The folio is locked and `page` is one of its pages.
-        let anon_exclusive =
-            folio.folio().is_anon() && unsafe { bindings::PageAnonExclusive(page) };
+        let anon_exclusive = unsafe { page_anon_exclusive(folio.folio(), page) };
         let kind = MigrationKind::of(write, anon_exclusive);
         // A device-private entry was never in a TLB: clearing it is enough
         // to keep GUP-fast off the page before it is shared.
@@ -742,8 +766,7 @@ impl BatchedRun<'_, '_> {
             unsafe { bindings::flush_cache_page(vma.as_ptr(), snap.addr, snap.pfn) };
         }
         // SAFETY: The folio is locked and `snap.page` is one of its pages.
-        let exclusive =
-            folio.folio().is_anon() && unsafe { bindings::PageAnonExclusive(snap.page) };
+        let exclusive = unsafe { page_anon_exclusive(folio.folio(), snap.page) };
         // SAFETY: The entry is the present or device-private one `snap`
         // read, unchanged, by the caller's guarantee, which names page
         // `snap.pfn` of the folio just locked, writable if `snap.write`, by
