@@ -1294,22 +1294,27 @@ fn restore_by_walk(
     new: &Folio,
     end: usize,
 ) -> bool {
-    let nr = src.nr_pages();
-    if !src.is_anon() || nr >= PMD_NR || i + nr > end {
+    if !src.is_anon() {
         return false;
     }
     let (addr, pfn) = (at.addr(i), src.pfn());
+    // Most folios are small: one entry, at `i`, which is before `end`.
+    if !src.is_large() {
+        // SAFETY: A migration entry for the page of `src` is this
+        // migration's own, which holds the folio's lock from before it
+        // installed it until finalize removes it; `new` is `src` or its
+        // destination, locked, its mapping moved by the pages phase.
+        return unsafe { run.restore_exclusive_migration_entry(addr, pfn, new) };
+    }
+    let nr = src.nr_pages();
+    if nr >= PMD_NR || i + nr > end {
+        return false;
+    }
     // SAFETY: A migration entry for a page of `src` is this migration's
     // own, which holds the folio's lock from before it installed them
     // until finalize removes them; `new` is `src` or its destination,
     // locked, with as many pages, its mapping moved by the pages phase.
-    unsafe {
-        if nr == 1 {
-            run.restore_exclusive_migration_entry(addr, pfn, new)
-        } else {
-            run.restore_exclusive_migration_entries(addr, pfn, new, nr)
-        }
-    }
+    unsafe { run.restore_exclusive_migration_entries(addr, pfn, new, nr) }
 }
 
 /// Puts back the PMD migration entry of `src`, a PMD-order folio that
