@@ -1024,14 +1024,14 @@ impl<'a> SourceSlots<'a, Unmapped> {
         }
         let raw = folio.as_raw();
         // SAFETY: The folio is valid by the type invariant.
-        let mut mapping = unsafe { bindings::folio_mapping(raw) };
+        let mut mapping = unsafe { bindings::folio_migrate_folio_mapping(raw) };
         if to_device && !mapping.is_null() {
             // SAFETY: The folio is locked by the type invariant.
             if !folio.is_anon() || !unsafe { bindings::folio_free_swap(raw) } {
                 return Err(MigrateToError::Mapping);
             }
             // SAFETY: As above.
-            mapping = unsafe { bindings::folio_mapping(raw) };
+            mapping = unsafe { bindings::folio_migrate_folio_mapping(raw) };
         }
         let extra = i32::from(self.fault.is_in(folio));
         // SAFETY: Both folios are locked; the source is unmapped and frozen
@@ -1593,7 +1593,7 @@ impl Folio {
     #[inline]
     pub fn has_mapping(&self) -> bool {
         // SAFETY: The folio is valid by the type invariant.
-        !unsafe { bindings::folio_mapping(self.as_raw()) }.is_null()
+        !unsafe { bindings::folio_migrate_folio_mapping(self.as_raw()) }.is_null()
     }
 
     /// Whether the folio has private data, which holds a reference
