@@ -77,24 +77,18 @@ pub(super) fn device_private_leaf(pfn: usize, write: bool) -> bindings::softleaf
     }
 }
 
-/// A migration entry of either level: the page it stands for, and whether
-/// that page may be mapped by other page tables too (a forked child's).
-pub(super) struct MigrationLeaf {
-    pub(super) pfn: usize,
-    /// Made from a mapping that was neither writable nor anon-exclusive
-    /// (`softleaf_is_migration_read()`).
-    pub(super) shared: bool,
-}
-
-/// Decodes `leaf` if it is a migration entry.
-#[inline]
-pub(super) fn migration_leaf(leaf: bindings::softleaf_t) -> Option<MigrationLeaf> {
+/// Whether `leaf`, taken from a PTE or a PMD, is a migration entry for
+/// page `pfn` made from an exclusive mapping (writable or anon-exclusive):
+/// no other page table maps that page. A readable entry may have siblings
+/// in other page tables (a forked child's).
+#[inline(always)]
+pub(super) fn is_exclusive_migration_leaf(leaf: bindings::softleaf_t, pfn: usize) -> bool {
     // SAFETY: The predicates only look at the value.
     unsafe {
-        bindings::softleaf_is_migration(leaf).then(|| MigrationLeaf {
-            pfn: bindings::softleaf_to_pfn(leaf),
-            shared: bindings::softleaf_is_migration_read(leaf),
-        })
+        // A shared entry is ruled out before its PFN is compared.
+        bindings::softleaf_is_migration(leaf)
+            && !bindings::softleaf_is_migration_read(leaf)
+            && bindings::softleaf_to_pfn(leaf) == pfn
     }
 }
 

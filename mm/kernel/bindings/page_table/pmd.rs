@@ -3,8 +3,7 @@
 //! A PMD under its page-table lock.
 
 use super::entry::{
-    decode_pmd, device_private_leaf, migration_leaf, MigrationKind, MigrationLeaf, PmdEntry,
-    TakenPmd,
+    decode_pmd, device_private_leaf, is_exclusive_migration_leaf, MigrationKind, PmdEntry, TakenPmd,
 };
 use super::{PMD_ORDER, PMD_SIZE};
 use crate::folio::{Folio, LockedFolio};
@@ -256,11 +255,7 @@ impl PmdGuard<'_> {
     pub unsafe fn restore_exclusive_migration_entry(&mut self, pfn: usize, new: &Folio) -> bool {
         // SAFETY: `pmd` is valid and stable under the lock we hold.
         let leaf = unsafe { bindings::softleaf_from_pmd(bindings::pmdp_get(self.pmd)) };
-        let exclusive = matches!(
-            migration_leaf(leaf),
-            Some(MigrationLeaf { pfn: p, shared: false }) if p == pfn
-        );
-        if !exclusive {
+        if !is_exclusive_migration_leaf(leaf, pfn) {
             return false;
         }
         // SAFETY: We hold the PMD lock; it holds the migration entry for the

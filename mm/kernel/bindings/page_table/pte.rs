@@ -3,8 +3,8 @@
 //! A run of PTEs under the PTE-table lock.
 
 use super::entry::{
-    device_private_leaf, encode_migration_pte, migration_leaf, migration_pte, MigrationKind,
-    MigrationLeaf, PteEntry, PteValue, TakenPte,
+    device_private_leaf, encode_migration_pte, is_exclusive_migration_leaf, migration_pte,
+    MigrationKind, PteEntry, PteValue, TakenPte,
 };
 use super::{PAGE_SIZE, PMD_SIZE};
 use crate::folio::{Folio, LockedFolio};
@@ -187,11 +187,7 @@ unsafe fn holds_exclusive_migration_entry(ptep: *mut bindings::pte_t, pfn: usize
     // SAFETY: The slot is mapped and stable under the lock the caller
     // holds; the conversion only looks at the value.
     let leaf = unsafe { bindings::softleaf_from_pte(bindings::ptep_get(ptep)) };
-    // A shared entry is ruled out before its PFN is compared.
-    matches!(
-        migration_leaf(leaf),
-        Some(MigrationLeaf { pfn: p, shared: false }) if p == pfn
-    )
+    is_exclusive_migration_leaf(leaf, pfn)
 }
 
 impl<'a> PteRun<'a> {
