@@ -427,24 +427,34 @@ impl<'a, P> SourceSlots<'a, P> {
     }
 
     /// [`SourceSlots::release_folio`] for a folio that the caller just
-    /// mapped: its reference is dropped at once.
+    /// mapped: the slot's reference is dropped at once if `put`, else the
+    /// entries took it over.
     ///
     /// # Safety
     ///
-    /// As for [`SourceSlots::release_folio`]; moreover, the caller holds no
-    /// spinlock but, if any, the lock of an entry that maps `folio` and
-    /// keeps a reference of its own: the folio is never freed, nor its
-    /// driver called, under a spinlock.
+    /// As for [`SourceSlots::release_folio`]; moreover, if `put`, the
+    /// caller holds no spinlock; if not, the entries the caller restored
+    /// took over the slot's reference, and the caller holds their lock.
     #[inline]
-    unsafe fn release_mapped_folio(&mut self, i: usize, folio: *mut bindings::folio, fault: bool) {
+    unsafe fn release_mapped_folio(
+        &mut self,
+        i: usize,
+        folio: *mut bindings::folio,
+        fault: bool,
+        put: bool,
+    ) {
         self.slots[i] = 0;
-        // SAFETY: As for `release_folio()`; under a spinlock, the
-        // mapping's reference stays, so this put frees nothing there.
+        // SAFETY: The slot held the reference and, unless it is the fault
+        // folio, the lock (type invariant); it is cleared, so neither is
+        // released twice. Without `put`, the entries' lock keeps the folio
+        // until it is unlocked.
         unsafe {
             if !fault {
                 bindings::folio_unlock(folio);
             }
-            bindings::folio_put(folio);
+            if put {
+                bindings::folio_put(folio);
+            }
         }
     }
 }
@@ -938,21 +948,25 @@ impl<'a> DestSlots<'a> {
     }
 
     /// [`DestSlots::release_folio`] for a folio that the caller just
-    /// mapped: its reference is dropped at once.
+    /// mapped: the slot's reference is dropped at once if `put`, else the
+    /// entries took it over.
     ///
     /// # Safety
     ///
-    /// As for [`DestSlots::release_folio`]; moreover, the caller holds no
-    /// spinlock but, if any, the lock of an entry that maps `folio` and
-    /// keeps a reference of its own.
+    /// As for [`DestSlots::release_folio`]; moreover, if `put`, the caller
+    /// holds no spinlock; if not, the entries the caller restored took over
+    /// the slot's reference, and the caller holds their lock.
     #[inline]
-    unsafe fn release_mapped_folio(&mut self, i: usize, folio: *mut bindings::folio) {
+    unsafe fn release_mapped_folio(&mut self, i: usize, folio: *mut bindings::folio, put: bool) {
         self.slots[i] = 0;
-        // SAFETY: As for `release_folio()`; under a spinlock, the
-        // mapping's reference stays, so this put frees nothing there.
+        // SAFETY: The slot owned the driver's lock and reference; it is
+        // cleared, so neither is released twice. Without `put`, the
+        // entries' lock keeps the folio until it is unlocked.
         unsafe {
             bindings::folio_unlock(folio);
-            bindings::folio_put(folio);
+            if put {
+                bindings::folio_put(folio);
+            }
         }
     }
 }
@@ -1191,23 +1205,10 @@ impl<'a> SourceSlots<'a, Unmapped> {
             let Some(at) = at else {
                 continue;
             };
-            let walked = if src.order() == PMD_ORDER {
-                // Its slots fill the window: no PTE lock is held.
-                !tried && restore_pmd_by_walk(at, i, src, new, window.end)
-            } else {
-                if !tried {
-                    tried = true;
-                    // None without a PTE table: a PMD entry, or the table
-                    // went away.
-                    run = PteRun::lock(at.vma, at.addr(window.start), at.addr(window.end));
-                }
-                run.as_mut()
-                    .is_some_and(|run| restore_by_walk(run, at, i, src, new, window.end))
-            };
-            if !walked {
-                continue;
-            }
-            // Room for the references queued below: at most two.
+            let pmd_level = src.order() == PMD_ORDER;
+            // Room for the references queued below: at most two. Made
+            // before the restore: restored PTEs hold the slot's reference,
+            // so the folio is unlocked before their lock is dropped.
             if !puts.fits(2) {
                 // Drop the references queued with the lock released, and
                 // take it again: if the table went away meanwhile, the
@@ -1219,13 +1220,35 @@ impl<'a> SourceSlots<'a, Unmapped> {
                     puts.flush();
                 }
             }
-            // The folio that now maps the entries keeps a reference for
-            // each while their lock is held (a PMD's was dropped, and no
-            // spinlock is held): its slot's is dropped at once.
+            let walked = if pmd_level {
+                // Its slots fill the window: no PTE lock is held.
+                !tried && restore_pmd_by_walk(at, i, src, new, window.end)
+            } else {
+                if !tried {
+                    tried = true;
+                    // None without a PTE table: a PMD entry, or the table
+                    // went away.
+                    run = PteRun::lock(at.vma, at.addr(window.start), at.addr(window.end));
+                }
+                run.as_mut().is_some_and(|run| {
+                    // SAFETY: The slot that names `new`, the destination's
+                    // or else the source's, owns a reference to it; when
+                    // the entries are restored, the slot is released below
+                    // without dropping it, before the PTE lock.
+                    unsafe { restore_by_walk(run, at, i, src, new, window.end) }
+                })
+            };
+            if !walked {
+                continue;
+            }
+            // Restored PTEs took over the slot's reference to the folio
+            // they map; a restored PMD took its own, and the slot's is
+            // dropped, no spinlock held.
             if new_raw != src_raw {
                 // SAFETY: Slot `i` of `dst` names `new_raw`, a destination,
-                // never the fault folio, mapped by the restored entries.
-                unsafe { dst.release_mapped_folio(i, new_raw) };
+                // never the fault folio, mapped by the restored entries;
+                // PTEs took over its reference, and their lock is held.
+                unsafe { dst.release_mapped_folio(i, new_raw, pmd_level) };
                 // SAFETY: The source's entries are gone and its mapping
                 // moved: the slot's reference is the isolation's, or the
                 // collection's for device memory. Slot `i` names
@@ -1235,9 +1258,9 @@ impl<'a> SourceSlots<'a, Unmapped> {
                 dst.release(i, &fault, puts);
                 // SAFETY: The source stays, mapped by the restored entries;
                 // the slot's reference is the isolation's (the LRU took its
-                // own). Slot `i` names `src_raw`, the fault folio if
-                // `src_fault`.
-                unsafe { self.release_mapped_folio(i, src_raw, src_fault) };
+                // own), which PTEs took over, and their lock is held. Slot
+                // `i` names `src_raw`, the fault folio if `src_fault`.
+                unsafe { self.release_mapped_folio(i, src_raw, src_fault, pmd_level) };
             }
         }
         drop(run);
@@ -1285,8 +1308,14 @@ impl<'a> SourceSlots<'a, Unmapped> {
 /// each is exclusive (writable or anon-exclusive when it was made), so no
 /// other page table maps the page. Only a folio whose slots end before
 /// `end`, the end of the window `run` covers, is looked at. Returns whether
-/// the entries were put back.
-fn restore_by_walk(
+/// the entries were put back; they then hold the caller's reference to
+/// `new`.
+///
+/// # Safety
+///
+/// The caller owns a reference to `new`, which it gives up when this
+/// returns `true`.
+unsafe fn restore_by_walk(
     run: &mut PteRun<'_>,
     at: SlotsMappedAt<'_>,
     i: usize,
@@ -1303,7 +1332,8 @@ fn restore_by_walk(
         // SAFETY: A migration entry for the page of `src` is this
         // migration's own, which holds the folio's lock from before it
         // installed it until finalize removes it; `new` is `src` or its
-        // destination, locked, its mapping moved by the pages phase.
+        // destination, locked, its mapping moved by the pages phase, and
+        // the caller gives up its reference on success.
         return unsafe { run.restore_exclusive_migration_entry(addr, pfn, new) };
     }
     let nr = src.nr_pages();
@@ -1313,7 +1343,8 @@ fn restore_by_walk(
     // SAFETY: A migration entry for a page of `src` is this migration's
     // own, which holds the folio's lock from before it installed them
     // until finalize removes them; `new` is `src` or its destination,
-    // locked, with as many pages, its mapping moved by the pages phase.
+    // locked, with as many pages, its mapping moved by the pages phase, and
+    // the caller gives up its reference on success.
     unsafe { run.restore_exclusive_migration_entries(addr, pfn, new, nr) }
 }
 
@@ -1321,7 +1352,7 @@ fn restore_by_walk(
 /// source slot `i` names at the start of the window ending at `end`, as a
 /// mapping of `new`, when it is the folio's only mapping: the entry is
 /// exclusive (writable or anon-exclusive when it was made). Returns whether
-/// it was put back.
+/// it was put back; the entry then holds a reference of its own.
 fn restore_pmd_by_walk(
     at: SlotsMappedAt<'_>,
     i: usize,

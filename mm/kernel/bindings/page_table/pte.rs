@@ -213,13 +213,17 @@ impl<'a> PteRun<'a> {
     /// exclusive mapping (writable or anon-exclusive), so that no other
     /// page table maps those pages. Returns whether they were put back;
     /// when one is not such an entry, or not in the run, nothing changes.
+    /// The entries put back take over the caller's reference to `new`,
+    /// with one more taken for each but the first in one go, rather than
+    /// one taken for each and the caller's dropped.
     ///
     /// # Safety
     ///
     /// A migration entry for page `pfn + k` in slot `k` was installed by a
     /// migration of that page's folio, and `new` is that folio or its
     /// destination: locked, of at least `nr` pages, and ready to be mapped
-    /// (its mapping and flags moved).
+    /// (its mapping and flags moved). The caller owns a reference to `new`,
+    /// which it gives up when this returns `true`.
     #[inline(always)]
     pub unsafe fn restore_exclusive_migration_entries(
         &mut self,
@@ -237,11 +241,17 @@ impl<'a> PteRun<'a> {
         if !(0..nr).all(|k| unsafe { holds_exclusive_migration_entry(ptep.add(k), pfn + k) }) {
             return false;
         }
+        if nr > 1 {
+            // SAFETY: The caller owns a reference to `new`, so it is live;
+            // the entries below take these over with the caller's.
+            unsafe { bindings::folio_ref_add(new.as_raw(), (nr - 1) as i32) };
+        }
         for k in 0..nr {
             // SAFETY: We hold the PTE lock, slot `k` from `ptep` is in the
             // mapped table and maps `addr + k * PAGE_SIZE`; it holds the
             // migration entry for page `k` of the folio just checked, and
-            // the caller guarantees it and `new`.
+            // the caller guarantees it and `new`; the entry takes one of
+            // the references held for it above.
             unsafe {
                 bindings::remove_migration_pte_locked(
                     new.as_raw(),
@@ -256,7 +266,8 @@ impl<'a> PteRun<'a> {
     }
 
     /// [`PteRun::restore_exclusive_migration_entries`] for the one entry of
-    /// a small folio, the common case, without the loops.
+    /// a small folio, the common case, without the loops: the entry takes
+    /// over the caller's reference.
     ///
     /// # Safety
     ///
@@ -278,7 +289,8 @@ impl<'a> PteRun<'a> {
         }
         // SAFETY: We hold the PTE lock, and `ptep` maps `addr`; it holds
         // the migration entry for the folio's page just checked, and the
-        // caller guarantees it and `new`.
+        // caller guarantees it and `new`, and gives its reference to the
+        // entry.
         unsafe {
             bindings::remove_migration_pte_locked(new.as_raw(), self.vma.as_ptr(), addr, ptep, 0)
         };
