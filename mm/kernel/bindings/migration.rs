@@ -530,8 +530,8 @@ impl<'a> SourceSlots<'a, Collected> {
     /// [`SourceSlots::isolate_and_unmap`] for slot `i`, not empty; `lru`
     /// is the lruvec lock held from the slots before, `drained` which LRU
     /// caches were drained. A large folio's head slot is given its
-    /// folio's order first: from here on it carries it. Returns the
-    /// outcome and the number of slots the slot covers.
+    /// folio's order: from here on it carries it. Returns the outcome and
+    /// the number of slots the slot covers.
     #[inline(always)]
     fn isolate_and_unmap_folio(
         &mut self,
@@ -545,21 +545,18 @@ impl<'a> SourceSlots<'a, Collected> {
                 let hole = slot.is_migrate();
                 return (UnmapOutcome::Empty { hole }, slot.nr_pages());
             }
-            // Most slots hold a small folio: looked up once.
-            Some(folio) if !folio.is_large() => {
-                (self.isolate_and_unmap_slot(i, folio, lru, drained), 1)
-            }
             Some(folio) => {
-                let order = folio.order();
-                let nr = if self.set_order(i, order).is_ok() {
-                    1 << order
-                } else {
-                    kernel::warn_on!(true);
-                    1
-                };
-                let outcome = match self.folio(i) {
-                    Some(folio) => self.isolate_and_unmap_slot(i, folio, lru, drained),
-                    None => UnmapOutcome::Empty { hole: false },
+                // Most slots hold a small folio, whose order is not looked
+                // up.
+                let order = folio.is_large().then(|| folio.order());
+                let outcome = self.isolate_and_unmap_slot(i, folio, lru, drained);
+                let nr = match order.map(|order| (order, self.set_order(i, order))) {
+                    None => 1,
+                    Some((order, Ok(()))) => 1 << order,
+                    Some((_, Err(_))) => {
+                        kernel::warn_on!(true);
+                        1
+                    }
                 };
                 (outcome, nr)
             }
@@ -577,7 +574,7 @@ impl<'a> SourceSlots<'a, Collected> {
     /// [`SourceSlots::isolate_and_unmap_folio`] for `folio`, slot `i`'s,
     /// past the slot's order. The caller clears `MIGRATE_PFN_MIGRATE` of a
     /// slot whose folio cannot migrate.
-    #[inline]
+    #[inline(always)]
     fn isolate_and_unmap_slot(
         &self,
         i: usize,
