@@ -258,7 +258,7 @@ impl PteRun<'_> {
             // SAFETY: The entry taken out is the present or device-private
             // one `snap` read (the caller found it unchanged under the lock
             // we hold), which names page `pfn`: no need to decode it again.
-            (unsafe { old.into_migration_entry_of_page(kind, pfn) }, true)
+            (unsafe { old.migration_entry_of_page(kind, pfn) }, true)
         });
         match installed {
             Ok(true) => {}

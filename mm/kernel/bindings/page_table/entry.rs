@@ -206,25 +206,26 @@ impl TakenPte {
         self.addr
     }
 
-    /// The migration entry of `kind` that replaces this present or
+    /// The migration entry of `kind` that stands for this present or
     /// device-private entry, for the page the caller knows it names, and
     /// carrying its young, dirty, soft-dirty and uffd-wp bits as
-    /// `migrate_vma_collect_pmd()` does.
+    /// `migrate_vma_collect_pmd()` does. The entry taken out stays, to be
+    /// put back if the migration gives the page up.
     ///
     /// # Safety
     ///
     /// The entry is a present or device-private entry that names page
     /// `pfn`.
     #[inline]
-    pub(crate) unsafe fn into_migration_entry_of_page(
-        self,
-        kind: MigrationKind,
-        pfn: usize,
-    ) -> TakenPte {
+    pub(crate) unsafe fn migration_entry_of_page(&self, kind: MigrationKind, pfn: usize) -> TakenPte {
         let pte = encode_migration_pte(self.value(), pfn, kind);
         // INVARIANT: the migration entry for the page the taken entry
         // mapped, for the same slot, by the caller's guarantee.
-        TakenPte { pte, ..self }
+        TakenPte {
+            pte,
+            mm: self.mm,
+            addr: self.addr,
+        }
     }
 }
 
@@ -241,7 +242,7 @@ pub(super) fn migration_pte(old: PteValue, kind: MigrationKind) -> Option<bindin
 
 /// The migration entry of `kind` for page `pfn`, which `old` maps.
 #[inline]
-pub(super) fn encode_migration_pte(
+fn encode_migration_pte(
     old: PteValue,
     pfn: usize,
     kind: MigrationKind,

@@ -3,7 +3,7 @@
 //! A run of PTEs under the PTE-table lock.
 
 use super::entry::{
-    device_private_leaf, encode_migration_pte, is_exclusive_migration_leaf, migration_pte,
+    device_private_leaf, is_exclusive_migration_leaf, migration_pte,
     MigrationKind, PteEntry, PteValue, TakenPte,
 };
 use super::{PAGE_SIZE, PMD_SIZE};
@@ -472,7 +472,8 @@ impl<'a> PteRun<'a> {
 
     /// [`PteRun::replace_by_migration_entry`] for an entry the caller has
     /// decoded already under this lock: the migration entry for page `pfn`,
-    /// writable if `write`, replaces it without a second decode.
+    /// writable if `write`, replaces it without a second decode, the slot
+    /// found once.
     ///
     /// # Safety
     ///
@@ -487,12 +488,12 @@ impl<'a> PteRun<'a> {
         write: bool,
         exclusive: bool,
     ) -> Result<TakenPte> {
-        let old = self.get_and_clear(addr)?;
-        let new = encode_migration_pte(old.value(), pfn, MigrationKind::of(write, exclusive));
-        // SAFETY: The migration entry for the page the entry taken out
-        // named, by the caller's guarantee, in the slot just cleared.
-        unsafe { self.set_raw(addr, new)? };
-        Ok(old)
+        let kind = MigrationKind::of(write, exclusive);
+        self.take_and_replace(addr, false, |old| {
+            // SAFETY: The entry taken out names page `pfn`, by the caller's
+            // guarantee.
+            (unsafe { old.migration_entry_of_page(kind, pfn) }, old)
+        })
     }
 
     /// Stores a device-private entry for the device page `pfn` of `folio`
