@@ -1231,7 +1231,7 @@ impl<'a> SourceSlots<'a, Unmapped> {
                     // SAFETY: The slot that names `new`, the destination's
                     // or else the source's, owns a reference to it; when
                     // the entries are restored, the slot is released below
-                    // without dropping it, before the PTE lock.
+                    // without dropping it, before the PTE lock is.
                     unsafe { restore_by_walk(run, at, i, src, new, window.end) }
                 })
             };

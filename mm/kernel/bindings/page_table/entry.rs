@@ -217,7 +217,11 @@ impl TakenPte {
     /// The entry is a present or device-private entry that names page
     /// `pfn`.
     #[inline]
-    pub(crate) unsafe fn migration_entry_of_page(&self, kind: MigrationKind, pfn: usize) -> TakenPte {
+    pub(crate) unsafe fn migration_entry_of_page(
+        &self,
+        kind: MigrationKind,
+        pfn: usize,
+    ) -> TakenPte {
         let pte = encode_migration_pte(self.value(), pfn, kind);
         // INVARIANT: the migration entry for the page the taken entry
         // mapped, for the same slot, by the caller's guarantee.
@@ -242,11 +246,7 @@ pub(super) fn migration_pte(old: PteValue, kind: MigrationKind) -> Option<bindin
 
 /// The migration entry of `kind` for page `pfn`, which `old` maps.
 #[inline]
-fn encode_migration_pte(
-    old: PteValue,
-    pfn: usize,
-    kind: MigrationKind,
-) -> bindings::pte_t {
+fn encode_migration_pte(old: PteValue, pfn: usize, kind: MigrationKind) -> bindings::pte_t {
     let kind = match kind {
         MigrationKind::Readable => 0,
         MigrationKind::ReadableExclusive => 1,

@@ -3,8 +3,8 @@
 //! A run of PTEs under the PTE-table lock.
 
 use super::entry::{
-    device_private_leaf, is_exclusive_migration_leaf, migration_pte,
-    MigrationKind, PteEntry, PteValue, TakenPte,
+    device_private_leaf, is_exclusive_migration_leaf, migration_pte, MigrationKind, PteEntry,
+    PteValue, TakenPte,
 };
 use super::{PAGE_SIZE, PMD_SIZE};
 use crate::folio::{Folio, LockedFolio};
