@@ -393,7 +393,16 @@ impl<T> Room<T> {
     #[inline(always)]
     fn push(&mut self, v: T) -> core::result::Result<(), T> {
         if let Some(heap) = &mut self.heap {
-            return heap.push_within_capacity(v).map_err(|e| e.0);
+            // `push_within_capacity()`, written out: the walk pushes once
+            // per page taken, where the call it may stay would cost more.
+            let Some(slot) = heap.spare_capacity_mut().first_mut() else {
+                return Err(v);
+            };
+            slot.write(v);
+            // SAFETY: The first spare slot, within the capacity, was just
+            // written.
+            unsafe { heap.inc_len(1) };
+            return Ok(());
         }
         let len = self.len;
         let Some(slot) = self.inline.get_mut(len) else {
@@ -481,8 +490,9 @@ impl<T> Drop for RoomDrain<'_, T> {
 }
 
 /// Room for the entries and folios of one run: inline for a few, and for
-/// more allocated by [`PteBatch::make_room`] before a run's lock is taken,
-/// once the walk meets a page table.
+/// more allocated by [`PteBatch::make_room`] once a run meets the first
+/// folio that needs it, which the walk then takes with the lock dropped
+/// and taken again.
 ///
 /// # Invariants
 ///
@@ -535,10 +545,13 @@ impl PteBatch {
     }
 
     /// Allocates the room [`PteBatch::new`] was asked for, if not done
-    /// yet; outside a run, as allocating may sleep. A range of PMD entries
-    /// only (THPs) never needs it. If the allocation fails the batch keeps
-    /// its inline room: a run then takes the folios that fit, and leaves
-    /// the others where they are for the driver to see as not collected.
+    /// yet; outside a run, as allocating may sleep. The walk makes it when
+    /// a run first meets a folio that needs it, so that a range of PMD
+    /// entries only (THPs), or of small device-private folios, which are
+    /// taken at once, allocates nothing. If the allocation fails the batch
+    /// keeps its inline room: a run then takes the folios that fit, and
+    /// leaves the others where they are for the driver to see as not
+    /// collected.
     #[inline]
     pub fn make_room(&mut self) {
         let pages = core::mem::take(&mut self.wanted);
@@ -629,6 +642,10 @@ pub enum SmallTake {
     Other,
     /// The decision left the page where it is: nothing changed.
     Declined,
+    /// The decision took the page, a present one, which needs room in the
+    /// batch that [`PteBatch::make_room`] has yet to make: nothing
+    /// changed.
+    NeedsRoom,
     /// The decision took the page of PFN `pfn`, with this outcome.
     Tried {
         /// What became of the folio.
@@ -666,6 +683,14 @@ impl<'a> core::ops::Deref for BatchedRun<'_, 'a> {
 }
 
 impl BatchedRun<'_, '_> {
+    /// Whether the batch has yet to make the room it was asked for
+    /// ([`PteBatch::wants_room`]): before a folio that needs it is taken,
+    /// the caller ends the run and makes it.
+    #[inline(always)]
+    pub fn wants_room(&self) -> bool {
+        self.batch.wants_room()
+    }
+
     /// Takes the large folio whose head `snap` names, which this run maps
     /// whole ([`PteRun::maps_folio_whole`]): trylocks and references it
     /// (only references the fault folio, whose lock the fault path holds)
@@ -850,6 +875,9 @@ impl BatchedRun<'_, '_> {
             return SmallTake::Declined;
         }
         let pfn = snap.pfn;
+        if present && self.batch.wants_room() {
+            return SmallTake::NeedsRoom;
+        }
         if present && !self.batch.has_room_for_page() {
             return SmallTake::Tried {
                 taken: Take::Unchanged,

@@ -45,6 +45,16 @@ pub(crate) struct Collector<'a> {
     pub(crate) stats: &'a mut Stats,
 }
 
+/// What [`Collector::collect_small_page`] did with an entry.
+enum SmallStep {
+    /// Collected or skipped, its slot recorded.
+    Done,
+    /// Not the page of a small folio: for the general path.
+    Other,
+    /// A present page the batch has no room for yet: nothing recorded.
+    NeedsRoom,
+}
+
 /// What the PMD step leaves to do.
 enum PmdStep {
     /// The range is collected.
@@ -131,14 +141,12 @@ impl Collector<'_> {
     }
 
     /// `migrate_vma_collect_pmd()`: collects `start..end`, inside one PMD.
+    /// Called once per PMD, and kept out of line: inlined into the walk,
+    /// its PTE loop compiles to more instructions per page.
+    #[inline(never)]
     fn collect_pmd(&mut self, start: usize, end: usize, batch: &mut PteBatch) {
         let mut addr = start;
         loop {
-            // A run's room is allocated before the first page table's lock
-            // is taken, and not for a range that has only PMD entries.
-            if batch.wants_room() && matches!(pmd_peek(self.vma, addr), Some(PmdEntry::Table)) {
-                batch.make_room();
-            }
             // Most PMDs point to a page table: lock it at once, and read
             // the PMD only when there is none.
             let run = match PteRun::lock(self.vma, addr, end) {
@@ -154,7 +162,6 @@ impl Collector<'_> {
                         },
                     }
                     // Split, or about to be walked: a page table now.
-                    batch.make_room();
                     let Some(run) = PteRun::lock(self.vma, addr, end) else {
                         continue;
                     };
@@ -456,15 +463,15 @@ impl Collector<'_> {
     /// Collects the PTE at `addr`, up to `end`, if it names the page of a
     /// small folio, the common case (and a CPU fault's), in one pass:
     /// decided by the rules as any PTE, taken without a second lookup.
-    /// Returns `false`, with nothing done, for any other entry; the fault
-    /// path's migration entry is one.
+    /// Does nothing for any other entry (the fault path's migration entry
+    /// is one), or for a present page before the batch has made its room.
     #[inline(always)]
     fn collect_small_page(
         &mut self,
         taking: &mut BatchedRun<'_, '_>,
         addr: usize,
         end: usize,
-    ) -> bool {
+    ) -> SmallStep {
         let mut decision = Decision::Skip { slots: 1 };
         let tag = self.npages;
         let done = taking.collect_small_page(addr, &self.fault, tag, |small| {
@@ -484,11 +491,12 @@ impl Collector<'_> {
             )
         });
         match done {
-            SmallTake::Other => return false,
+            SmallTake::Other => return SmallStep::Other,
+            SmallTake::NeedsRoom => return SmallStep::NeedsRoom,
             SmallTake::Declined => self.record_other(&decision),
             SmallTake::Tried { taken, pfn } => self.record_taken(&decision, taken, pfn, 1),
         }
-        true
+        SmallStep::Done
     }
 
     /// Records the slots of `decision`, which took a page or folio of
@@ -535,8 +543,9 @@ impl Collector<'_> {
     /// migration entries as the walk goes, and their anon-exclusive pages
     /// are shared at the end of the run, after one TLB flush for the run
     /// (7.3 flushes once per anon-exclusive page). Returns `Err(addr)` when
-    /// the run had to be dropped to split a folio, and the walk must look
-    /// at the PMD again from `addr`.
+    /// the run had to be dropped to split a folio, or to make the batch's
+    /// room for the first folio that needs it, and the walk must look at
+    /// the PMD again from `addr`.
     fn collect_ptes(
         &mut self,
         run: PteRun<'_>,
@@ -547,12 +556,19 @@ impl Collector<'_> {
         let mut run = run.into_lazy_mmu();
         let mut taking = run.batched(batch);
         let mut addr = from;
-        let mut split = None;
+        let (mut split, mut needs_room) = (None, false);
         while addr < end {
             self.stats.inc(Counter::PtesWalked);
-            if self.collect_small_page(&mut taking, addr, end) {
-                addr += PAGE_SIZE;
-                continue;
+            match self.collect_small_page(&mut taking, addr, end) {
+                SmallStep::Done => {
+                    addr += PAGE_SIZE;
+                    continue;
+                }
+                SmallStep::NeedsRoom => {
+                    needs_room = true;
+                    break;
+                }
+                SmallStep::Other => {}
             }
             let mut snap = None;
             let (seen, fault_entry) = self.classify(&taking, addr, &mut snap);
@@ -571,6 +587,10 @@ impl Collector<'_> {
                     source: Source::Page { .. },
                     ..
                 } if !fault_entry => {
+                    if taking.wants_room() {
+                        needs_room = true;
+                        break;
+                    }
                     // A large folio this run maps whole: one lock and one
                     // reference, its entries replaced now and its pages
                     // shared when the run is done.
@@ -612,8 +632,13 @@ impl Collector<'_> {
         if taking.finish(|done| self.finished(done)) {
             self.stats.inc(Counter::TlbFlushes);
         }
-        // Splitting sleeps: leave lazy MMU mode and the PTE lock first.
+        // Splitting and allocating sleep: leave lazy MMU mode and the PTE
+        // lock first.
         drop(run);
+        if needs_room {
+            batch.make_room();
+            return Err(addr);
+        }
         match split {
             Some(pin) => self.split_then_retry(pin, addr, end),
             None => Ok(()),
