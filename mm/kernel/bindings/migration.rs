@@ -550,10 +550,10 @@ impl<'a> SourceSlots<'a, Collected> {
                 // up.
                 let order = folio.is_large().then(|| folio.order());
                 let outcome = self.isolate_and_unmap_slot(i, folio, lru, drained);
-                let nr = match order.map(|order| (order, self.set_order(i, order))) {
+                let nr = match order {
                     None => 1,
-                    Some((order, Ok(()))) => 1 << order,
-                    Some((_, Err(_))) => {
+                    Some(order) if self.set_order(i, order).is_ok() => 1 << order,
+                    Some(_) => {
                         kernel::warn_on!(true);
                         1
                     }
@@ -1210,11 +1210,10 @@ impl<'a> SourceSlots<'a, Unmapped> {
                 // Drop the references queued with the lock released, and
                 // take it again: if the table went away meanwhile, the
                 // rest of the window goes through the rmap.
-                if run.take().is_some() {
-                    puts.flush();
+                let relock = run.take().is_some();
+                puts.flush();
+                if relock {
                     run = PteRun::lock(at.vma, at.addr(window.start), at.addr(window.end));
-                } else {
-                    puts.flush();
                 }
             }
             let walked = if pmd_level {
